@@ -1,0 +1,34 @@
+# The two commands of the README. Both create .venv on first use and are fast afterwards.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_WHEEL ?= torch==2.13.0
+
+.PHONY: demo test lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch first, pinned, so that no requirement can pull a CUDA build on a CPU machine.
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH_WHEEL)"
+	touch $@
+
+$(VENV)/.installed-runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed-runtime
+	$(BIN)/lgcvd-run demo --out demo_out
+
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) demo_out

@@ -1,0 +1,101 @@
+"""Noise schedule and timestep respacing (paper §3.1, Eq. 1-3; reference-notes §3-4).
+
+All tables are numpy float64, built once, checked by asserts. Training converts them to tensors
+through `lgcvd_train.diffusion`; nothing else re-derives them. This module knows nothing about
+networks, frames or engines.
+
+Notation: beta_t (`betas`), alpha_t = 1 - beta_t, abar_t = prod_{s<=t} alpha_s (`alphas_cumprod`).
+Index t runs over 0..T-1; the network always receives the index in this original grid.
+A schedule used by a shipped bundle is never changed, only added to.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+SCHEDULES = ("cosine",)
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """What a bundle manifest records about the schedule."""
+
+    type: str = "cosine"
+    T: int = 1000
+    s: float = 0.008  # cosine offset (Nichol & Dhariwal 2021)
+    max_beta: float = 0.9999  # clip of the reference code (reference-notes §3)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ScheduleSpec:
+        return cls(**d)
+
+
+def cosine_alpha_bar(u: np.ndarray, s: float) -> np.ndarray:
+    """f(u)/f(0) with f(u) = cos^2((u + s)/(1 + s) * pi/2), u = t/T in [0, 1]."""
+    f = np.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+    return f / math.cos(s / (1 + s) * math.pi / 2) ** 2
+
+
+def make_betas(spec: ScheduleSpec) -> np.ndarray:
+    """beta_t = min(1 - abar((t+1)/T) / abar(t/T), max_beta), t = 0..T-1. (T,) float64."""
+    if spec.type not in SCHEDULES:
+        raise ValueError(f"unknown schedule {spec.type!r}; known: {', '.join(SCHEDULES)}")
+    u = np.arange(spec.T + 1, dtype=np.float64) / spec.T
+    ab = cosine_alpha_bar(u, spec.s)
+    betas = np.minimum(1.0 - ab[1:] / ab[:-1], spec.max_beta)
+    assert betas.shape == (spec.T,) and np.all(betas > 0) and np.all(betas <= spec.max_beta)
+    return betas
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A sampling plan: the kept timesteps and the re-derived schedule over them.
+
+    `timesteps[i]` is the original index the network sees at step i (ascending);
+    `alphas_cumprod[i]` = abar at that index; `betas[i]` = 1 - abar_i / abar_{i-1} (abar_{-1} = 1).
+    """
+
+    timesteps: np.ndarray  # (S,) int64, ascending, in 0..T-1
+    alphas_cumprod: np.ndarray  # (S,) float64
+    betas: np.ndarray  # (S,) float64
+
+    @property
+    def steps(self) -> int:
+        return len(self.timesteps)
+
+    def describe(self) -> str:
+        t = self.timesteps
+        head = ", ".join(str(int(x)) for x in t[:4])
+        tail = ", ".join(str(int(x)) for x in t[-3:])
+        return f"{self.steps} steps over t = {head}, ..., {tail}"
+
+
+def full_alphas_cumprod(spec: ScheduleSpec) -> np.ndarray:
+    ab = np.cumprod(1.0 - make_betas(spec))
+    assert np.all(np.diff(ab) < 0) and 0 < ab[-1] < ab[0] < 1
+    return ab
+
+
+def respace(spec: ScheduleSpec, steps: int) -> Plan:
+    """Keep `steps` evenly spaced indices round(k (T-1)/(steps-1)), k = 0..steps-1 (includes 0 and
+    T-1, as the reference's `space_timesteps(1000, "100")`), and re-derive betas from the kept abar.
+    """
+    if not 1 <= steps <= spec.T:
+        raise ValueError(f"steps must be in 1..{spec.T}, got {steps}")
+    ab_full = full_alphas_cumprod(spec)
+    if steps == 1:
+        kept = np.array([spec.T - 1], dtype=np.int64)
+    else:
+        kept = np.unique(np.round(np.linspace(0, spec.T - 1, steps)).astype(np.int64))
+    assert len(kept) == steps, "respacing produced duplicate timesteps"
+    ab = ab_full[kept]
+    prev = np.concatenate([[1.0], ab[:-1]])
+    betas = 1.0 - ab / prev
+    assert np.all(betas > 0) and np.all(betas < 1)
+    return Plan(timesteps=kept, alphas_cumprod=ab, betas=betas)

@@ -1,0 +1,103 @@
+"""Model and training configuration: frozen dataclasses, presets, JSON round trip.
+
+A checkpoint stores `ModelConfig.to_dict()` beside its weights; loaders rebuild from that JSON and
+never replay command-line flags (style.md 10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the LGC-VD denoiser and sequence encoder (paper §3.2, §4.2)."""
+
+    image_size: int = 64  # H = W
+    channels: int = 3  # per frame
+    frames: int = 8  # N, frames per window
+    cond_slots: int = 2  # K, local condition slots
+    width: int = 128  # base channel count
+    mults: tuple[int, ...] = (1, 2, 3, 4)  # channel multiplier per resolution level
+    num_res_blocks: int = 2  # per down level (up levels get one more)
+    attn_resolutions: tuple[int, ...] = (16,)  # self-attention at these feature sizes
+    head_channels: int = 128  # channels per attention head
+    dropout: float = 0.0
+    context: bool = True  # sequence encoder + cross-attention (global context)
+    cross_attn_levels: tuple[str, ...] = ("mid",)  # "mid" and/or feature sizes as strings ("8")
+    parameterization: str = "v"  # "v" or "eps"
+
+    @property
+    def new_frames(self) -> int:
+        return self.frames - self.cond_slots
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        tuples = {"mults", "attn_resolutions", "cross_attn_levels"}
+        return cls(**{k: tuple(v) if k in tuples else v for k, v in d.items()})
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # The reference BAIR model (reference-notes §1, §6): ~96M parameters with the encoder.
+    "paper-bair64": ModelConfig(image_size=64, width=128, mults=(1, 2, 3, 4), attn_resolutions=(16,)),
+    "paper-city128": ModelConfig(
+        image_size=128, width=128, mults=(1, 2, 3, 4), attn_resolutions=(32,)
+    ),
+    # CPU presets: same structure, fewer channels.
+    "small": ModelConfig(
+        image_size=64, width=32, mults=(1, 2, 2, 2), attn_resolutions=(16,), head_channels=32
+    ),
+    "tiny": ModelConfig(
+        image_size=32, width=16, mults=(1, 2), num_res_blocks=1, attn_resolutions=(16,),
+        head_channels=16,
+    ),
+}
+
+
+def preset(name: str) -> ModelConfig:
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+# Task mixture of the reference (reference-notes §3): prediction 45%, unconditional 40%,
+# interpolation 5%, random positions 10%.
+DEFAULT_TASK_WEIGHTS = {"prediction": 0.45, "unconditional": 0.40, "interpolation": 0.05,
+                        "random": 0.10}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and two-stage training settings (paper §3.3, §4.2)."""
+
+    steps: int = 200
+    batch_size: int = 8  # clips per process per step
+    lr: float = 1e-4
+    ema_decay: float = 0.999
+    grad_clip: float | None = None
+    loss: str = "l1"  # "l1" or "l2" on the parameterization's target
+    two_stage: bool = True  # stage 2 sees the detached stage-1 x0 estimate
+    clip_frames: int = 14  # L
+    hflip: bool = True
+    task_weights: dict = field(default_factory=lambda: dict(DEFAULT_TASK_WEIGHTS))
+    seed: int = 0
+    save_every: int = 500
+    log_every: int = 10
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        return cls(**d)
+
+    def with_(self, **kw) -> TrainConfig:
+        return replace(self, **kw)
