@@ -46,7 +46,9 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     # The reference BAIR model (reference-notes §1, §6): ~96M parameters with the encoder.
-    "paper-bair64": ModelConfig(image_size=64, width=128, mults=(1, 2, 3, 4), attn_resolutions=(16,)),
+    "paper-bair64": ModelConfig(
+        image_size=64, width=128, mults=(1, 2, 3, 4), attn_resolutions=(16,)
+    ),
     "paper-city128": ModelConfig(
         image_size=128, width=128, mults=(1, 2, 3, 4), attn_resolutions=(32,)
     ),
@@ -55,7 +57,11 @@ PRESETS: dict[str, ModelConfig] = {
         image_size=64, width=32, mults=(1, 2, 2, 2), attn_resolutions=(16,), head_channels=32
     ),
     "tiny": ModelConfig(
-        image_size=32, width=16, mults=(1, 2), num_res_blocks=1, attn_resolutions=(16,),
+        image_size=32,
+        width=16,
+        mults=(1, 2),
+        num_res_blocks=1,
+        attn_resolutions=(16,),
         head_channels=16,
     ),
 }
@@ -69,8 +75,12 @@ def preset(name: str) -> ModelConfig:
 
 # Task mixture of the reference (reference-notes §3): prediction 45%, unconditional 40%,
 # interpolation 5%, random positions 10%.
-DEFAULT_TASK_WEIGHTS = {"prediction": 0.45, "unconditional": 0.40, "interpolation": 0.05,
-                        "random": 0.10}
+DEFAULT_TASK_WEIGHTS = {
+    "prediction": 0.45,
+    "unconditional": 0.40,
+    "interpolation": 0.05,
+    "random": 0.10,
+}
 
 
 @dataclass(frozen=True)

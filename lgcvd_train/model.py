@@ -50,7 +50,9 @@ class DownPath(nn.Module):
                 c = c_out
             self.levels.append(blocks)
             last = i == len(chans) - 1
-            self.downsample.append(nn.Identity() if last else nn.Conv2d(c, c, 3, stride=2, padding=1))
+            self.downsample.append(
+                nn.Identity() if last else nn.Conv2d(c, c, 3, stride=2, padding=1)
+            )
         self.mid1 = ResBlock(c, c, temb_dim, cfg.dropout)
         self.mid_attn = SelfAttention(c, cfg.head_channels)
         self.mid2 = ResBlock(c, c, temb_dim, cfg.dropout)

@@ -1,0 +1,189 @@
+"""The model bundle: the contract between export and runtime (design.md "Bundle").
+
+A directory `NAME.lgcvd/` holding `manifest.json` and the ONNX graphs it names. This module reads,
+validates and writes manifests and checks file hashes; it knows nothing about torch or ONNX
+internals. Graph I/O (names, dtypes, symbolic shapes) is described here once and read by the
+exporter, TensorRT profiles and the runtime's input checks (style.md 8).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import BundleError
+from .schedule import ScheduleSpec
+
+FORMAT = "lgcvd-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+BATCH = "batch"  # symbolic batch dimension
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the runtime must know about the network's input layout."""
+
+    image_size: int
+    channels: int
+    frames: int  # N
+    cond_slots: int  # K
+    parameterization: str
+
+    @property
+    def new_frames(self) -> int:
+        return self.frames - self.cond_slots
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # "float32" | "float16"
+    shape: tuple  # ints and the symbolic "batch"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TensorSpec:
+        return cls(d["name"], d["dtype"], tuple(d["shape"]))
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    file: str
+    sha256: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "sha256": self.sha256,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GraphSpec:
+        return cls(
+            d["file"],
+            d["sha256"],
+            tuple(TensorSpec.from_dict(t) for t in d["inputs"]),
+            tuple(TensorSpec.from_dict(t) for t in d["outputs"]),
+        )
+
+
+def graph_io(spec: ModelSpec, context_shapes: list[tuple[int, ...]], dtype: str = "float32"):
+    """The I/O of both graphs: (context inputs, context outputs, denoiser inputs, denoiser outputs).
+
+    `context_shapes`: per context tensor its shape without batch, e.g. (heads, Lz, d) for each
+    cross-attention K and V, in order. Graph inputs and outputs are float32 unless `dtype` says.
+    """
+    h = w = spec.image_size
+    window = (BATCH, spec.channels * spec.frames, h, w)
+    ctx = tuple(
+        TensorSpec(f"ctx_{'kv'[i % 2]}{i // 2}", dtype, (BATCH, *s))
+        for i, s in enumerate(context_shapes)
+    )
+    cond = (BATCH, spec.cond_slots * (spec.channels + 1), h, w)
+    ctx_in = (TensorSpec("prev", dtype, window),)
+    den_in = (
+        TensorSpec("x_t", dtype, window),
+        TensorSpec("t", "float32", (BATCH,)),
+        TensorSpec("cond", dtype, cond),
+        *ctx,
+    )
+    den_out = (TensorSpec("out", dtype, window),)
+    return ctx_in, ctx, den_in, den_out
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model: ModelSpec
+    schedule: ScheduleSpec
+    precision: str  # "fp32" | "fp16"
+    max_batch: int
+    graphs: dict  # name ("context", "denoiser") -> GraphSpec
+    provenance: dict
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "format_version": self.format_version,
+            "model": asdict(self.model),
+            "schedule": self.schedule.to_dict(),
+            "precision": self.precision,
+            "max_batch": self.max_batch,
+            "graphs": {k: g.to_dict() for k, g in self.graphs.items()},
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Manifest:
+        return cls(
+            model=ModelSpec(**d["model"]),
+            schedule=ScheduleSpec.from_dict(d["schedule"]),
+            precision=d["precision"],
+            max_batch=int(d["max_batch"]),
+            graphs={k: GraphSpec.from_dict(g) for k, g in d["graphs"].items()},
+            provenance=d.get("provenance", {}),
+            format_version=int(d["format_version"]),
+        )
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> None:
+    text = json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n"
+    (directory / MANIFEST).write_text(text)
+
+
+def load_manifest(path: Path, verify: bool = True) -> Manifest:
+    """Read and check `path/manifest.json`; verify each graph's sha256 unless told not to."""
+    path = Path(path)
+    mf = path / MANIFEST
+    if not path.is_dir():
+        raise BundleError(
+            f"{path}: no such bundle directory; pass a NAME.lgcvd folder from lgcvd-export"
+        )
+    if not mf.is_file():
+        raise BundleError(f"{path}: no {MANIFEST}; the bundle is incomplete, export it again")
+    try:
+        raw = json.loads(mf.read_text())
+        if raw.get("format") != FORMAT:
+            raise BundleError(f"{mf}: not an lgcvd bundle manifest (format {raw.get('format')!r})")
+        version = int(raw["format_version"])
+        if version > FORMAT_VERSION:
+            raise BundleError(
+                f"{path}: bundle format version {version} is newer than this runtime's "
+                f"({FORMAT_VERSION}); upgrade lgcvd"
+            )
+        manifest = Manifest.from_dict(raw)
+    except (ValueError, KeyError, TypeError) as e:
+        raise BundleError(f"{mf}: corrupt manifest ({e}); export the bundle again") from None
+    for name in ("context", "denoiser"):
+        if name not in manifest.graphs:
+            raise BundleError(f"{mf}: manifest names no {name} graph; export the bundle again")
+        if verify:
+            verify_graph(path, manifest.graphs[name])
+    return manifest
+
+
+def verify_graph(path: Path, graph: GraphSpec) -> None:
+    f = path / graph.file
+    if not f.is_file():
+        raise BundleError(f"{path}: missing graph file {graph.file}; export the bundle again")
+    if sha256_file(f) != graph.sha256:
+        raise BundleError(
+            f"{f}: sha256 does not match the manifest (file changed or corrupt); export the bundle again"
+        )

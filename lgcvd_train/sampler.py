@@ -1,0 +1,69 @@
+"""The torch reference sampler: the runtime's pipeline driven by the torch model.
+
+`TorchBackend` fits the runtime's two-method backend protocol (`encode`, `denoise`), so the window
+logic, the conditioning and the sampler arithmetic are the runtime's own numpy code
+(`lgcvd_runtime.pipeline`, `lgcvd_runtime.samplers`), and only the network differs. The runtime's
+backends are checked against this one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lgcvd_runtime.bundle import ModelSpec
+from lgcvd_runtime.pipeline import Pipeline, SamplerSettings
+from lgcvd_runtime.schedule import ScheduleSpec, respace
+
+from .config import ModelConfig
+from .model import LGCVD
+
+
+def model_spec(cfg: ModelConfig) -> ModelSpec:
+    return ModelSpec(
+        image_size=cfg.image_size,
+        channels=cfg.channels,
+        frames=cfg.frames,
+        cond_slots=cfg.cond_slots,
+        parameterization=cfg.parameterization,
+    )
+
+
+class TorchBackend:
+    """Runs `LGCVD.context` / `LGCVD.denoise` on numpy inputs; counts calls."""
+
+    name = "torch"
+
+    def __init__(self, model: LGCVD, device: str | torch.device = "cpu"):
+        self.model = model.eval().to(device)
+        self.device = torch.device(device)
+        self.calls = {"encode": 0, "denoise": 0}
+
+    def _t(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+
+    @torch.no_grad()
+    def encode(self, prev: np.ndarray) -> tuple[np.ndarray, ...]:
+        self.calls["encode"] += 1
+        return tuple(c.float().cpu().numpy() for c in self.model.context(self._t(prev)))
+
+    @torch.no_grad()
+    def denoise(self, x_t, t, cond, context) -> np.ndarray:
+        self.calls["denoise"] += 1
+        ctx = tuple(self._t(c) for c in context)
+        out = self.model.denoise(self._t(x_t), self._t(t), self._t(cond), ctx)
+        return out.float().cpu().numpy()
+
+
+def reference_pipeline(
+    model: LGCVD,
+    sampler: str = "ddpm",
+    steps: int = 100,
+    context_mode: str = "last",
+    schedule: ScheduleSpec | None = None,
+    device: str = "cpu",
+) -> Pipeline:
+    """A `Pipeline` on the torch model with the same settings the runtime takes."""
+    plan = respace(schedule or ScheduleSpec(), steps)
+    settings = SamplerSettings(plan=plan, sampler=sampler, context_mode=context_mode)
+    return Pipeline(TorchBackend(model, device), model_spec(model.cfg), settings)
