@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError, safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from lgcvd_runtime.errors import LgcvdError
@@ -82,7 +82,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         with safe_open(f, framework="pt") as sf:
             meta = (sf.metadata() or {}).get(META_KEY)
         tensors = load_file(f)
-    except (SafetensorsError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{f}: corrupt checkpoint ({e}); use another checkpoint") from None
     if meta is None:
         raise CheckpointError(f"{f}: not an lgcvd checkpoint (no '{META_KEY}' metadata)")

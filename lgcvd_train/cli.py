@@ -1,0 +1,195 @@
+"""`lgcvd-train`: two-stage LGC-VD training from the command line (paper §3.3, §4.2).
+
+lgcvd-train --preset small --data shapes --steps 200
+lgcvd-train --preset small --data path/to/videos/ --out runs/mine
+torchrun --nproc-per-node 4 -m lgcvd_train.cli --preset paper-bair64 --data bair.npz
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from lgcvd_runtime.errors import LgcvdError
+
+from . import __version__
+from .checkpoint import FILENAME
+from .config import DEFAULT_TASK_WEIGHTS, PRESETS, TrainConfig, preset
+
+
+def parse_task_weights(text: str | None) -> dict:
+    if not text:
+        return dict(DEFAULT_TASK_WEIGHTS)
+    try:
+        pairs = (item.split("=") for item in text.split(","))
+        return {name.strip(): float(value) for name, value in pairs}
+    except ValueError:
+        raise click.BadParameter(
+            "use NAME=WEIGHT pairs, e.g. prediction=0.5,unconditional=0.3,interpolation=0.1,random=0.1"
+        ) from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--preset",
+    "preset_name",
+    type=click.Choice(list(PRESETS)),
+    default="small",
+    show_default=True,
+    help="Model architecture preset.",
+)
+@click.option(
+    "--data",
+    required=True,
+    help="shapes | mnist | pushsim (generated), a folder of videos, or a .npy/.npz array "
+    "N×T×H×W×3 uint8.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run directory for checkpoint and metrics [default: runs/PRESET-DATA].",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(1),
+    default=200,
+    show_default=True,
+    help="Total optimizer steps (a resumed run continues up to this number).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=8,
+    show_default=True,
+    help="Clips per process per step.",
+)
+@click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate.")
+@click.option("--ema-decay", type=float, default=0.999, show_default=True, help="EMA decay.")
+@click.option("--grad-clip", type=float, default=None, help="Clip the gradient norm to this.")
+@click.option(
+    "--loss",
+    type=click.Choice(["l1", "l2"]),
+    default="l1",
+    show_default=True,
+    help="Loss on the prediction target.",
+)
+@click.option(
+    "--parameterization",
+    type=click.Choice(["v", "eps"]),
+    default="v",
+    show_default=True,
+    help="What the network predicts.",
+)
+@click.option(
+    "--no-two-stage",
+    is_flag=True,
+    help="Ablation: stage 2 sees ground truth instead of the stage-1 estimate.",
+)
+@click.option(
+    "--no-context",
+    is_flag=True,
+    help="Ablation: no sequence encoder / global context (paper Table 5 baseline).",
+)
+@click.option(
+    "--task-weights",
+    default=None,
+    help="Task mixture, e.g. prediction=0.45,unconditional=0.4,interpolation=0.05,"
+    "random=0.1 (the default).",
+)
+@click.option(
+    "--num-videos",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Videos to generate for shapes / mnist / pushsim.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of data, init, noise.")
+@click.option(
+    "--save-every",
+    type=click.IntRange(1),
+    default=500,
+    show_default=True,
+    help="Write a checkpoint every this many steps.",
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--force", is_flag=True, help="Start afresh even if --out holds a checkpoint.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def main(
+    preset_name,
+    data,
+    out,
+    steps,
+    batch_size,
+    lr,
+    ema_decay,
+    grad_clip,
+    loss,
+    parameterization,
+    no_two_stage,
+    no_context,
+    task_weights,
+    num_videos,
+    seed,
+    save_every,
+    resume,
+    force,
+    device,
+    quiet,
+):
+    """Train LGC-VD with the two-stage algorithm; write RUN/checkpoint.safetensors."""
+    from .data import load_dataset
+    from .trainer import Trainer
+
+    mcfg = replace(preset(preset_name), context=not no_context, parameterization=parameterization)
+    tcfg = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        ema_decay=ema_decay,
+        grad_clip=grad_clip,
+        loss=loss,
+        two_stage=not no_two_stage,
+        task_weights=parse_task_weights(task_weights),
+        seed=seed,
+        save_every=save_every,
+    )
+    out = out or Path("runs") / f"{preset_name}-{Path(data).stem}"
+    if (out / FILENAME).exists() and not (resume or force):
+        raise click.ClickException(
+            f"{out} already holds a checkpoint; pass --resume to continue it or --force to start over"
+        )
+    if resume and not (out / FILENAME).exists():
+        raise click.ClickException(f"{out} holds no checkpoint to resume; drop --resume")
+    try:
+        videos = load_dataset(
+            data, mcfg.image_size, num_videos=num_videos, seed=seed, min_frames=tcfg.clip_frames
+        )
+        provenance = {
+            "data": data,
+            "num_videos": len(videos),
+            "data_seed": seed,
+            "command": "lgcvd-train " + shlex.join(sys.argv[1:]),
+            "lgcvd_version": __version__,
+        }
+        trainer = Trainer(
+            mcfg, tcfg, videos, out, provenance, resume=resume, device=device, progress=not quiet
+        )
+        trainer.fit()
+    except LgcvdError as e:
+        raise click.ClickException(str(e)) from None
+    except KeyboardInterrupt:
+        click.echo(f"interrupted; checkpoint saved in {out} (continue with --resume)", err=True)
+        sys.exit(130)
+    if trainer.d.main:
+        click.echo(f"checkpoint: {out / FILENAME}")
+
+
+if __name__ == "__main__":
+    main()

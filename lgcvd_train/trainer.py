@@ -1,0 +1,173 @@
+"""The training loop: Adam, EMA, checkpoints, exact resume, metrics log, DDP (paper §4.2).
+
+Single process or `torchrun` (DistributedDataParallel; NCCL on GPUs, gloo on CPUs). Rank 0 writes
+checkpoints (every `save_every` steps, at the end, and on Ctrl-C) and the metrics log
+(`metrics.jsonl`, one JSON object per logged step). `--resume` restores weights, EMA, optimizer and
+step; because batches, tasks and noise are drawn from per-step seeds (`two_stage`), the resumed
+loss curve is the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from .checkpoint import FILENAME, load_checkpoint, restore_optimizer, save_checkpoint
+from .config import ModelConfig, TrainConfig
+from .model import LGCVD
+from .two_stage import TwoStageStep, sample_clips
+
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str | None) -> Dist:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available() and device != "cpu"
+    if world == 1:
+        return Dist(device=torch.device(device or ("cuda" if cuda else "cpu")))
+    dist.init_process_group("nccl" if cuda else "gloo")
+    rank, local = dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0"))
+    if cuda:
+        torch.cuda.set_device(local)
+    return Dist(rank, world, torch.device(f"cuda:{local}" if cuda else "cpu"))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p.detach(), 1.0 - decay)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """On resume, drop log lines past the checkpoint's step (they will be written again)."""
+    if path.exists():
+        keep = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= step]
+        path.write_text("".join(ln + "\n" for ln in keep))
+
+
+class Trainer:
+    def __init__(
+        self,
+        mcfg: ModelConfig,
+        tcfg: TrainConfig,
+        videos: list[np.ndarray],
+        run_dir: Path,
+        provenance: dict,
+        resume: bool = False,
+        device: str | None = None,
+        progress: bool = True,
+    ):
+        self.d = init_distributed(device)
+        self.tcfg, self.videos, self.run_dir = tcfg, videos, Path(run_dir)
+        self.provenance, self.progress = provenance, progress and self.d.main
+        self.step = 0
+        if resume:
+            ckpt = load_checkpoint(self.run_dir / FILENAME)
+            mcfg, self.tcfg = ckpt.model_config, ckpt.train_config.with_(steps=tcfg.steps)
+        torch.manual_seed(self.tcfg.seed)  # same initial weights on every rank
+        self.model = LGCVD(mcfg).to(self.d.device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.tcfg.lr)
+        if resume:
+            self.model.load_state_dict(ckpt.weights("model."))
+            self.ema.load_state_dict(ckpt.weights("ema."))
+            restore_optimizer(self.opt, ckpt)
+            self.step = ckpt.step
+            if self.d.main:
+                _truncate_log(self.run_dir / METRICS, self.step)
+        self.net = (
+            DistributedDataParallel(
+                self.model,
+                device_ids=[self.d.device.index] if self.d.device.type == "cuda" else None,
+            )
+            if self.d.world > 1
+            else self.model
+        )
+        self.step_fn = TwoStageStep(mcfg, self.tcfg, self.d.device)
+
+    def save(self) -> Path | None:
+        if not self.d.main:
+            return None
+        return save_checkpoint(
+            self.run_dir,
+            self.model,
+            self.ema,
+            self.opt,
+            self.step,
+            self.tcfg,
+            {"provenance": self.provenance},
+        )
+
+    def train_step(self) -> dict:
+        clips = sample_clips(self.videos, self.step, self.d.rank, self.d.world, self.tcfg)
+        self.opt.zero_grad(set_to_none=True)
+        no_sync = self.net.no_sync if self.d.world > 1 else None
+        out = self.step_fn(self.net, clips, self.step, self.d.rank, no_sync)
+        if self.tcfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.grad_clip)
+        self.opt.step()
+        self.step += 1
+        decay = min(self.tcfg.ema_decay, (1 + self.step) / (10 + self.step))
+        update_ema(self.ema, self.model, decay)
+        return {"step": self.step, "loss": out.loss, "loss1": out.loss1, "loss2": out.loss2}
+
+    def fit(self) -> list[dict]:
+        """Train up to `tcfg.steps`; returns the logged records of this call."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.run_dir / METRICS, "a") if self.d.main else None
+        bar = tqdm(
+            total=self.tcfg.steps,
+            initial=self.step,
+            disable=not self.progress,
+            unit="it",
+            dynamic_ncols=True,
+        )
+        records, t0 = [], time.perf_counter()
+        try:
+            while self.step < self.tcfg.steps:
+                rec = self.train_step()
+                records.append(rec)
+                bar.update(1)
+                bar.set_postfix(loss=f"{rec['loss']:.4f}")
+                if log and (self.step % self.tcfg.log_every == 0 or self.step == self.tcfg.steps):
+                    rec["clips_per_s"] = (
+                        self.tcfg.batch_size
+                        * self.d.world
+                        * len(records)
+                        / (time.perf_counter() - t0)
+                    )
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                if self.step % self.tcfg.save_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            self.save()
+            raise
+        finally:
+            bar.close()
+            if log:
+                log.close()
+        self.save()
+        return records

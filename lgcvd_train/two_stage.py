@@ -1,0 +1,152 @@
+"""One iteration of two-stage training (paper §3.3, Fig. 2; design.md "Model").
+
+A 14-frame clip is two windows overlapping by K frames. Stage 1 denoises window 1 with ground-truth
+conditions and the encoder fed U; its one-step estimate x̂0 (Eq. 7, same noisy step) is detached.
+Stage 2 denoises window 2 with the encoder fed x̂0 and, for the prediction task, x̂0's last K frames
+as condition frames. Without two-stage training (ablation), stage 2 sees ground truth instead.
+
+Batches are drawn without state: the clips, tasks, timesteps and noise of step s on rank r come
+from generators seeded by (seed, s, r), so a resumed run repeats an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lgcvd_runtime.conditioning import (
+    ABSENT,
+    TASK_POSITIONS,
+    build_condition,
+    resolve_positions,
+    stack_window,
+    to_model,
+    unknown_window,
+)
+
+from .config import ModelConfig, TrainConfig
+from .diffusion import Schedule, estimate_x0, loss_fn, noisy_input, target
+
+TASKS = ("prediction", "unconditional", "interpolation", "random")
+
+
+def draw_positions(task: str, rng: np.random.Generator, n_frames: int, k: int) -> list[int]:
+    """Condition positions of one window for a task; "random" draws K distinct positions from
+    -1..N-2 (the reference never draws the last frame)."""
+    if task == "random":
+        return [int(p) for p in rng.choice(np.arange(ABSENT, n_frames - 1), k, replace=False)]
+    return list(resolve_positions(TASK_POSITIONS[task], n_frames))
+
+
+def sample_clips(videos: list[np.ndarray], step: int, rank: int, world: int, cfg: TrainConfig):
+    """Clips of step `step` for `rank`: an epoch-wise permutation of the videos split across ranks
+    (a distributed sampler without state), a random start and an optional horizontal flip.
+    Returns (B, L, 3, H, W) float32 in [-1, 1]."""
+    b, n = cfg.batch_size, len(videos)
+    clips = []
+    for i in range(b):
+        pos = (step * world + rank) * b + i
+        epoch, j = divmod(pos, n)
+        video = videos[np.random.default_rng([cfg.seed, epoch]).permutation(n)[j]]
+        rng = np.random.default_rng([cfg.seed, step, rank, i])
+        start = int(rng.integers(0, len(video) - cfg.clip_frames + 1))
+        clip = video[start : start + cfg.clip_frames]
+        if cfg.hflip and rng.random() < 0.5:
+            clip = clip[:, :, ::-1]
+        clips.append(clip)
+    return to_model(np.stack(clips))
+
+
+@dataclass
+class StageOutputs:
+    loss: float
+    loss1: float
+    loss2: float
+    x0_hat: torch.Tensor  # (B, 3N, H, W) detached stage-1 estimate
+    prev2: torch.Tensor  # what the encoder saw in stage 2
+    cond2: torch.Tensor  # stage-2 local condition
+    out1: torch.Tensor  # stage-1 network output (part of stage 1's graph)
+
+
+class TwoStageStep:
+    """Computes the two stage losses and their gradients (one backward per stage)."""
+
+    def __init__(self, mcfg: ModelConfig, tcfg: TrainConfig, device: torch.device):
+        self.mcfg, self.tcfg, self.device = mcfg, tcfg, device
+        self.sched = Schedule(device=device)
+        names = list(tcfg.task_weights)
+        w = np.array([tcfg.task_weights[t] for t in names], dtype=np.float64)
+        if set(names) - set(TASKS) or w.sum() <= 0:
+            raise ValueError(f"task weights must name tasks from {TASKS} with a positive sum")
+        self.task_names, self.task_p = names, w / w.sum()
+
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+
+    def _stage(self, model, window, cond, prev, gen, autocast):
+        """Diffusion loss of one window; returns (loss, out, x_t, alpha, sigma)."""
+        b = window.shape[0]
+        t = torch.randint(0, self.sched.T, (b,), generator=gen).to(self.device)
+        eps = torch.randn(window.shape, generator=gen).to(self.device)
+        x_t, (alpha, sigma) = noisy_input(self.sched, window, t, eps)
+        with autocast():
+            out = model(x_t, t, cond, prev)
+        tgt = target(window, eps, alpha, sigma, self.mcfg.parameterization)
+        return loss_fn(out, tgt, self.tcfg.loss), out, x_t, alpha, sigma
+
+    def __call__(self, model, clips: np.ndarray, step: int, rank: int, no_sync=None):
+        """clips: (B, L, 3, H, W) in [-1, 1]. Backpropagates both stages; returns StageOutputs."""
+        n, k = self.mcfg.frames, self.mcfg.cond_slots
+        b, _, _, h, w = clips.shape
+        rng = np.random.default_rng([self.tcfg.seed, step, rank, 1 << 20])
+        gen = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
+        tasks = rng.choice(self.task_names, size=b, p=self.task_p)
+        w1, w2 = clips[:, :n], clips[:, n - k : 2 * n - k]  # (B, N, 3, H, W) each
+        autocast = (
+            (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
+            if self.device.type == "cuda" and self.tcfg.amp
+            else contextlib.nullcontext
+        )
+
+        # Stage 1: ground-truth conditions, encoder sees U.
+        pos1 = np.array([draw_positions(t, rng, n, k) for t in tasks])
+        cond1 = self._tensor(build_condition(w1, pos1, n))
+        prev1 = self._tensor(unknown_window(b, n, h, w))
+        x1 = self._tensor(stack_window(w1))
+        with no_sync() if no_sync else contextlib.nullcontext():
+            loss1, out1, x_t1, a1, s1 = self._stage(model, x1, cond1, prev1, gen, autocast)
+            (0.5 * loss1).backward()
+        x0_hat = estimate_x0(x_t1, out1.detach(), a1, s1, self.mcfg.parameterization)
+
+        # Stage 2: the encoder sees x̂0 (two-stage) or the ground truth of window 1 (ablation).
+        src2 = w2.copy()
+        if self.tcfg.two_stage:
+            prev2 = x0_hat
+            x0_frames = x0_hat.view(b, n, -1, h, w)[:, n - k :].cpu().numpy()
+            pred = tasks == "prediction"
+            src2[pred, :k] = x0_frames[pred]
+        else:
+            prev2 = x1
+        pos2 = np.array(
+            [
+                draw_positions(t, rng, n, k) if t == "random" else p
+                for t, p in zip(tasks, pos1, strict=True)
+            ]
+        )
+        cond2 = self._tensor(build_condition(src2, pos2, n))
+        loss2, _, _, _, _ = self._stage(
+            model, self._tensor(stack_window(w2)), cond2, prev2, gen, autocast
+        )
+        (0.5 * loss2).backward()
+        return StageOutputs(
+            loss=0.5 * (loss1.item() + loss2.item()),
+            loss1=loss1.item(),
+            loss2=loss2.item(),
+            x0_hat=x0_hat,
+            prev2=prev2,
+            cond2=cond2,
+            out1=out1,
+        )

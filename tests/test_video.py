@@ -1,0 +1,345 @@
+"""Video reading and writing (lgcvd_runtime/video.py) and the video-folder dataset.
+
+Pixel values are only checked through lossless paths (FFV1 .mkv, PNG, GIF palette colours);
+H.264 .mp4 is checked for frame count and size only (design.md: yuv420p loses much at 64x64).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from lgcvd_runtime.errors import DataError, OutputExistsError, VideoError
+from lgcvd_runtime.video import (
+    MAX_SIDE,
+    SEPARATOR,
+    VideoWriter,
+    center_crop_resize,
+    iter_frames,
+    probe,
+    read_frames,
+    side_by_side,
+    write_strip,
+)
+from lgcvd_train.data.videos import load_video_folder
+
+BAIR_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "bair-real"
+
+
+def numbered_frames(t: int, h: int = 8, w: int = 8) -> np.ndarray:
+    """(t, h, w, 3): frame i is filled with the value 20 * i, so each frame names its index."""
+    return np.broadcast_to(20 * np.arange(t, dtype=np.uint8)[:, None, None, None], (t, h, w, 3))
+
+
+def write_mkv(path: Path, frames: np.ndarray) -> Path:
+    with VideoWriter(path) as writer:
+        writer.write(frames)
+    return path
+
+
+def decode_with_pyav(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def test_ffv1_mkv_round_trip_is_bit_exact(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 256, (5, 16, 24, 3), dtype=np.uint8)
+    path = write_mkv(tmp_path / "clip.mkv", frames)
+    np.testing.assert_array_equal(read_frames(path), frames)
+    np.testing.assert_array_equal(decode_with_pyav(path), frames)
+
+
+def test_read_with_start_and_count_returns_exactly_those_frames(tmp_path):
+    path = write_mkv(tmp_path / "clip.mkv", numbered_frames(8))
+    clip = read_frames(path, start=2, count=3)
+    assert clip.shape == (3, 8, 8, 3)
+    assert clip[:, 0, 0, 0].tolist() == [40, 60, 80]
+
+
+def test_iter_frames_yields_single_frames_from_start(tmp_path):
+    path = write_mkv(tmp_path / "clip.mkv", numbered_frames(4))
+    values = [frame[0, 0, 0] for frame in iter_frames(path, start=1)]
+    assert values == [20, 40, 60]
+    assert next(iter_frames(path)).shape == (8, 8, 3)
+
+
+def test_read_stops_decoding_once_it_has_the_frames_it_needs(tmp_path):
+    frames = np.random.default_rng(1).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    data = write_mkv(tmp_path / "full.mkv", frames).read_bytes()
+    path = tmp_path / "truncated.mkv"
+    path.write_bytes(data[: int(len(data) * 0.6)])
+    np.testing.assert_array_equal(read_frames(path, count=2), frames[:2])  # never sees the cut
+    with pytest.raises(VideoError, match="is truncated or corrupt"):
+        read_frames(path)
+
+
+def test_center_crop_drops_side_stripes_and_area_averages(tmp_path):
+    frame = np.zeros((16, 32, 3), dtype=np.uint8)
+    frame[:, :8] = (255, 0, 0)  # left stripe, outside the centre square
+    frame[:, 24:] = (0, 0, 255)  # right stripe
+    frame[:8, 8:24] = 200
+    frame[8:, 8:24] = 100
+    path = write_mkv(tmp_path / "wide.mkv", np.stack([frame, frame]))
+    clip = read_frames(path, size=4)
+    expected = np.full((4, 4, 3), 100, dtype=np.uint8)
+    expected[:2] = 200
+    assert clip.shape == (2, 4, 4, 3)
+    np.testing.assert_array_equal(clip[1], expected)
+
+
+def test_area_resample_weights_pixels_by_overlap():
+    frame = np.broadcast_to(np.array([0, 90, 180], dtype=np.uint8)[None, :, None], (3, 3, 3))
+    out = center_crop_resize(np.ascontiguousarray(frame), 2)
+    # output pixel 0 covers source pixels [0, 1.5): (0 + 0.5 * 90) / 1.5 = 30; pixel 1: 150
+    np.testing.assert_array_equal(out[:, :, 0], [[30, 150], [30, 150]])
+
+
+@pytest.mark.skipif(not (BAIR_REAL / "clip0.mkv").exists(), reason="bair-real data absent")
+def test_real_bair_clip_reads_as_its_published_frames():
+    clip = read_frames(BAIR_REAL / "clip0.mkv")
+    truth = np.load(BAIR_REAL / "bair_real_clips.npz")["ground_truth"][0]
+    np.testing.assert_array_equal(clip, truth)
+    half = read_frames(BAIR_REAL / "clip0.mkv", count=2, size=32).astype(np.float32)
+    blocks = truth[:2].reshape(2, 32, 2, 32, 2, 3).astype(np.float32).mean(axis=(2, 4))
+    assert np.abs(half - blocks).max() <= 0.5 + 1e-3
+
+
+def test_probe_reports_header_facts(tmp_path):
+    path = tmp_path / "clip.mkv"
+    with VideoWriter(path, fps=5) as writer:
+        writer.write(numbered_frames(6, 8, 12))
+    assert probe(path).__dict__ == {
+        "frames": 6,
+        "fps": 5.0,
+        "width": 12,
+        "height": 8,
+        "codec": "ffv1",
+    }
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def test_missing_file_is_one_line_error(tmp_path):
+    path = tmp_path / "missing.mp4"
+    with pytest.raises(VideoError) as err:
+        read_frames(path)
+    assert str(err.value) == f"{path} does not exist; check the path"
+
+
+def test_text_file_is_not_a_readable_video(tmp_path):
+    path = tmp_path / "notes.mp4"
+    path.write_text("hello world\n" * 20)
+    with pytest.raises(VideoError) as err:
+        read_frames(path)
+    assert str(err.value) == (
+        f"{path} is not a readable video (Invalid data found when processing input); "
+        "pass a complete video file (.mp4, .mkv, .avi, .gif, ...)"
+    )
+
+
+def test_first_half_of_an_mp4_is_not_a_readable_video(tmp_path):
+    full = tmp_path / "full.mp4"
+    with VideoWriter(full) as writer:
+        writer.write(numbered_frames(6, 16, 16))
+    path = tmp_path / "half.mp4"
+    data = full.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VideoError) as err:
+        read_frames(path)
+    assert str(err.value) == (
+        f"{path} is not a readable video (Invalid data found when processing input); "
+        "pass a complete video file (.mp4, .mkv, .avi, .gif, ...)"
+    )
+
+
+def test_garbage_after_a_valid_header_is_corrupt(tmp_path):
+    frames = np.random.default_rng(2).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    data = write_mkv(tmp_path / "full.mkv", frames).read_bytes()
+    noise = np.random.default_rng(3).integers(0, 256, len(data) - 600, dtype=np.uint8)
+    path = tmp_path / "garbage.mkv"
+    path.write_bytes(data[:600] + noise.tobytes())
+    with pytest.raises(VideoError) as err:
+        read_frames(path)
+    message = str(err.value)
+    assert message.startswith(f"{path} is truncated or corrupt (")
+    assert message.endswith("); re-encode or replace the file")
+    assert "\n" not in message
+
+
+def test_too_few_frames_names_the_counts(tmp_path):
+    path = write_mkv(tmp_path / "clip.mkv", numbered_frames(5))
+    with pytest.raises(VideoError) as err:
+        read_frames(path, count=8)
+    assert str(err.value) == f"{path} has 5 frames from frame 0; the task needs 8"
+    with pytest.raises(VideoError) as err:
+        read_frames(path, start=2, count=4)
+    assert str(err.value) == f"{path} has 3 frames from frame 2; the task needs 4"
+
+
+def test_start_beyond_the_end_is_one_line_error(tmp_path):
+    path = write_mkv(tmp_path / "clip.mkv", numbered_frames(5))
+    with pytest.raises(VideoError) as err:
+        read_frames(path, start=7, count=2)
+    assert str(err.value) == (
+        f"{path} has 5 frames; start frame 7 is beyond the end: pass a start below 5"
+    )
+
+
+def test_enormous_frames_are_refused_before_decoding(tmp_path):
+    path = write_mkv(tmp_path / "wide.mkv", np.zeros((1, 2, MAX_SIDE + 8, 3), dtype=np.uint8))
+    with pytest.raises(VideoError) as err:
+        read_frames(path)
+    assert str(err.value) == (
+        f"{path} has frames of {MAX_SIDE + 8}x2 pixels; lgcvd reads 1 to {MAX_SIDE} pixels "
+        "per side: resize the video first"
+    )
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def test_mp4_has_the_frame_count_and_even_padded_size(tmp_path):
+    path = tmp_path / "odd.mp4"
+    with VideoWriter(path, fps=10) as writer:
+        assert writer.codec == "libx264"
+        writer.write(numbered_frames(7, 17, 33))
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+    assert decode_with_pyav(path).shape == (7, 18, 34, 3)
+
+
+def test_mp4_falls_back_to_mpeg4_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setattr(av, "codecs_available", av.codecs_available - {"libx264"})
+    path = tmp_path / "clip.mp4"
+    with pytest.warns(UserWarning, match=r"no libx264: writing .* as MPEG-4 Part 2 \(mpeg4\)"):
+        writer = VideoWriter(path)
+    with writer:
+        writer.write(numbered_frames(5, 16, 16))
+    assert probe(path).codec == "mpeg4"
+    assert read_frames(path).shape == (5, 16, 16, 3)
+
+
+def test_gif_has_the_right_size_and_keeps_palette_colours(tmp_path):
+    frames = np.zeros((4, 12, 20, 3), dtype=np.uint8)
+    frames[:, :, :10] = (255, 0, 0)
+    frames[:, :, 10:] = (0, 255, 255)
+    path = tmp_path / "clip.gif"
+    with VideoWriter(path) as writer:
+        writer.write(frames)
+    np.testing.assert_array_equal(read_frames(path), frames)
+
+
+def test_png_writer_puts_all_frames_side_by_side(tmp_path):
+    frames = np.random.default_rng(4).integers(0, 256, (3, 8, 10, 3), dtype=np.uint8)
+    path = tmp_path / "strip.png"
+    with VideoWriter(path) as writer:
+        for frame in frames:
+            writer.write(frame)
+    np.testing.assert_array_equal(decode_with_pyav(path)[0], np.concatenate(frames, axis=1))
+
+
+def test_write_strip_stacks_rows_with_separators_and_padding(tmp_path):
+    given = numbered_frames(2, 8, 8)
+    predicted = numbered_frames(3, 8, 8)
+    path = tmp_path / "demo.png"
+    write_strip(path, [given, predicted])
+    image = decode_with_pyav(path)[0]
+    assert image.shape == (8 + 2 + 8, 24, 3)
+    assert (image[8:10] == SEPARATOR).all()
+    assert (image[:8, 16:] == SEPARATOR).all()  # the short row is padded
+    np.testing.assert_array_equal(image[10:], np.concatenate(predicted, axis=1))
+
+
+def test_side_by_side_adds_a_two_pixel_separator():
+    a, b = numbered_frames(3, 4, 5), numbered_frames(3, 4, 6)
+    both = side_by_side(a, b)
+    assert both.shape == (3, 4, 13, 3)
+    assert (both[:, :, 5:7] == SEPARATOR).all()
+    np.testing.assert_array_equal(both[:, :, 7:], b)
+
+
+@pytest.mark.parametrize("interrupt", [RuntimeError, KeyboardInterrupt])
+def test_interrupted_writer_leaves_no_file_and_no_temp_file(tmp_path, interrupt):
+    path = tmp_path / "clip.mp4"
+    with pytest.raises(interrupt):
+        with VideoWriter(path) as writer:
+            writer.write(numbered_frames(3, 16, 16))
+            raise interrupt()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_is_refused_without_force(tmp_path):
+    path = write_mkv(tmp_path / "clip.mkv", numbered_frames(2))
+    with pytest.raises(OutputExistsError) as err:
+        VideoWriter(path)
+    assert str(err.value) == f"{path} exists; pass --force to overwrite it"
+    with VideoWriter(path, force=True) as writer:
+        writer.write(numbered_frames(4))
+    assert len(read_frames(path)) == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mkv"]
+
+
+def test_unknown_output_suffix_is_one_line_error(tmp_path):
+    path = tmp_path / "clip.xyz"
+    with pytest.raises(VideoError) as err:
+        VideoWriter(path)
+    assert str(err.value) == (
+        f"cannot write {path}: unknown suffix '.xyz'; use one of .mp4, .mkv, .gif, .png"
+    )
+
+
+# ----------------------------------------------------------------------------- video folder
+
+
+def test_video_folder_loads_good_videos_and_summarises_skipped_ones(tmp_path):
+    write_mkv(tmp_path / "a.mkv", numbered_frames(6, 16, 16))
+    (tmp_path / "sub").mkdir()
+    write_mkv(tmp_path / "sub" / "c.mkv", numbered_frames(8, 16, 24))
+    write_mkv(tmp_path / "short.mkv", numbered_frames(3, 16, 16))
+    (tmp_path / "text.mp4").write_text("not a video")
+    (tmp_path / "readme.txt").write_text("ignored: not a video suffix")
+    with pytest.warns(UserWarning) as record:
+        clips = load_video_folder(tmp_path, image_size=8, min_frames=5)
+    assert [clip.shape for clip in clips] == [(6, 8, 8, 3), (8, 8, 8, 3)]
+    assert [str(w.message) for w in record] == [
+        "skipped 2 of 4 videos: short.mkv (3 frames < 5), text.mp4 (is not a readable video "
+        "(Invalid data found when processing input))"
+    ]
+
+
+def test_video_folder_without_skips_warns_nothing(tmp_path):
+    write_mkv(tmp_path / "a.mkv", numbered_frames(6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_video_folder(tmp_path, image_size=8, min_frames=6)) == 1
+
+
+def test_missing_or_empty_video_folder_is_one_line_data_error(tmp_path):
+    with pytest.raises(DataError) as err:
+        load_video_folder(tmp_path / "nope", image_size=8, min_frames=2)
+    assert str(err.value) == (
+        f"video folder {tmp_path / 'nope'} does not exist; pass a folder of video files"
+    )
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError) as err:
+        load_video_folder(tmp_path, image_size=8, min_frames=2)
+    assert str(err.value).startswith(f"video folder {tmp_path} holds no video files (.avi ")
+    assert str(err.value).endswith("); add videos or pass another folder")
+
+
+def test_video_folder_where_every_file_is_skipped_is_data_error(tmp_path):
+    write_mkv(tmp_path / "short.mkv", numbered_frames(3))
+    with pytest.raises(DataError) as err:
+        load_video_folder(tmp_path, image_size=8, min_frames=5)
+    assert str(err.value) == (
+        f"no usable video in {tmp_path} (skipped 1 of 1 videos: short.mkv (3 frames < 5)); "
+        "add readable videos of at least 5 frames"
+    )
