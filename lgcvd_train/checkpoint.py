@@ -15,6 +15,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.schedule import ScheduleSpec
 
 from .config import ModelConfig, TrainConfig
 from .model import LGCVD
@@ -34,6 +35,11 @@ class Checkpoint:
     step: int
     state: dict  # the JSON state (provenance, optimizer groups, ...)
     tensors: dict[str, torch.Tensor]
+
+    @property
+    def schedule(self) -> ScheduleSpec:
+        """The noise schedule the model was trained with (older checkpoints: the default)."""
+        return ScheduleSpec.from_dict(self.state.get("schedule", ScheduleSpec().to_dict()))
 
     def weights(self, prefix: str) -> dict[str, torch.Tensor]:
         n = len(prefix)
@@ -60,6 +66,7 @@ def save_checkpoint(
         "model_config": model.cfg.to_dict(),
         "train_config": train_cfg.to_dict(),
         "step": step,
+        "schedule": ScheduleSpec().to_dict(),
         "param_groups": opt["param_groups"],
         **extra,
     }
@@ -109,5 +116,11 @@ def load_model(path: Path, ema: bool = True) -> tuple[LGCVD, Checkpoint]:
     """Rebuild the model from the checkpoint's own config; EMA weights by default (design.md)."""
     ckpt = load_checkpoint(path)
     model = LGCVD(ckpt.model_config)
-    model.load_state_dict(ckpt.weights("ema." if ema else "model."))
+    try:
+        model.load_state_dict(ckpt.weights("ema." if ema else "model."))
+    except RuntimeError:  # missing, unexpected or mis-shaped tensors
+        raise CheckpointError(
+            f"{resolve(path)}: weights do not match the checkpoint's model config "
+            "(checkpoint from another model preset?); use a checkpoint written by lgcvd-train"
+        ) from None
     return model.eval(), ckpt

@@ -58,11 +58,11 @@ PRESETS: dict[str, ModelConfig] = {
     ),
     "tiny": ModelConfig(
         image_size=32,
-        width=16,
+        width=32,
         mults=(1, 2),
         num_res_blocks=1,
         attn_resolutions=(16,),
-        head_channels=16,
+        head_channels=32,
     ),
 }
 

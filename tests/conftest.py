@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from lgcvd_train.config import TrainConfig, preset
 from lgcvd_train.model import LGCVD
 
-torch.set_num_threads(2)
+# One thread: on a shared 2-core machine torch's spinning OpenMP workers make tiny calls far slower.
+torch.set_num_threads(1)
 
 
 def random_model(seed: int = 0, **overrides) -> LGCVD:
@@ -35,6 +38,34 @@ def tiny_checkpoint(tmp_path, tiny_model):
     from lgcvd_train.checkpoint import save_checkpoint
 
     opt = torch.optim.Adam(tiny_model.parameters(), lr=1e-4)
+    ema = copy.deepcopy(tiny_model)
     return save_checkpoint(
-        tmp_path / "run", tiny_model, tiny_model, opt, 0, TrainConfig(), {"data": "test"}
+        tmp_path / "run", tiny_model, ema, opt, 0, TrainConfig(), {"data": "test"}
     )
+
+
+MODEL_SEED = 0  # export_tiny_bundle holds random_model(MODEL_SEED)
+
+
+def export_tiny_bundle(tmp_path_factory, **overrides) -> str:
+    """The tiny random-weight model (config `overrides`) through lgcvd-export's API, once per
+    test session."""
+    name = "-".join(["tiny", *(f"{k}={v}" for k, v in overrides.items())])
+    path = tmp_path_factory.getbasetemp() / f"{name}.lgcvd"
+    if not path.exists():
+        from lgcvd_export import ExportOptions, export_bundle
+
+        from lgcvd_train.checkpoint import load_model, save_checkpoint
+
+        model = random_model(MODEL_SEED, **overrides)
+        optimizer = torch.optim.Adam(model.parameters())
+        run = path.with_name(f"{name}-run")
+        extra = {"data": "random"}
+        ckpt_file = save_checkpoint(
+            run, model, copy.deepcopy(model), optimizer, 0, TrainConfig(), extra
+        )
+        ema, ckpt = load_model(ckpt_file)
+        export_bundle(
+            ema, ckpt, ckpt_file, path, ExportOptions(max_batch=4), echo=lambda line: None
+        )
+    return str(path)

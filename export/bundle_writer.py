@@ -1,0 +1,139 @@
+"""Assemble a bundle: export, fp16, parity gate, engines, manifest; atomically (design.md "Bundle").
+
+Everything is written into a temporary directory beside the target and renamed into place only
+when complete. Any failure, the gate included, or an interrupt removes the temporary directory,
+so no half-written bundle is ever visible; with `force`, an existing bundle is replaced only after
+the new one is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import onnx
+import torch
+
+from lgcvd_runtime.bundle import GraphSpec, Manifest, sha256_file, write_manifest
+from lgcvd_runtime.errors import OutputExistsError
+from lgcvd_train import __version__
+from lgcvd_train.checkpoint import Checkpoint, resolve
+from lgcvd_train.model import LGCVD
+from lgcvd_train.sampler import model_spec
+
+from . import parity, trt_build
+from .graphs import EXPORTER, GraphIO, export_model
+from .precision import to_fp16
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    precision: str = "fp32"  # "fp32" | "fp16"
+    max_batch: int = 8  # largest batch the runtime (and TensorRT profiles) accept
+    opset: int = 17
+    tensorrt: bool = False  # also build this machine's TensorRT engines
+    force: bool = False  # replace an existing bundle
+    real_frames: Path | None = None  # clips for the parity gate; random frames when absent
+
+
+def check_target(target: Path, force: bool) -> None:
+    if target.exists() and not force:
+        raise OutputExistsError(f"{target} already exists; pass --force to replace it")
+
+
+def provenance(ckpt: Checkpoint, checkpoint: Path, opts: ExportOptions, worst: float) -> dict:
+    state = ckpt.state
+    record = {
+        "checkpoint": str(resolve(checkpoint).resolve()),
+        "checkpoint_step": ckpt.step,
+        "training_data": state.get("data"),
+        "training_command": state.get("command"),
+        "training_lgcvd_version": state.get("lgcvd_version"),
+        "lgcvd_version": __version__,
+        "torch_version": torch.__version__,
+        "onnx_version": onnx.__version__,
+        "opset": opts.opset,
+        "exporter": EXPORTER,
+        "parity_max_rel_err": worst,
+        "parity_tolerance": parity.TOLERANCE[opts.precision],
+    }
+    return {k: v for k, v in record.items() if v is not None}
+
+
+def build_manifest(
+    directory: Path, model: LGCVD, specs: dict[str, GraphIO], schedule, opts, prov
+) -> Manifest:
+    graphs = {
+        name: GraphSpec(f"{name}.onnx", sha256_file(directory / f"{name}.onnx"), *io)
+        for name, io in specs.items()
+    }
+    return Manifest(
+        model=model_spec(model.cfg),
+        schedule=schedule,
+        precision=opts.precision,
+        max_batch=opts.max_batch,
+        graphs=graphs,
+        provenance=prov,
+    )
+
+
+def fill(directory: Path, model, ckpt, checkpoint, opts, echo) -> None:
+    """Write a complete bundle into the (empty) `directory`."""
+    specs = export_model(model, directory, opts.opset)
+    if opts.precision == "fp16":
+        for name in specs:
+            to_fp16(directory / f"{name}.onnx")
+    schedule = ckpt.schedule
+    checks = parity.check_parity(model, directory, opts.precision, schedule, opts.real_frames)
+    echo(parity.format_table(checks))
+    parity.require_parity(checks)
+    worst = max(c.rel_err for c in checks)
+    prov = provenance(ckpt, checkpoint, opts, worst)
+    manifest = build_manifest(directory, model, specs, schedule, opts, prov)
+    if opts.tensorrt:
+        engines = trt_build.build_engines(directory, manifest, echo)
+        manifest = replace(manifest, provenance={**prov, "engines": engines})
+    write_manifest(directory, manifest)
+
+
+def move_into_place(new: Path, target: Path) -> None:
+    """Rename the finished `new` to `target`; an old bundle there is removed only afterwards."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    os.replace(target, old / target.name)
+    try:
+        os.replace(new, target)
+    except OSError:
+        os.replace(old / target.name, target)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_bundle(
+    model: LGCVD,
+    ckpt: Checkpoint,
+    checkpoint: Path,
+    target: Path,
+    opts: ExportOptions,
+    echo: Callable[[str], None] = print,
+) -> Path:
+    """Export `model` (loaded from `checkpoint`) as the bundle `target`; return its path."""
+    target = Path(target)
+    check_target(target, opts.force)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        work.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
+        fill(work, model, ckpt, checkpoint, opts, echo)
+        move_into_place(work, target)
+    except BaseException:  # the gate, any error and KeyboardInterrupt: leave nothing behind
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,117 @@
+"""Training data sources: one entry point, `load_dataset`, for generators, arrays and video folders.
+
+A dataset is a list of uint8 videos of shape (T, H, W, 3) with H = W = image_size and
+T >= min_frames (one training clip is 14 frames: two overlapping windows, design.md).
+Sources:
+- a generator name (`DATA_GENERATORS`): "shapes", "mnist", "pushsim", rendered in memory,
+  deterministic for a seed;
+- a `.npy` / `.npz` file holding uint8 N×T×H×W×3 (arrays.py); frames of another size are
+  centre-cropped to a square and area-resized;
+- a folder of videos (videos.py decodes them).
+Bad data raises DataError with one line naming the file and the fix.
+
+This package knows nothing about models or training loops.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from lgcvd_runtime.errors import DataError
+from lgcvd_train.data import mnist, shapes
+from lgcvd_train.data.arrays import ARRAY_SUFFIXES, crop_and_resize, load_videos
+
+
+class VideoGenerator(Protocol):
+    """Renders clips first_index .. first_index+num_videos-1 as uint8 (N, T, H, W, 3).
+
+    Clip i depends on (seed, i) only, so a dataset can be rendered in chunks.
+    """
+
+    def __call__(
+        self, num_videos: int, frames: int, image_size: int, seed: int, *, first_index: int = 0
+    ) -> np.ndarray: ...
+
+
+def _pushsim(
+    num_videos: int, frames: int, image_size: int, seed: int, *, first_index: int = 0
+) -> np.ndarray:
+    """pushsim.generate, imported on first use: importing pybullet prints a banner to stdout."""
+    from lgcvd_train.data import pushsim
+
+    return pushsim.generate(num_videos, frames, image_size, seed, first_index=first_index)
+
+
+DATA_GENERATORS: dict[str, VideoGenerator] = {
+    "mnist": mnist.generate,
+    "pushsim": _pushsim,
+    "shapes": shapes.generate,
+}
+
+
+def load_dataset(
+    source: str,
+    image_size: int,
+    *,
+    num_videos: int = 256,
+    frames: int = 30,
+    seed: int = 0,
+    min_frames: int = 14,
+) -> list[np.ndarray]:
+    """Videos from a generator name or a path, each (T, image_size, image_size, 3) uint8.
+
+    num_videos, frames and seed apply to generators only; files and folders give all they hold.
+    """
+    if source in DATA_GENERATORS:
+        if frames < min_frames:
+            raise DataError(
+                f"generator '{source}' was asked for {frames} frames per video but training "
+                f"needs at least {min_frames}; ask for {min_frames} frames or more"
+            )
+        return list(DATA_GENERATORS[source](num_videos, frames, image_size, seed))
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(_missing_source_message(source))
+    if path.is_dir():
+        return _load_folder(path, image_size, min_frames)
+    if path.suffix in ARRAY_SUFFIXES:
+        return _load_array(path, image_size, min_frames)
+    raise DataError(
+        f"{path} is neither a folder of videos nor a .npy/.npz array; pass one of those "
+        "or a generator name"
+    )
+
+
+def _missing_source_message(source: str) -> str:
+    """Tell a mistyped generator name from a missing path."""
+    if "/" in source or "\\" in source or Path(source).suffix:
+        return f"{source} does not exist; check the path"
+    known = ", ".join(sorted(DATA_GENERATORS))
+    return (
+        f"unknown generator '{source}'; known generators: {known} "
+        "(or pass a folder of videos or a .npy/.npz file)"
+    )
+
+
+def _load_folder(folder: Path, image_size: int, min_frames: int) -> list[np.ndarray]:
+    if not any(folder.iterdir()):
+        raise DataError(f"folder {folder} is empty; put the training videos in it")
+    from lgcvd_train.data.videos import load_video_folder  # decoding needs PyAV
+
+    return load_video_folder(folder, image_size, min_frames)
+
+
+def _load_array(path: Path, image_size: int, min_frames: int) -> list[np.ndarray]:
+    videos = load_videos(path)  # (N, T, H, W, 3) uint8
+    _, length, height, width, _ = videos.shape
+    if length < min_frames:
+        raise DataError(
+            f"{path}: videos have {length} frames but training needs at least {min_frames}; "
+            f"use clips of {min_frames} frames or more"
+        )
+    if height == width == image_size:
+        return list(videos)
+    return [crop_and_resize(video, image_size) for video in videos]

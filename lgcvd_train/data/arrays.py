@@ -1,0 +1,145 @@
+"""Video datasets stored as numpy arrays: load and check, resize, and write them atomically.
+
+The on-disk format is one uint8 array of shape N x T x H x W x 3 (N videos of T RGB frames),
+either a `.npz` file (key "videos", or its only array) or a `.npy` file. `.npy` files are
+memory-mapped when read and can be written clip by clip (`save_video_stream`), which suits
+large sets such as BAIR (~16 GB). Every write goes to a temporary file that is renamed into place.
+
+This file knows numpy and PIL only; nothing about models or training.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lgcvd_runtime.errors import DataError, OutputExistsError
+
+ARRAY_SUFFIXES = (".npy", ".npz")
+NPZ_KEY = "videos"
+EXPECTED = "a uint8 array of shape N×T×H×W×3"
+
+
+def load_videos(path: Path) -> np.ndarray:
+    """Read and check a video array, (N, T, H, W, 3) uint8; `.npy` files are memory-mapped."""
+    try:
+        if path.suffix == ".npy":
+            videos = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as archive:
+                videos = archive[_npz_key(path, archive.files)]
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise DataError(
+            f"cannot read {path} as a numpy array ({error}); write it with numpy.save/savez"
+        ) from None
+    check_videos(videos, str(path))
+    return videos
+
+
+def _npz_key(path: Path, keys: list[str]) -> str:
+    """The array to use in an .npz: the one named "videos", else the only one."""
+    if NPZ_KEY in keys or len(keys) == 1:
+        return NPZ_KEY if NPZ_KEY in keys else keys[0]
+    found = ", ".join(keys) if keys else "none"
+    raise DataError(
+        f"{path} holds arrays [{found}], not one named '{NPZ_KEY}'; "
+        f"save the videos with numpy.savez(path, {NPZ_KEY}=array)"
+    )
+
+
+def check_videos(videos: np.ndarray, name: str) -> None:
+    """Raise DataError unless `videos` is a non-empty uint8 (N, T, H, W, 3) array."""
+    if videos.dtype != np.uint8 or videos.ndim != 5 or videos.shape[-1] != 3:
+        shape = "×".join(str(n) for n in videos.shape)
+        raise DataError(
+            f"{name}: expected {EXPECTED}, found {videos.dtype} of shape {shape}; "
+            "convert it to that layout and dtype and save it again"
+        )
+    if videos.shape[0] == 0:
+        raise DataError(f"{name} holds no videos (N=0); save at least one video in it")
+
+
+def crop_and_resize(
+    video: np.ndarray, size: int, resample: Image.Resampling | None = None
+) -> np.ndarray:
+    """Centre-crop frames to a square and resize to size x size, (T, H, W, 3) -> (T, s, s, 3).
+
+    The default filter averages areas when shrinking (BOX) and is bicubic when enlarging.
+    """
+    _, height, width, _ = video.shape
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = video[:, top : top + side, left : left + side]  # (T, side, side, 3)
+    if side == size:
+        return np.ascontiguousarray(square)
+    if resample is None:
+        resample = Image.Resampling.BOX if side > size else Image.Resampling.BICUBIC
+    frames = [np.asarray(Image.fromarray(f).resize((size, size), resample)) for f in square]
+    return np.stack(frames)
+
+
+def save_videos(path: Path, videos: np.ndarray | list[np.ndarray], *, force: bool = False) -> None:
+    """Write videos as `.npz` (compressed, key "videos") or `.npy`, atomically."""
+    array = np.stack(videos) if isinstance(videos, list) else videos  # (N, T, H, W, 3)
+    check_videos(array, "videos to save")
+    tmp = _temporary_output(path, force)
+    try:
+        with open(tmp, "wb") as file:
+            if path.suffix == ".npz":
+                np.savez_compressed(file, **{NPZ_KEY: array})
+            else:
+                np.save(file, array)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_video_stream(
+    path: Path, clips: Iterable[np.ndarray], count: int, *, force: bool = False
+) -> None:
+    """Write `count` clips of equal shape as they come: `.npy` streams to disk, `.npz` collects.
+
+    Use `.npy` for sets larger than memory; either way the file appears only when complete.
+    """
+    if path.suffix != ".npy":
+        save_videos(path, list(clips), force=force)
+        return
+    tmp = _temporary_output(path, force)
+    written = 0
+    try:
+        array = None
+        for clip in clips:  # (T, H, W, 3) uint8
+            if array is None:
+                check_videos(clip[None], "the first clip")
+                array = np.lib.format.open_memmap(tmp, "w+", np.uint8, (count, *clip.shape))
+            array[written] = clip
+            written += 1
+        if written != count or array is None:
+            raise DataError(
+                f"expected {count} clips for {path} but got {written}; nothing was written"
+            )
+        array.flush()
+        del array
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def check_output(path: Path, force: bool) -> None:
+    """Raise unless `path` is a .npz/.npy name that may be written (new, or --force)."""
+    if path.suffix not in ARRAY_SUFFIXES:
+        raise DataError(f"output {path} must end in .npz or .npy; rename it")
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} already exists; pass --force to overwrite it")
+
+
+def _temporary_output(path: Path, force: bool) -> Path:
+    """Check the output, make its folder, and return the temporary name to write first."""
+    check_output(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(path.name + ".tmp")

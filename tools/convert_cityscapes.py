@@ -1,0 +1,106 @@
+"""Convert the Cityscapes video sequences to a video array file (the paper's 128x128 set).
+
+Reads `leftImg8bit_sequence/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png` from the
+`leftImg8bit_sequence_trainvaltest.zip` release (downloaded by the user), groups the frames of
+each sequence (30 each), centre-crops every frame to a square and resizes it with Lanczos:
+
+    python tools/convert_cityscapes.py ~/cityscapes --split train -o data/city128_train.npy
+
+`.npy` output is written sequence by sequence (the train split is ~4.4 GB at 128x128).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from lgcvd_runtime.errors import DataError, LgcvdError
+from lgcvd_train.data.arrays import check_output, crop_and_resize, save_video_stream
+
+FRAME_NAME = re.compile(r"^(?P<city>.+)_(?P<seq>\d+)_(?P<frame>\d+)_leftImg8bit\.png$")
+
+
+def find_sequences(root: Path, split: str) -> list[list[Path]]:
+    """Frame paths of every sequence in the split, each list in frame order, sequences sorted."""
+    split_dir = _split_folder(root, split)
+    sequences: dict[tuple[str, str], list[tuple[int, Path]]] = {}
+    for path in sorted(split_dir.glob("*/*_leftImg8bit.png")):
+        match = FRAME_NAME.match(path.name)
+        if match is None:
+            continue
+        key = (match["city"], match["seq"])
+        sequences.setdefault(key, []).append((int(match["frame"]), path))
+    if not sequences:
+        raise DataError(
+            f"no <city>/*_leftImg8bit.png frames in {split_dir}; "
+            "unpack leftImg8bit_sequence_trainvaltest.zip there"
+        )
+    return [[path for _, path in sorted(frames)] for _, frames in sorted(sequences.items())]
+
+
+def _split_folder(root: Path, split: str) -> Path:
+    """`root/leftImg8bit_sequence/<split>`, or `root/<split>` when root is that folder."""
+    for candidate in (root / "leftImg8bit_sequence" / split, root / split):
+        if candidate.is_dir():
+            return candidate
+    raise DataError(
+        f"no leftImg8bit_sequence/{split} folder under {root}; pass the folder where "
+        "leftImg8bit_sequence_trainvaltest.zip was unpacked"
+    )
+
+
+def load_sequence(paths: list[Path], frames: int, size: int) -> np.ndarray:
+    """The first `frames` frames of one sequence, cropped and resized, (T, size, size, 3)."""
+    if len(paths) < frames:
+        raise DataError(
+            f"sequence {paths[0].name.removesuffix('_leftImg8bit.png')} has {len(paths)} "
+            f"frames, fewer than {frames}; re-download it or lower --frames"
+        )
+    video = np.stack([_read_rgb(path) for path in paths[:frames]])  # (T, H, W, 3)
+    return crop_and_resize(video, size, Image.Resampling.LANCZOS)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except OSError as error:
+        raise DataError(f"cannot read {path} ({error}); re-extract it from the zip") from None
+
+
+@click.command()
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="train",
+              show_default=True, help="Which split of leftImg8bit_sequence to convert.")  # fmt: skip
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output file, .npz (compressed, in memory) or .npy (streamed).")  # fmt: skip
+@click.option("--size", type=click.IntRange(min=8), default=128, show_default=True,
+              help="Frame height and width after the centre square crop.")  # fmt: skip
+@click.option("--frames", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Frames kept from each sequence.")  # fmt: skip
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Convert only the first LIMIT sequences.")  # fmt: skip
+@click.option("--force", is_flag=True, help="Overwrite the output if it exists.")
+def main(
+    root: Path, split: str, output: Path, size: int, frames: int, limit: int | None, force: bool
+) -> None:
+    """Convert Cityscapes sequences under ROOT into a uint8 N×T×H×W×3 array file."""
+    try:
+        check_output(output, force)
+        sequences = find_sequences(root, split)[:limit]
+        clips: Iterator[np.ndarray] = (load_sequence(s, frames, size) for s in sequences)
+        progress = tqdm(clips, total=len(sequences), unit="seq", desc=f"cityscapes {split}")
+        save_video_stream(output, progress, len(sequences), force=force)
+    except LgcvdError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"wrote {len(sequences)} sequences of {frames}×{size}×{size} to {output}")
+
+
+if __name__ == "__main__":
+    main()
