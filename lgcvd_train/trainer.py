@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +60,10 @@ def init_distributed(device: str | None) -> Dist:
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     for e, p in zip(ema.parameters(), model.parameters(), strict=True):
         e.lerp_(p.detach(), 1.0 - decay)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -134,8 +140,11 @@ class Trainer:
         return {"step": self.step, "loss": out.loss, "loss1": out.loss1, "loss2": out.loss2}
 
     def fit(self) -> list[dict]:
-        """Train up to `tcfg.steps`; returns the logged records of this call."""
+        """Train up to `tcfg.steps`; returns the logged records of this call. Ctrl-C or SIGTERM
+        (as a cluster scheduler sends) saves a checkpoint before stopping."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _raise_interrupt)
         log = open(self.run_dir / METRICS, "a") if self.d.main else None
         bar = tqdm(
             total=self.tcfg.steps,
