@@ -11,7 +11,6 @@ This module knows nothing about the networks themselves.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import pickle
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lgcvd_runtime.bundle import sha256_file
 from lgcvd_runtime.errors import DataError
 
 # The only classes a weights pickle may name: what numpy needs to rebuild an ndarray. Old pickles
@@ -73,25 +73,17 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
     return flat
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def resolve_weights(weights: Path | None, packaged: PackagedWeights) -> tuple[Path, str]:
     """The weights file to load (given path, else the packaged one) and its `weights_info`."""
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
             raise DataError(f"weights file {path} not found; fix the {packaged.flag} path")
-        return path, f"file {path.name} sha256={sha256_of(path)}"
+        return path, f"file {path.name} sha256={sha256_file(path)}"
     path = _packaged_path(packaged)
     version = importlib.metadata.version(packaged.distribution)
     where = f"{packaged.package}/{packaged.relative_path}"
-    return path, f"{packaged.distribution} {version} {where} sha256={sha256_of(path)}"
+    return path, f"{packaged.distribution} {version} {where} sha256={sha256_file(path)}"
 
 
 def _packaged_path(packaged: PackagedWeights) -> Path:

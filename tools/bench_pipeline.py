@@ -1,0 +1,130 @@
+"""Whole-pipeline speed: the torch-free runtime against the torch reference sampler.
+
+Both run the same model (a checkpoint, or a random-init preset), the same sampler settings and
+the same seed on the same given frames, one after the other in one process: `lgcvd_runtime.load`
+on the exported bundle (onnxruntime, CPU) and `reference_pipeline` (torch eager). Prints the
+median wall time of a full prediction for each, their ratio and the largest difference between
+the two predictions.
+
+    .venv/bin/python tools/bench_pipeline.py --preset small -n 12 --steps 20
+    .venv/bin/python tools/bench_pipeline.py --checkpoint runs/default -n 28
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+from bench_export import random_checkpoint
+from lgcvd_export import ExportOptions, export_bundle
+
+import lgcvd_runtime
+from lgcvd_runtime.conditioning import to_model, to_uint8
+from lgcvd_train.checkpoint import load_model
+from lgcvd_train.sampler import reference_pipeline
+
+
+def timed(fn, repeats: int) -> tuple[float, np.ndarray]:
+    out = fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+@click.command()
+@click.option(
+    "--preset",
+    "preset_name",
+    default="small",
+    show_default=True,
+    help="Random-init preset to use when no --checkpoint is given.",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run directory or checkpoint file (EMA weights).",
+)
+@click.option(
+    "-n",
+    "n",
+    type=click.IntRange(1),
+    default=12,
+    show_default=True,
+    help="Frames to predict from 2 given frames.",
+)
+@click.option("--sampler", default="dpmpp", show_default=True, help="ddpm, ddim or dpmpp.")
+@click.option(
+    "--steps",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="Denoising steps per window.",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Samples per prediction (one batch).",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Timed predictions per side.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=2,
+    show_default=True,
+    help="Threads for torch and onnxruntime alike.",
+)
+def main(preset_name, checkpoint, n, sampler, steps, samples, repeats, threads):
+    """Time the runtime and the torch reference on the same prediction."""
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt_file = checkpoint or random_checkpoint(preset_name, Path(tmp) / "run")
+        model, ckpt = load_model(ckpt_file)
+        bundle = Path(tmp) / "model.lgcvd"
+        export_bundle(model, ckpt, ckpt_file, bundle, ExportOptions(), echo=lambda line: None)
+        size = model.cfg.image_size
+        given = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+
+        runtime = lgcvd_runtime.load(bundle, backend="onnxruntime", sampler=sampler, steps=steps)
+        torch_ref = reference_pipeline(model, sampler, steps, schedule=ckpt.schedule)
+
+        def run_runtime():
+            runtime.rng = np.random.default_rng(0)
+            return np.concatenate([w.frames for w in runtime.predict(given, n, samples)], 1)
+
+        def run_torch():
+            x = np.repeat(to_model(given)[None], samples, 0)
+            windows = torch_ref.predict(x, n, np.random.default_rng(0))
+            return to_uint8(np.concatenate([w.frames for w in windows], 1))
+
+        t_rt, out_rt = timed(run_runtime, repeats)
+        t_pt, out_pt = timed(run_torch, repeats)
+    diff = int(np.abs(out_rt.astype(int) - out_pt.astype(int)).max())
+    name = checkpoint or preset_name
+    click.echo(
+        f"model {name}: predict {n} frames from 2, {sampler} {steps} steps, "
+        f"{samples} sample(s), {threads} thread(s), median of {repeats}"
+    )
+    click.echo(f"runtime (onnxruntime CPU) {t_rt:7.2f} s   {samples * n / t_rt:6.2f} frames/s")
+    click.echo(f"torch reference (eager)   {t_pt:7.2f} s   {samples * n / t_pt:6.2f} frames/s")
+    click.echo(f"speed-up {t_pt / t_rt:.2f}x; largest pixel difference {diff} (uint8)")
+
+
+if __name__ == "__main__":
+    main()
