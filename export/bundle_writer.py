@@ -46,13 +46,17 @@ def check_target(target: Path, force: bool) -> None:
 
 
 def provenance(ckpt: Checkpoint, checkpoint: Path, opts: ExportOptions, worst: float) -> dict:
-    state = ckpt.state
+    trained = ckpt.state.get("provenance", {})  # written by lgcvd-train
     record = {
         "checkpoint": str(resolve(checkpoint).resolve()),
         "checkpoint_step": ckpt.step,
-        "training_data": state.get("data"),
-        "training_command": state.get("command"),
-        "training_lgcvd_version": state.get("lgcvd_version"),
+        "training_data": trained.get("data"),
+        "training_data_seed": trained.get("data_seed"),
+        "training_videos": trained.get("num_videos"),
+        "training_command": trained.get("command"),
+        "training_data_command": trained.get("data_command"),
+        "training_note": trained.get("note"),
+        "training_lgcvd_version": trained.get("lgcvd_version"),
         "lgcvd_version": __version__,
         "torch_version": torch.__version__,
         "onnx_version": onnx.__version__,

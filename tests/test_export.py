@@ -25,7 +25,9 @@ from lgcvd_train.config import TrainConfig
 
 def write_checkpoint(run_dir: Path, model) -> Path:
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    extra = {"data": "shapes", "command": "lgcvd-train --preset tiny"}
+    extra = {
+        "provenance": {"data": "shapes", "data_seed": 0, "command": "lgcvd-train --preset tiny"}
+    }
     return save_checkpoint(run_dir, model, copy.deepcopy(model), opt, 3, TrainConfig(), extra)
 
 
@@ -65,6 +67,8 @@ def test_export_passes_the_gate_and_writes_a_manifest_that_validates(bundle, che
     prov = manifest.provenance
     assert prov["checkpoint"] == str(checkpoint.resolve()) and prov["checkpoint_step"] == 3
     assert prov["training_data"] == "shapes" and prov["opset"] == 17
+    assert prov["training_command"] == "lgcvd-train --preset tiny"
+    assert prov["training_data_seed"] == 0
     assert prov["parity_max_rel_err"] <= prov["parity_tolerance"]
     assert not [p for p in bundle.parent.iterdir() if p.name.startswith(".")]  # no temp dirs
 
