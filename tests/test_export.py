@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,13 @@ import torch
 from click.testing import CliRunner
 from conftest import random_model
 from lgcvd_export import parity
-from lgcvd_export.cli import main
+from lgcvd_export.cli import DEFAULT_REAL_FRAMES, main
 
 from lgcvd_runtime.bundle import load_manifest
 from lgcvd_runtime.errors import BundleError
 from lgcvd_train.checkpoint import save_checkpoint
 from lgcvd_train.config import TrainConfig
+from lgcvd_train.data import shapes
 
 
 def write_checkpoint(run_dir: Path, model) -> Path:
@@ -31,8 +33,19 @@ def write_checkpoint(run_dir: Path, model) -> Path:
     return save_checkpoint(run_dir, model, copy.deepcopy(model), opt, 3, TrainConfig(), extra)
 
 
+def gate_frames() -> Path:
+    """Frames for the gate's "real" checks: the real BAIR clips where shared/ is beside the
+    checkout (as in CI), else moving shapes, so that the gate always runs all 8 checks."""
+    if DEFAULT_REAL_FRAMES.is_file():
+        return DEFAULT_REAL_FRAMES
+    path = Path(tempfile.gettempdir()) / "lgcvd-test-gate-frames.npz"
+    if not path.exists():
+        np.savez(path, ground_truth=shapes.generate(2, 16, 32, 0))
+    return path
+
+
 def export(*args: str):
-    return CliRunner().invoke(main, [str(a) for a in args])
+    return CliRunner().invoke(main, [*(str(a) for a in args), "--real-frames", str(gate_frames())])
 
 
 @pytest.fixture(scope="module")
