@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lgcvd_runtime.backends import trt_backend
+from lgcvd_runtime.backends.graph_io import engine_cache_dir
 from lgcvd_runtime.bundle import Manifest, sha256_file
 from lgcvd_runtime.errors import BackendError
 
@@ -34,7 +35,9 @@ def build_engines(directory: Path, manifest: Manifest, echo: Callable[[str], Non
     for name, graph in manifest.graphs.items():
         echo(f"building the TensorRT engine for {graph.file} ({tag})...")
         path = trt_backend.engine_path(directory, name, graph, tag)
-        data = trt_backend.build_engine(directory / graph.file, graph, manifest)
+        data = trt_backend.build_engine(
+            directory / graph.file, graph, manifest, engine_cache_dir(directory) / "timing.cache"
+        )
         trt_backend.save_engine(path, data, graph, tag)
         engines.append(
             {

@@ -103,8 +103,12 @@ def engines_ready(bundle: Path, manifest: Manifest) -> bool:
     )
 
 
-def build_engine(onnx_file: Path, graph: GraphSpec, manifest: Manifest) -> bytes:
-    """Serialized engine of one ONNX graph; fp16 kernels allowed for an fp16 bundle."""
+def build_engine(
+    onnx_file: Path, graph: GraphSpec, manifest: Manifest, timing_cache: Path | None = None
+) -> bytes:
+    """Serialized engine of one ONNX graph; fp16 kernels allowed for an fp16 bundle. With
+    `timing_cache`, kernel timings are read from that file and the updated cache written back,
+    so later builds on this GPU skip the measurements."""
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -122,7 +126,15 @@ def build_engine(onnx_file: Path, graph: GraphSpec, manifest: Manifest) -> bytes
     config.add_optimization_profile(profile)
     if manifest.precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
+    if timing_cache is not None:
+        old = timing_cache.read_bytes() if timing_cache.is_file() else b""
+        config.set_timing_cache(config.create_timing_cache(old), ignore_mismatch=False)
     data = builder.build_serialized_network(network, config)
+    if data is not None and timing_cache is not None:
+        timing_cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = timing_cache.with_name(timing_cache.name + ".tmp")
+        tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+        os.replace(tmp, timing_cache)
     if data is None:
         raise BackendError(
             f"TensorRT could not build an engine from {onnx_file}; see its log above"
