@@ -12,31 +12,19 @@ the two predictions.
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import click
 import numpy as np
 import torch
-from bench_export import random_checkpoint
+from bench_export import median_ms, random_checkpoint
 from lgcvd_export import ExportOptions, export_bundle
 
 import lgcvd_runtime
 from lgcvd_runtime.conditioning import to_model, to_uint8
 from lgcvd_train.checkpoint import load_model
 from lgcvd_train.sampler import reference_pipeline
-
-
-def timed(fn, repeats: int) -> tuple[float, np.ndarray]:
-    out = fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
 
 
 @click.command()
@@ -113,8 +101,9 @@ def main(preset_name, checkpoint, n, sampler, steps, samples, repeats, threads):
             windows = torch_ref.predict(x, n, np.random.default_rng(0))
             return to_uint8(np.concatenate([w.frames for w in windows], 1))
 
-        t_rt, out_rt = timed(run_runtime, repeats)
-        t_pt, out_pt = timed(run_torch, repeats)
+        out_rt, out_pt = run_runtime(), run_torch()  # also the warm-up calls
+        t_rt = median_ms(run_runtime, repeats) / 1000
+        t_pt = median_ms(run_torch, repeats) / 1000
     diff = int(np.abs(out_rt.astype(int) - out_pt.astype(int)).max())
     name = checkpoint or preset_name
     click.echo(
