@@ -117,6 +117,11 @@ def parse_task_weights(text: str | None) -> dict:
     show_default=True,
     help="Write a checkpoint every this many steps.",
 )
+@click.option(
+    "--no-amp",
+    is_flag=True,
+    help="Train in fp32 (default: bf16 autocast on CUDA and on CPUs with native bf16).",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--force", is_flag=True, help="Start afresh even if --out holds a checkpoint.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
@@ -138,6 +143,7 @@ def main(
     num_videos,
     seed,
     save_every,
+    no_amp,
     resume,
     force,
     device,
@@ -159,6 +165,7 @@ def main(
         task_weights=parse_task_weights(task_weights),
         seed=seed,
         save_every=save_every,
+        amp=not no_amp,
     )
     out = out or Path("runs") / f"{preset_name}-{Path(data).stem}"
     if (out / FILENAME).exists() and not (resume or force):

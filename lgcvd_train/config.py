@@ -100,7 +100,7 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 500
     log_every: int = 10
-    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    amp: bool = True  # bf16 autocast where native: CUDA, CPUs with AVX512-BF16 / AMX
 
     def to_dict(self) -> dict:
         return asdict(self)

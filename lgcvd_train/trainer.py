@@ -89,9 +89,12 @@ class Trainer:
         self.tcfg, self.videos, self.run_dir = tcfg, videos, Path(run_dir)
         self.provenance, self.progress = provenance, progress and self.d.main
         self.step = 0
-        if resume:  # the run keeps its own config and the command that started it
+        if resume:  # the run keeps its config (but steps, amp) and the command that started it
             ckpt = load_checkpoint(self.run_dir / FILENAME)
-            mcfg, self.tcfg = ckpt.model_config, ckpt.train_config.with_(steps=tcfg.steps)
+            mcfg, self.tcfg = (
+                ckpt.model_config,
+                ckpt.train_config.with_(steps=tcfg.steps, amp=tcfg.amp),
+            )
             self.provenance = {**provenance, **ckpt.state.get("provenance", {})}
         torch.manual_seed(self.tcfg.seed)  # same initial weights on every rank
         self.model = LGCVD(mcfg).to(self.d.device)

@@ -41,6 +41,14 @@ def draw_positions(task: str, rng: np.random.Generator, n_frames: int, k: int) -
     return list(resolve_positions(TASK_POSITIONS[task], n_frames))
 
 
+def bf16_native(device: torch.device) -> bool:
+    """Whether bf16 autocast speeds this device up: CUDA, or a CPU with native bf16 in oneDNN
+    (AVX512-BF16 / AMX; 1.56x per training pass measured on the 2-core Zen 4 dev machine)."""
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def sample_clips(videos: list[np.ndarray], step: int, rank: int, world: int, cfg: TrainConfig):
     """Clips of step `step` for `rank`: an epoch-wise permutation of the videos split across ranks
     (a distributed sampler without state), a random start and an optional horizontal flip.
@@ -106,8 +114,8 @@ class TwoStageStep:
         tasks = rng.choice(self.task_names, size=b, p=self.task_p)
         w1, w2 = clips[:, :n], clips[:, n - k : 2 * n - k]  # (B, N, 3, H, W) each
         autocast = (
-            (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
-            if self.device.type == "cuda" and self.tcfg.amp
+            (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16))
+            if self.tcfg.amp and bf16_native(self.device)
             else contextlib.nullcontext
         )
 

@@ -16,7 +16,7 @@ from lgcvd_runtime.conditioning import build_condition, stack_window, to_model
 from lgcvd_train.config import TrainConfig, preset
 from lgcvd_train.diffusion import Schedule, estimate_x0
 from lgcvd_train.trainer import METRICS, Trainer
-from lgcvd_train.two_stage import TwoStageStep, draw_positions, sample_clips
+from lgcvd_train.two_stage import TwoStageStep, bf16_native, draw_positions, sample_clips
 
 
 def moving_squares(n_videos: int = 2, frames: int = 16, size: int = 32) -> list[np.ndarray]:
@@ -76,6 +76,20 @@ def test_without_two_stage_stage_two_sees_ground_truth(tiny_model):
     out = step(tiny_model.train(), clips, 0, 0)
     torch.testing.assert_close(out.prev2, torch.from_numpy(stack_window(clips[:, :8])))
     torch.testing.assert_close(out.cond2[:, 0:3], torch.from_numpy(clips[:, 6]))
+
+
+@pytest.mark.parametrize("amp", [True, False])
+def test_amp_runs_the_network_in_bf16_where_the_device_has_it(tiny_model, amp):
+    if amp and not bf16_native(torch.device("cpu")):
+        pytest.skip("this CPU has no native bf16 (AVX512-BF16 / AMX): amp is off here")
+    cfg = TrainConfig(batch_size=2, amp=amp)
+    step = TwoStageStep(tiny_model.cfg, cfg, torch.device("cpu"))
+    out = step(tiny_model.train(), sample_clips(moving_squares(), 0, 0, 1, cfg), 0, 0)
+    assert out.out1.dtype == (torch.bfloat16 if amp else torch.float32)
+    assert out.x0_hat.dtype == torch.float32  # the stage-2 inputs and the loss stay fp32
+    assert np.isfinite(out.loss) and all(
+        p.grad.dtype == torch.float32 for p in tiny_model.parameters() if p.grad is not None
+    )
 
 
 def x0_error(model, video: np.ndarray) -> float:
