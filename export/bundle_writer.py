@@ -19,7 +19,7 @@ import onnx
 import torch
 
 from lgcvd_runtime.bundle import GraphSpec, Manifest, sha256_file, write_manifest
-from lgcvd_runtime.errors import OutputExistsError
+from lgcvd_runtime.files import refuse_existing
 from lgcvd_train import __version__
 from lgcvd_train.checkpoint import Checkpoint, resolve
 from lgcvd_train.model import LGCVD
@@ -38,11 +38,6 @@ class ExportOptions:
     tensorrt: bool = False  # also build this machine's TensorRT engines
     force: bool = False  # replace an existing bundle
     real_frames: Path | None = None  # clips for the parity gate; random frames when absent
-
-
-def check_target(target: Path, force: bool) -> None:
-    if target.exists() and not force:
-        raise OutputExistsError(f"{target} already exists; pass --force to replace it")
 
 
 def provenance(ckpt: Checkpoint, checkpoint: Path, opts: ExportOptions, worst: float) -> dict:
@@ -130,7 +125,7 @@ def export_bundle(
 ) -> Path:
     """Export `model` (loaded from `checkpoint`) as the bundle `target`; return its path."""
     target = Path(target)
-    check_target(target, opts.force)
+    refuse_existing(target, opts.force)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:

@@ -12,9 +12,10 @@ from pathlib import Path
 import click
 
 from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.files import refuse_existing
 from lgcvd_train.checkpoint import load_model
 
-from .bundle_writer import ExportOptions, check_target, export_bundle
+from .bundle_writer import ExportOptions, export_bundle
 from .trt_build import require_tensorrt
 
 # The four real BAIR clips of the project's shared data, when run from a source checkout.
@@ -64,7 +65,7 @@ def main(
         real_frames=real_frames,
     )
     try:
-        check_target(output, force)
+        refuse_existing(output, force)
         if tensorrt:
             require_tensorrt()
         model, ckpt = load_model(checkpoint, ema=True)

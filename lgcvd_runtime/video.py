@@ -27,7 +27,8 @@ from types import TracebackType
 import av
 import numpy as np
 
-from lgcvd_runtime.errors import OutputExistsError, VideoError
+from lgcvd_runtime.errors import VideoError
+from lgcvd_runtime.files import refuse_existing
 
 MAX_SIDE = 8192  # largest frame side we decode, in pixels
 SEPARATOR = 255  # value of the 2-px lines between pictures in strips and side-by-side videos
@@ -211,8 +212,7 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
 
 
 def _check_target(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} exists; pass --force to overwrite it")
+    refuse_existing(path, force)
     if not path.parent.is_dir():
         raise VideoError(f"folder {path.parent} does not exist; create it or choose another path")
 

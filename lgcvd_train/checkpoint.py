@@ -6,7 +6,6 @@ complete; loaded without pickle (style.md 10)."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.files import write_then_rename
 from lgcvd_runtime.schedule import ScheduleSpec
 
 from .config import ModelConfig, TrainConfig
@@ -72,12 +72,11 @@ def save_checkpoint(
     }
     text = json.dumps(state)
     target = run_dir / FILENAME
-    tmp = target.with_name(target.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, {META_KEY: text})
-    os.replace(tmp, target)
-    side = run_dir / "checkpoint.json"
-    side.with_suffix(".json.tmp").write_text(json.dumps(state, indent=2) + "\n")
-    os.replace(side.with_suffix(".json.tmp"), side)
+    with write_then_rename(target) as tmp:
+        weights = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        save_file(weights, tmp, {META_KEY: text})
+    with write_then_rename(run_dir / "checkpoint.json") as tmp:
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
     return target
 
 

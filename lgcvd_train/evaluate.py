@@ -21,7 +21,8 @@ import torch
 
 from lgcvd_runtime.api import DEFAULT_SAMPLER, DEFAULT_STEPS
 from lgcvd_runtime.backends import CHOICES
-from lgcvd_runtime.errors import DataError, LgcvdError, OutputExistsError
+from lgcvd_runtime.errors import DataError, LgcvdError
+from lgcvd_runtime.files import refuse_existing, write_then_rename
 from lgcvd_runtime.samplers import SAMPLERS
 
 from . import __version__
@@ -41,19 +42,12 @@ from .eval_protocol import (
 )
 from .metrics import LPIPS, load_i3d, load_lpips, plot_per_frame, write_report
 from .metrics.i3d import MIN_FRAMES
-from .metrics.report import atomic_target
 
 REPORT, SUMMARY = "report.json", "summary.md"
 NAMES = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS"}
 DIGITS = {"psnr": 2, "ssim": 3, "lpips": 3}
 ARROWS = {"psnr": "↑", "ssim": "↑", "lpips": "↓"}
 NUMBERING = "video frames numbered from 1, given frames included, range inclusive"
-
-
-def _check_outputs(targets: list[Path], force: bool) -> None:
-    for path in targets:
-        if path.exists() and not force:
-            raise OutputExistsError(f"{path} exists; pass --force to replace it")
 
 
 def _load_net(load, weights: Path | None, skip_flag: str, device: str):
@@ -139,7 +133,7 @@ def write_outputs(out: Path, report: dict, force: bool) -> str:
         ylabel = f"{NAMES[metric]}, best of {samples} per clip"
         plot_per_frame(out / f"per_frame_{metric}.png", curves_, ylabel, force=force)
     text = summary_table(report)
-    with atomic_target(out / SUMMARY, force) as tmp:
+    with write_then_rename(out / SUMMARY, force) as tmp:
         tmp.write_text(text)
     write_report(out / REPORT, report, force=force)
     return text
@@ -306,7 +300,8 @@ def run(
         torch.set_num_threads(threads)
     chosen = frame_range(p, n, first_last)
     pngs = [out / f"per_frame_{m}.png" for m in ("psnr", "ssim", "lpips")[: 2 if no_lpips else 3]]
-    _check_outputs([*pngs, out / SUMMARY, out / REPORT], force)
+    for path in [*pngs, out / SUMMARY, out / REPORT]:
+        refuse_existing(path, force)
     choice = SamplerChoice(sampler, steps, seed, backend, device)
     candidates = load_candidates(models, choice, k, note)
     size = candidates[0].image_size

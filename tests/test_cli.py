@@ -252,7 +252,7 @@ def test_an_existing_output_is_kept_without_force(tmp_path, bundle, clip):
     out = tmp_path / "out.mkv"
     out.write_bytes(b"keep me")
     result = run("predict", clip, "-n", 6, "-o", out, "--model", bundle, *FAST)
-    assert one_line_error(result) == f"Error: {out} exists; pass --force to overwrite it"
+    assert one_line_error(result) == f"Error: {out} already exists; pass --force to overwrite it"
     assert out.read_bytes() == b"keep me"
     assert (
         run("predict", clip, "-n", 6, "-o", out, "--model", bundle, "--force", *FAST).exit_code == 0

@@ -276,7 +276,7 @@ def test_existing_outputs_are_kept_without_force(tmp_path, tiny_checkpoint):
     (tmp_path / "summary.md").write_text("keep")
     args = ["--model", tiny_checkpoint, "-n", N, "--no-fvd", "--out", tmp_path]
     assert error_line(invoke(*args)) == (
-        f"Error: {tmp_path / 'summary.md'} exists; pass --force to replace it"
+        f"Error: {tmp_path / 'summary.md'} already exists; pass --force to overwrite it"
     )
     assert (tmp_path / "summary.md").read_text() == "keep"
 

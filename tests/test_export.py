@@ -189,7 +189,7 @@ def test_force_replaces_an_existing_bundle_only_when_the_new_one_is_complete(che
     (out / "old").write_text("old")
     result = export(checkpoint, "-o", out)
     assert result.exit_code == 1
-    assert result.output == f"Error: {out} already exists; pass --force to replace it\n"
+    assert result.output == f"Error: {out} already exists; pass --force to overwrite it\n"
     assert export(checkpoint, "-o", out, "--force").exit_code == 0
     assert not (out / "old").exists() and load_manifest(out).precision == "fp32"
     assert leftovers(tmp_path) == ["x.lgcvd"]

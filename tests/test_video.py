@@ -280,7 +280,7 @@ def test_existing_output_is_refused_without_force(tmp_path):
     path = write_mkv(tmp_path / "clip.mkv", numbered_frames(2))
     with pytest.raises(OutputExistsError) as err:
         VideoWriter(path)
-    assert str(err.value) == f"{path} exists; pass --force to overwrite it"
+    assert str(err.value) == f"{path} already exists; pass --force to overwrite it"
     with VideoWriter(path, force=True) as writer:
         writer.write(numbered_frames(4))
     assert len(read_frames(path)) == 4

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from lgcvd_runtime.bundle import GraphSpec, Manifest
 from lgcvd_runtime.errors import BackendError
+from lgcvd_runtime.files import write_then_rename
 
 from .graph_io import concrete_shape, engine_cache_dir, prepare_inputs
 
@@ -81,15 +81,13 @@ def current_engine(engine: Path, graph: GraphSpec) -> bytes | None:
 def save_engine(engine: Path, data: bytes, graph: GraphSpec, tag: str) -> None:
     """Write the engine and its sidecar, each to a temporary file renamed into place."""
     engine.parent.mkdir(parents=True, exist_ok=True)
-    tmp = engine.with_name(f".{engine.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, engine)
+    with write_then_rename(engine) as tmp:
+        tmp.write_bytes(data)
     meta = {"graph_sha256": graph.sha256, "engine_sha256": hashlib.sha256(data).hexdigest()}
     meta["machine"] = tag
     side = _sidecar(engine)
-    tmp = side.with_name(f".{side.name}.tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, side)
+    with write_then_rename(side) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def engines_ready(bundle: Path, manifest: Manifest) -> bool:
@@ -131,10 +129,8 @@ def build_engine(
         config.set_timing_cache(config.create_timing_cache(old), ignore_mismatch=False)
     data = builder.build_serialized_network(network, config)
     if data is not None and timing_cache is not None:
-        timing_cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = timing_cache.with_name(timing_cache.name + ".tmp")
-        tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-        os.replace(tmp, timing_cache)
+        with write_then_rename(timing_cache) as tmp:
+            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     if data is None:
         raise BackendError(
             f"TensorRT could not build an engine from {onnx_file}; see its log above"

@@ -10,7 +10,6 @@ This file knows numpy and PIL only; nothing about models or training.
 
 from __future__ import annotations
 
-import os
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lgcvd_runtime.errors import DataError, OutputExistsError
+from lgcvd_runtime.errors import DataError
+from lgcvd_runtime.files import refuse_existing, write_then_rename
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 NPZ_KEY = "videos"
@@ -87,16 +87,12 @@ def save_videos(path: Path, videos: np.ndarray | list[np.ndarray], *, force: boo
     """Write videos as `.npz` (compressed, key "videos") or `.npy`, atomically."""
     array = np.stack(videos) if isinstance(videos, list) else videos  # (N, T, H, W, 3)
     check_videos(array, "videos to save")
-    tmp = _temporary_output(path, force)
-    try:
-        with open(tmp, "wb") as file:
-            if path.suffix == ".npz":
-                np.savez_compressed(file, **{NPZ_KEY: array})
-            else:
-                np.save(file, array)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    check_output(path, force)
+    with write_then_rename(path) as tmp, open(tmp, "wb") as file:
+        if path.suffix == ".npz":
+            np.savez_compressed(file, **{NPZ_KEY: array})
+        else:
+            np.save(file, array)
 
 
 def save_video_stream(
@@ -109,9 +105,9 @@ def save_video_stream(
     if path.suffix != ".npy":
         save_videos(path, list(clips), force=force)
         return
-    tmp = _temporary_output(path, force)
+    check_output(path, force)
     written = 0
-    try:
+    with write_then_rename(path) as tmp:
         array = None
         for clip in clips:  # (T, H, W, 3) uint8
             if array is None:
@@ -125,21 +121,10 @@ def save_video_stream(
             )
         array.flush()
         del array
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def check_output(path: Path, force: bool) -> None:
     """Raise unless `path` is a .npz/.npy name that may be written (new, or --force)."""
     if path.suffix not in ARRAY_SUFFIXES:
         raise DataError(f"output {path} must end in .npz or .npy; rename it")
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} already exists; pass --force to overwrite it")
-
-
-def _temporary_output(path: Path, force: bool) -> Path:
-    """Check the output, make its folder, and return the temporary name to write first."""
-    check_output(path, force)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(path.name + ".tmp")
+    refuse_existing(path, force)

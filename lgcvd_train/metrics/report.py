@@ -9,22 +9,19 @@ computes nothing.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lgcvd_runtime.errors import OutputExistsError
+from lgcvd_runtime.files import write_then_rename
 
 
 def write_report(path_json: Path, report: dict, force: bool = False) -> None:
     """Write `report` as indented JSON; numpy arrays and scalars become lists and numbers."""
     text = json.dumps(report, indent=2, default=_to_json) + "\n"
-    with atomic_target(Path(path_json), force) as tmp:
+    with write_then_rename(Path(path_json), force) as tmp:
         tmp.write_text(text)
 
 
@@ -44,7 +41,7 @@ def plot_per_frame(
     if curves:
         ax.legend()
     fig.tight_layout()
-    with atomic_target(Path(path_png), force) as tmp:
+    with write_then_rename(Path(path_png), force) as tmp:
         fig.savefig(tmp, format="png")
 
 
@@ -56,17 +53,3 @@ def _to_json(value: object) -> object:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} to a JSON report")
-
-
-@contextmanager
-def atomic_target(path: Path, force: bool) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds."""
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} exists; pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
