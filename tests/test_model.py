@@ -42,7 +42,7 @@ def test_frames_round_trip_through_model_space_and_window_stacking():
     np.testing.assert_array_equal(to_uint8(unstack_window(stacked)), frames)
 
 
-@pytest.mark.parametrize("name", ["tiny", "small"])
+@pytest.mark.parametrize("name", ["tiny", "small", "base"])
 def test_unet_and_encoder_shapes_for_cpu_presets(name):
     cfg = preset(name)
     model = LGCVD(cfg).eval()

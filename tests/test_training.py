@@ -284,3 +284,25 @@ def test_sigterm_stops_training_with_a_checkpoint_saved(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted; checkpoint saved" in err
     assert load_checkpoint(out).step >= 10
+
+
+def test_x0_error_tool_scores_an_oracle_denoiser_as_exact():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from x0_error import TIMESTEPS, x0_errors
+
+    clips = np.stack(moving_squares(2, 8, 32))
+    cfg = preset("tiny")
+    truth = torch.from_numpy(stack_window(to_model(clips)))
+
+    class Oracle:  # returns the exact v for the clips' first window
+        def __init__(self):
+            self.cfg = cfg
+
+        def __call__(self, x_t, t, cond, prev):
+            alpha, sigma = Schedule().coefficients(t)
+            return (alpha * x_t - truth) / sigma
+
+    rows = x0_errors(Oracle(), clips, seed=0)
+    assert [r[0] for r in rows] == list(TIMESTEPS)
+    for _, err, hf_hat, hf_true in rows:
+        assert err < 1e-5 and hf_hat == pytest.approx(hf_true, abs=1e-5) and hf_true > 0.02
