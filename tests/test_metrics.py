@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import packaged_video
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lgcvd_runtime.errors import DataError, OutputExistsError
@@ -226,6 +227,35 @@ def test_top5_kinetics_classes_of_real_robot_clips_include_hands_on_objects(bair
     for logits in bair_features[:2]:
         top5 = set(np.argsort(-logits)[:5].tolist())
         assert top5 & HANDS_ON_OBJECTS.keys(), top5
+
+
+# Kinetics-400 classes (alphabetical index) for riding something with wheels.
+CYCLING = {
+    22: "biking through snow",
+    199: "motorcycling",
+    267: "riding a bike",
+    271: "riding mountain bike",
+    274: "riding scooter",
+    275: "riding unicycle",
+}
+
+
+@needs_i3d
+def test_top5_kinetics_classes_of_a_real_cycling_video_include_two_cycling_ones(i3d_model):
+    # 640x272 H.264 street scenes; in frames 100-163 a cyclist rides past (elsewhere: parked bikes)
+    video = read_frames(packaged_video("bikes.mp4"), start=100, count=64)
+    top5 = np.argsort(-i3d_features(i3d_model, video[None])[0])[:5].tolist()
+    assert len(set(top5) & CYCLING.keys()) >= 2, top5  # 2 of 6 by chance: p ~ 0.2%
+
+
+@needs_lpips
+def test_a_real_compressed_video_scores_closer_to_its_original_than_another_video(lpips_model):
+    names = ("carphone_pristine.mp4", "carphone_distorted.mp4", "bigbuckbunny.mp4")
+    pristine, distorted, other = (read_frames(packaged_video(n), count=8, size=64) for n in names)
+    near, far = (distorted, pristine), (other, pristine)
+    assert 18 < psnr(*near).mean() < 35 and psnr(*near).mean() > psnr(*far).mean() + 5
+    assert 0.4 < ssim(*near).mean() < 0.95 and ssim(*near).mean() > ssim(*far).mean() + 0.2
+    assert 0.01 < lpips_frames(lpips_model, *near).mean() < lpips_frames(lpips_model, *far).mean() / 2
 
 
 def test_frechet_distance_of_two_gaussians_matches_the_closed_form():
