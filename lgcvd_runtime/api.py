@@ -160,11 +160,13 @@ def load(
     seed: int | None = None,
     context_mode: str = "last",
     log: Callable[[str], None] | None = None,
+    threads: int | None = None,
 ) -> Model:
     """Load a bundle (None: the default one) on a backend, with a sampler and step count.
 
     `seed` fixes all noise (None: fresh each run); `log` receives one-line notes such as the
-    backend `auto` chose.
+    backend `auto` chose; `threads` caps onnxruntime's CPU threads (None: one per physical
+    core), e.g. to leave cores to the rest of a robot's stack.
     """
     if sampler not in SAMPLERS:
         raise LgcvdError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
@@ -178,5 +180,7 @@ def load(
     if not 1 <= steps <= total:
         raise LgcvdError(f"steps must be in 1..{total} (the schedule's T), got {steps}")
     settings = SamplerSettings(respace(manifest.schedule, steps), sampler, context_mode)
-    engine = load_backend(backend, path, manifest, log)
+    if threads is not None and threads < 1:
+        raise LgcvdError(f"threads must be at least 1, got {threads}")
+    engine = load_backend(backend, path, manifest, log, threads)
     return Model(path, manifest, engine, Pipeline(engine, manifest.model, settings), seed)

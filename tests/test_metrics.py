@@ -255,7 +255,9 @@ def test_a_real_compressed_video_scores_closer_to_its_original_than_another_vide
     near, far = (distorted, pristine), (other, pristine)
     assert 18 < psnr(*near).mean() < 35 and psnr(*near).mean() > psnr(*far).mean() + 5
     assert 0.4 < ssim(*near).mean() < 0.95 and ssim(*near).mean() > ssim(*far).mean() + 0.2
-    assert 0.01 < lpips_frames(lpips_model, *near).mean() < lpips_frames(lpips_model, *far).mean() / 2
+    assert (
+        0.01 < lpips_frames(lpips_model, *near).mean() < lpips_frames(lpips_model, *far).mean() / 2
+    )
 
 
 def test_frechet_distance_of_two_gaussians_matches_the_closed_form():

@@ -202,3 +202,16 @@ def test_a_tensorrt_engine_loads_only_while_graph_and_engine_hashes_match(tmp_pa
 
     engine.write_bytes(b"tampered engine")
     assert current_engine(engine, graph) is None
+
+
+def test_threads_caps_onnxruntime_and_leaves_the_prediction_unchanged(bundle):
+    given = frames(2)
+    capped = api.load(bundle, backend="onnxruntime", seed=3, steps=2, threads=1)
+    for session in capped.backend._sessions.values():
+        assert session.get_session_options().intra_op_num_threads == 1
+    default = api.load(bundle, backend="onnxruntime", seed=3, steps=2)
+    a = np.concatenate([w.frames for w in capped.predict(given, n=6)], axis=1)
+    b = np.concatenate([w.frames for w in default.predict(given, n=6)], axis=1)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    with pytest.raises(LgcvdError, match="^threads must be at least 1, got 0$"):
+        api.load(bundle, threads=0)

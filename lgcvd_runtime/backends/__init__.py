@@ -66,7 +66,7 @@ def availability() -> dict[str, str | None]:
     return {name: unavailable(name) for name in NAMES}
 
 
-def _create(name: str, bundle: Path, manifest: Manifest, log) -> Backend:
+def _create(name: str, bundle: Path, manifest: Manifest, log, threads: int | None) -> Backend:
     reason = unavailable(name)
     if reason is not None:
         raise BackendError(
@@ -75,20 +75,25 @@ def _create(name: str, bundle: Path, manifest: Manifest, log) -> Backend:
         )
     if name == "tensorrt":
         return trt_backend.TrtBackend(bundle, manifest, log)
-    return ort_backend.OrtBackend(name, bundle, manifest)
+    return ort_backend.OrtBackend(name, bundle, manifest, threads)
 
 
 def load_backend(
-    name: str, bundle: Path, manifest: Manifest, log: Callable[[str], None] | None = None
+    name: str,
+    bundle: Path,
+    manifest: Manifest,
+    log: Callable[[str], None] | None = None,
+    threads: int | None = None,
 ) -> Backend:
     """Build backend `name` (or the fastest that starts, for "auto") on a loaded bundle.
 
     `log` receives one-line notes: which backend `auto` chose and why it skipped the others.
+    `threads` caps the CPU threads of onnxruntime's CPU work (None: one per physical core).
     """
     if name not in CHOICES:
         raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(CHOICES)}")
     if name != AUTO:
-        return _create(name, Path(bundle), manifest, log)
+        return _create(name, Path(bundle), manifest, log, threads)
     skipped = []
     for candidate in NAMES:
         if candidate == "tensorrt" and not trt_backend.engines_ready(Path(bundle), manifest):
@@ -98,7 +103,7 @@ def load_backend(
             skipped.append(candidate)
             continue
         try:
-            backend = _create(candidate, Path(bundle), manifest, log)
+            backend = _create(candidate, Path(bundle), manifest, log, threads)
         except BackendError:
             if candidate == NAMES[-1]:  # the CPU fallback failing is the bundle's fault: say so
                 raise

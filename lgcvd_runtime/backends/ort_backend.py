@@ -66,8 +66,9 @@ def _provider_options(name: str, bundle: Path, graph: GraphSpec, max_batch: int)
 class OrtBackend:
     """The `Backend` protocol on onnxruntime; `calls` counts encode and denoise calls."""
 
-    def __init__(self, name: str, bundle: Path, manifest: Manifest):
+    def __init__(self, name: str, bundle: Path, manifest: Manifest, threads: int | None = None):
         self.name = name
+        self.threads = threads  # CPU threads per call; None: onnxruntime's (the physical cores)
         self.manifest = manifest
         self.calls = {"encode": 0, "denoise": 0}
         self._graphs = manifest.graphs
@@ -77,6 +78,8 @@ class OrtBackend:
         graph = self._graphs[graph_name]
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: provider fallbacks are checked below
+        if self.threads is not None:
+            options.intra_op_num_threads = self.threads
         providers = _provider_options(name, bundle, graph, self.manifest.max_batch)
         try:
             session = ort.InferenceSession(str(bundle / graph.file), options, providers=providers)
