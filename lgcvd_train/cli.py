@@ -38,7 +38,7 @@ def parse_task_weights(text: str | None) -> dict:
     "--preset",
     "preset_name",
     type=click.Choice(list(PRESETS)),
-    default="small",
+    default="base",
     show_default=True,
     help="Model architecture preset.",
 )
