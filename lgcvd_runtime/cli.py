@@ -387,9 +387,16 @@ def bench(samples, repeats, as_json, **load):
     show_default=True,
     help="Inference engine.",
 )
+@click.option(
+    "--every",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Show every K-th frame of truth and prediction in the PNG strip.",
+)
 @click.option("--force", is_flag=True, help="Overwrite earlier results in the folder.")
 @click.option("--quiet", is_flag=True, help="No progress or notes on stderr.")
-def demo(out_dir, backend, force, quiet):
+def demo(out_dir, backend, every, force, quiet):
     """Predict 28 frames from the first 2 frames of the shipped demo clip with the shipped
     model; writes OUT/prediction.mp4 and OUT/prediction.png (rows: given, truth, prediction)."""
     clip = api.ASSETS / "demo.mkv"
@@ -405,6 +412,6 @@ def demo(out_dir, backend, force, quiet):
     known = [True] * p + [False] * n
     _run(model, windows, video, known, out_dir / "prediction.mp4", DEFAULT_FPS, force, None, quiet)
     strip = out_dir / "prediction.png"
-    write_strip(strip, [truth[:p], truth[p:], video[0, p:]], force=force)
+    write_strip(strip, [truth[:p], truth[p::every], video[0, p::every]], force=force)
     if not quiet:
         click.echo(f"wrote {strip} (rows: given frames, ground truth, prediction)")

@@ -146,6 +146,13 @@ def test_demo_writes_a_video_and_a_strip_from_the_shipped_assets(tmp_path, bundl
     assert read_frames(tmp_path / "demo" / "prediction.mp4").shape == (30, 32, 32, 3)
     strip = read_frames(tmp_path / "demo" / "prediction.png")
     assert strip.shape == (1, 3 * 32 + 2 * 2, 28 * 32, 3)  # rows: given, truth, prediction
+    args = ("demo", "--out", tmp_path / "demo", "--backend", "onnxruntime", "--quiet")
+    result = run(*args, "--every", 3, "--force")
+    assert result.exit_code == 0, result.output
+    strip = read_frames(tmp_path / "demo" / "prediction.png")[0]
+    assert strip.shape == (3 * 32 + 2 * 2, 10 * 32, 3)  # frames 3, 6, ..., 30 of 28 predicted
+    truth = read_frames(assets / "demo.mkv", size=32)
+    assert np.array_equal(strip[34:66], np.concatenate(list(truth[2::3]), axis=1))
 
 
 def test_demo_without_its_assets_is_a_one_line_error(tmp_path, monkeypatch):
