@@ -43,7 +43,8 @@ DEFAULT_REAL_FRAMES = (
     type=click.Path(path_type=Path),
     default=DEFAULT_REAL_FRAMES,
     show_default=True,
-    help="npz with 'ground_truth' clips for the parity gate (random frames if absent).",
+    help="Real clips for the parity gate: the real BAIR npz, or a .npy/.npz video array like "
+    "lgcvd-train's (random frames only if the file is absent).",
 )
 def main(
     checkpoint: Path,

@@ -1,7 +1,8 @@
 """The parity gate: onnxruntime (CPU) against the torch model, before a bundle is written.
 
-Both graphs run on random inputs and on real frames (the four real BAIR clips, area-resized to
-the model's size; random frames stand in when the file is absent), the denoiser at t near 0, the
+Both graphs run on random inputs and on real frames (the four real BAIR clips by default, or
+the first clips of any video array, area-resized to the model's size; random frames stand in
+when the file is absent), the denoiser at t near 0, the
 middle and near T. Each graph gets the torch context, so an error is attributed to one graph.
 Relative error of a check = max over the graph's outputs of max|onnx - torch| / max|torch|.
 A check passes when it is finite (onnx and torch) and within TOLERANCE[precision].
@@ -18,13 +19,15 @@ import onnxruntime as ort
 import torch
 
 from lgcvd_runtime.conditioning import build_condition, stack_window, to_model
-from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.errors import DataError, LgcvdError
 from lgcvd_runtime.samplers import q_sample
 from lgcvd_runtime.schedule import ScheduleSpec, full_alphas_cumprod
+from lgcvd_train.data.arrays import crop_and_resize, load_videos
 from lgcvd_train.model import LGCVD
 
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
 REAL_KEY = "ground_truth"  # (clips, T, H, W, 3) uint8
+REAL_CLIPS = 4
 RANDOM_BATCH = 2
 
 
@@ -53,19 +56,22 @@ def relative_error(onnx_out: list[np.ndarray], torch_out: list[np.ndarray]) -> f
     )
 
 
-def fit_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (..., H, W, 3) square frames -> (..., size, size, 3): center crop to a multiple of
-    `size`, then area-average (or repeat pixels when the frames are smaller)."""
-    h = frames.shape[-3]
-    if h < size:
-        k = -(-size // h)
-        frames = frames.repeat(k, axis=-3).repeat(k, axis=-2)
-        h = frames.shape[-3]
-    k = h // size
-    o = (h - k * size) // 2
-    x = frames[..., o : o + k * size, o : o + k * size, :].astype(np.float64)
-    x = x.reshape(*x.shape[:-3], size, k, size, k, 3).mean(axis=(-4, -2))
-    return np.rint(x).astype(np.uint8)
+def load_real_clips(path: Path, frames: int, size: int) -> np.ndarray:
+    """Up to REAL_CLIPS clips of `frames` frames for the gate, (B, frames, size, size, 3) uint8:
+    the 'ground_truth' array of the real BAIR npz, or any video array lgcvd-train reads."""
+    videos = None
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            if REAL_KEY in archive.files:
+                videos = archive[REAL_KEY]
+    if videos is None:
+        videos = load_videos(path)
+    if videos.shape[1] < frames:
+        raise DataError(
+            f"{path} holds clips of {videos.shape[1]} frames; the gate needs {frames} "
+            "(one window): pass longer clips to --real-frames"
+        )
+    return np.stack([crop_and_resize(clip[:frames], size) for clip in videos[:REAL_CLIPS]])
 
 
 def frame_sets(model: LGCVD, real_frames: Path | None, rng) -> dict[str, tuple]:
@@ -74,8 +80,8 @@ def frame_sets(model: LGCVD, real_frames: Path | None, rng) -> dict[str, tuple]:
     n, s = cfg.frames, cfg.image_size
     sets = {"random": tuple(rng.uniform(-1, 1, (2, RANDOM_BATCH, n, 3, s, s)).astype(np.float32))}
     if real_frames is not None and Path(real_frames).is_file():
-        clips = to_model(fit_frames(np.load(real_frames)[REAL_KEY], s))  # (B, T, 3, s, s)
-        sets["real"] = (clips[:, :n], clips[:, -n:])
+        clips = to_model(load_real_clips(Path(real_frames), 2 * n, s))  # (B, 2N, 3, s, s)
+        sets["real"] = (clips[:, :n], clips[:, n:])
     return sets
 
 

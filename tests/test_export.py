@@ -19,7 +19,7 @@ from lgcvd_export import parity
 from lgcvd_export.cli import DEFAULT_REAL_FRAMES, main
 
 from lgcvd_runtime.bundle import load_manifest
-from lgcvd_runtime.errors import BundleError
+from lgcvd_runtime.errors import BundleError, DataError
 from lgcvd_train.checkpoint import save_checkpoint
 from lgcvd_train.config import TrainConfig
 from lgcvd_train.data import shapes
@@ -238,11 +238,16 @@ def test_weights_of_another_preset_are_one_line(checkpoint, tmp_path):
     assert leftovers(tmp_path) == ["checkpoint.safetensors"]
 
 
-def test_area_resize_averages_blocks_of_pixels():
-    frames = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(1, 4, 4, 3)
-    small = parity.fit_frames(frames, 2)
-    assert small.shape == (1, 2, 2, 3)
-    assert small[0, 0, 0, 0] == np.rint(np.mean([0, 3, 12, 15]))
+def test_gate_clips_come_from_the_bair_npz_or_any_video_array(tmp_path):
+    videos = shapes.generate(6, 16, 64, 0)  # (6, 16, 64, 64, 3)
+    np.save(tmp_path / "clips.npy", videos)
+    np.savez(tmp_path / "bair.npz", ground_truth=videos[:2], other=videos[2:4])
+    clips = parity.load_real_clips(tmp_path / "clips.npy", 8, 32)
+    assert clips.shape == (parity.REAL_CLIPS, 8, 32, 32, 3)  # the first clips, area-resized
+    assert clips[0, 0, 0, 0, 0] == np.rint(videos[0, 0, :2, :2, 0].mean())
+    assert parity.load_real_clips(tmp_path / "bair.npz", 8, 64).shape == (2, 8, 64, 64, 3)
+    with pytest.raises(DataError, match="holds clips of 16 frames; the gate needs 20"):
+        parity.load_real_clips(tmp_path / "clips.npy", 20, 32)
 
 
 def tensorrt_missing() -> bool:
