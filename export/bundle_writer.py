@@ -51,6 +51,7 @@ def provenance(ckpt: Checkpoint, checkpoint: Path, opts: ExportOptions, worst: f
         "training_command": trained.get("command"),
         "training_data_command": trained.get("data_command"),
         "training_note": trained.get("note"),
+        "training_resumed_at": trained.get("resumed_at"),
         "training_lgcvd_version": trained.get("lgcvd_version"),
         "lgcvd_version": __version__,
         "torch_version": torch.__version__,

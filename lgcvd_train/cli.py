@@ -151,6 +151,7 @@ def main(
 ):
     """Train LGC-VD with the two-stage algorithm; write RUN/checkpoint.safetensors."""
     from .data import load_dataset
+    from .data.arrays import recorded_command
     from .trainer import Trainer
 
     mcfg = replace(preset(preset_name), context=not no_context, parameterization=parameterization)
@@ -183,6 +184,7 @@ def main(
             "num_videos": len(videos),
             "data_seed": seed,
             "command": "lgcvd-train " + shlex.join(sys.argv[1:]),
+            "data_command": recorded_command(Path(data)),
             "lgcvd_version": __version__,
         }
         trainer = Trainer(

@@ -95,7 +95,9 @@ class Trainer:
                 ckpt.model_config,
                 ckpt.train_config.with_(steps=tcfg.steps, amp=tcfg.amp),
             )
-            self.provenance = {**provenance, **ckpt.state.get("provenance", {})}
+            earlier = ckpt.state.get("provenance", {})
+            resumed = [*earlier.get("resumed_at", []), ckpt.step]  # each continuation's step
+            self.provenance = {**provenance, **earlier, "resumed_at": resumed}
         torch.manual_seed(self.tcfg.seed)  # same initial weights on every rank
         self.model = LGCVD(mcfg).to(self.d.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)

@@ -14,7 +14,13 @@ from PIL import Image
 
 from lgcvd_runtime.errors import DataError, OutputExistsError
 from lgcvd_train.data import DATA_GENERATORS, load_dataset, mnist, shapes
-from lgcvd_train.data.arrays import crop_and_resize, load_videos, save_video_stream, save_videos
+from lgcvd_train.data.arrays import (
+    crop_and_resize,
+    load_videos,
+    recorded_command,
+    save_video_stream,
+    save_videos,
+)
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
@@ -268,13 +274,16 @@ def test_an_unreadable_array_file_is_named(tmp_path):
 # Tools -----------------------------------------------------------------------------------------
 
 
-def test_make_dataset_writes_the_generator_output_and_refuses_to_overwrite(tmp_path):
+def test_make_dataset_writes_the_generator_output_and_refuses_to_overwrite(tmp_path, monkeypatch):
     main = tool("make_dataset").main
     out = tmp_path / "s.npz"
     args = ["shapes", "-n", "10", "-o", str(out), "--frames", "4", "--size", "16", "--seed", "3"]
+    monkeypatch.setattr(sys, "argv", ["tools/make_dataset.py", *args])
     result = CliRunner().invoke(main, [*args, "--workers", "2"])
     assert result.exit_code == 0, result.output
     np.testing.assert_array_equal(load_videos(out), shapes.generate(10, 4, 16, 3))
+    # the command is recorded beside the array; lgcvd-train copies it into its provenance
+    assert recorded_command(out) == "python tools/make_dataset.py " + " ".join(args)
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 1
     assert again.output.strip().splitlines()[-1] == (

@@ -140,9 +140,16 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(tmp_path):
     cfg = TrainConfig(steps=6, batch_size=2, lr=1e-3, save_every=3, log_every=1)
     mcfg = preset("tiny")
     full = Trainer(mcfg, cfg, videos, tmp_path / "full", {}, progress=False).fit()
-    Trainer(mcfg, replace(cfg, steps=3), videos, tmp_path / "cut", {}, progress=False).fit()
-    resumed = Trainer(mcfg, cfg, videos, tmp_path / "cut", {}, resume=True, progress=False)
+    first = {"command": "lgcvd-train first"}
+    Trainer(mcfg, replace(cfg, steps=2), videos, tmp_path / "cut", first, progress=False).fit()
+    again = {"command": "lgcvd-train again"}
+    Trainer(
+        mcfg, replace(cfg, steps=3), videos, tmp_path / "cut", again, resume=True, progress=False
+    ).fit()
+    resumed = Trainer(mcfg, cfg, videos, tmp_path / "cut", again, resume=True, progress=False)
     assert resumed.step == 3
+    # the run keeps the command that started it and records where it was continued
+    assert resumed.provenance == {"command": "lgcvd-train first", "resumed_at": [2, 3]}
     rest = resumed.fit()
     assert [r["loss"] for r in rest] == pytest.approx([r["loss"] for r in full[3:]], abs=1e-6)
     log = [json.loads(x) for x in (tmp_path / "cut" / METRICS).read_text().splitlines()]
@@ -306,3 +313,21 @@ def test_x0_error_tool_scores_an_oracle_denoiser_as_exact():
     assert [r[0] for r in rows] == list(TIMESTEPS)
     for _, err, hf_hat, hf_true in rows:
         assert err < 1e-5 and hf_hat == pytest.approx(hf_true, abs=1e-5) and hf_true > 0.02
+
+
+def test_lgcvd_train_records_the_command_that_made_its_data(tmp_path):
+    from click.testing import CliRunner
+
+    from lgcvd_train.checkpoint import load_checkpoint
+    from lgcvd_train.cli import main
+    from lgcvd_train.data import shapes
+    from lgcvd_train.data.arrays import save_video_stream
+
+    data = tmp_path / "clips.npy"
+    made_by = "python tools/make_dataset.py shapes -n 4 -o clips.npy --size 32"
+    save_video_stream(data, iter(shapes.generate(4, 16, 32, 0)), 4, command=made_by)
+    out = tmp_path / "run"
+    args = ["--preset", "tiny", "--data", data, "--steps", 1, "--batch-size", 1, "--out", out]
+    result = CliRunner().invoke(main, [str(a) for a in [*args, "--quiet"]])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(out).state["provenance"]["data_command"] == made_by

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lgcvd_runtime.errors import DataError, LgcvdError
-from lgcvd_train.data.arrays import check_output, save_video_stream
+from lgcvd_train.data.arrays import check_output, invocation, save_video_stream
 
 FRAMES = 30
 SIZE = 64
@@ -83,7 +83,7 @@ def main(inputs: tuple[Path, ...], output: Path, force: bool) -> None:
         check_output(output, force)
         count, clips = read_clips(record_files(inputs))
         progress = tqdm(clips, total=count, unit="clip", desc="bair")
-        save_video_stream(output, progress, count, force=force)
+        save_video_stream(output, progress, count, force=force, command=invocation())
     except LgcvdError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"wrote {count} clips of {FRAMES}×{SIZE}×{SIZE} to {output}")

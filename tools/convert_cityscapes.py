@@ -21,7 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lgcvd_runtime.errors import DataError, LgcvdError
-from lgcvd_train.data.arrays import check_output, crop_and_resize, save_video_stream
+from lgcvd_train.data.arrays import check_output, crop_and_resize, invocation, save_video_stream
 
 FRAME_NAME = re.compile(r"^(?P<city>.+)_(?P<seq>\d+)_(?P<frame>\d+)_leftImg8bit\.png$")
 
@@ -96,7 +96,7 @@ def main(
         sequences = find_sequences(root, split)[:limit]
         clips: Iterator[np.ndarray] = (load_sequence(s, frames, size) for s in sequences)
         progress = tqdm(clips, total=len(sequences), unit="seq", desc=f"cityscapes {split}")
-        save_video_stream(output, progress, len(sequences), force=force)
+        save_video_stream(output, progress, len(sequences), force=force, command=invocation())
     except LgcvdError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"wrote {len(sequences)} sequences of {frames}×{size}×{size} to {output}")

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_train.data import DATA_GENERATORS
-from lgcvd_train.data.arrays import check_output, save_video_stream
+from lgcvd_train.data.arrays import check_output, invocation, save_video_stream
 
 CHUNK = 4  # clips per task: each pushsim task builds one physics client
 
@@ -77,7 +77,7 @@ def main(
         check_output(output, force)
         clips = render_clips(generator, num_videos, frames, size, seed, workers)
         progress = tqdm(clips, total=num_videos, unit="clip", desc=generator)
-        save_video_stream(output, progress, num_videos, force=force)
+        save_video_stream(output, progress, num_videos, force=force, command=invocation())
     except LgcvdError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"wrote {num_videos} clips of {frames}×{size}×{size} to {output}")

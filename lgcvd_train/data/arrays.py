@@ -10,6 +10,9 @@ This file knows numpy and PIL only; nothing about models or training.
 
 from __future__ import annotations
 
+import json
+import shlex
+import sys
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -95,16 +98,47 @@ def save_videos(path: Path, videos: np.ndarray | list[np.ndarray], *, force: boo
             np.save(file, array)
 
 
+def command_file(path: Path) -> Path:
+    """The JSON file beside a video array that records the command which wrote it."""
+    return path.with_name(path.name + ".json")
+
+
+def invocation() -> str:
+    """This process's command line as typed, e.g. `python tools/make_dataset.py pushsim ...`."""
+    return "python " + shlex.join(sys.argv)
+
+
+def recorded_command(path: Path) -> str | None:
+    """The command recorded beside a video array by the dataset tools, if any."""
+    try:
+        return json.loads(command_file(path).read_text())["command"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def save_video_stream(
-    path: Path, clips: Iterable[np.ndarray], count: int, *, force: bool = False
+    path: Path,
+    clips: Iterable[np.ndarray],
+    count: int,
+    *,
+    force: bool = False,
+    command: str | None = None,
 ) -> None:
     """Write `count` clips of equal shape as they come: `.npy` streams to disk, `.npz` collects.
 
     Use `.npy` for sets larger than memory; either way the file appears only when complete.
+    `command` (how the clips were made) goes to `command_file(path)`, for training provenance.
     """
     if path.suffix != ".npy":
         save_videos(path, list(clips), force=force)
-        return
+    else:
+        _stream_npy(path, clips, count, force)
+    if command is not None:
+        with write_then_rename(command_file(path)) as tmp:
+            tmp.write_text(json.dumps({"command": command}, indent=2) + "\n")
+
+
+def _stream_npy(path: Path, clips: Iterable[np.ndarray], count: int, force: bool) -> None:
     check_output(path, force)
     written = 0
     with write_then_rename(path) as tmp:
