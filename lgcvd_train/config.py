@@ -55,8 +55,8 @@ PRESETS: dict[str, ModelConfig] = {
     # CPU presets: same structure, fewer channels.
     # 64x64 on a CPU budget. The full-resolution level is 64 wide because the head must carry
     # 3N = 24 signed noise channels through a SiLU (about two channels per signed value): at
-    # width 32 (`small`) the one-step x0 estimate stays grainy. At equal steps `base` has ~25%
-    # lower x0 error than `small` for 1.29x the time per step (docs/results.md).
+    # width 32 (`small`) the one-step x0 estimate stays grainy. At equal steps `base` has 15-27%
+    # lower x0 error than `small` for 1.35x the time per step (docs/results.md).
     "base": ModelConfig(
         image_size=64,
         width=64,
