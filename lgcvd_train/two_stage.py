@@ -90,17 +90,22 @@ class TwoStageStep:
         if set(names) - set(TASKS) or w.sum() <= 0:
             raise ValueError(f"task weights must name tasks from {TASKS} with a positive sum")
         self.task_names, self.task_p = names, w / w.sum()
+        self.autocast = (
+            (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+            if tcfg.amp and bf16_native(device)
+            else contextlib.nullcontext
+        )
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
 
-    def _stage(self, model, window, cond, prev, gen, autocast):
+    def _stage(self, model, window, cond, prev, gen):
         """Diffusion loss of one window; returns (loss, out, x_t, alpha, sigma)."""
         b = window.shape[0]
         t = torch.randint(0, self.sched.T, (b,), generator=gen).to(self.device)
         eps = torch.randn(window.shape, generator=gen).to(self.device)
         x_t, (alpha, sigma) = noisy_input(self.sched, window, t, eps)
-        with autocast():
+        with self.autocast():
             out = model(x_t, t, cond, prev)
         tgt = target(window, eps, alpha, sigma, self.mcfg.parameterization)
         return loss_fn(out, tgt, self.tcfg.loss), out, x_t, alpha, sigma
@@ -113,11 +118,6 @@ class TwoStageStep:
         gen = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
         tasks = rng.choice(self.task_names, size=b, p=self.task_p)
         w1, w2 = clips[:, :n], clips[:, n - k : 2 * n - k]  # (B, N, 3, H, W) each
-        autocast = (
-            (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16))
-            if self.tcfg.amp and bf16_native(self.device)
-            else contextlib.nullcontext
-        )
 
         # Stage 1: ground-truth conditions, encoder sees U.
         pos1 = np.array([draw_positions(t, rng, n, k) for t in tasks])
@@ -125,7 +125,7 @@ class TwoStageStep:
         prev1 = self._tensor(unknown_window(b, n, h, w))
         x1 = self._tensor(stack_window(w1))
         with no_sync() if no_sync else contextlib.nullcontext():
-            loss1, out1, x_t1, a1, s1 = self._stage(model, x1, cond1, prev1, gen, autocast)
+            loss1, out1, x_t1, a1, s1 = self._stage(model, x1, cond1, prev1, gen)
             (0.5 * loss1).backward()
         x0_hat = estimate_x0(x_t1, out1.detach(), a1, s1, self.mcfg.parameterization)
 
@@ -145,9 +145,7 @@ class TwoStageStep:
             ]
         )
         cond2 = self._tensor(build_condition(src2, pos2, n))
-        loss2, _, _, _, _ = self._stage(
-            model, self._tensor(stack_window(w2)), cond2, prev2, gen, autocast
-        )
+        loss2, _, _, _, _ = self._stage(model, self._tensor(stack_window(w2)), cond2, prev2, gen)
         (0.5 * loss2).backward()
         return StageOutputs(
             loss=0.5 * (loss1.item() + loss2.item()),

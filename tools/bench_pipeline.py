@@ -89,7 +89,9 @@ def main(preset_name, checkpoint, n, sampler, steps, samples, repeats, threads):
         size = model.cfg.image_size
         given = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
 
-        runtime = lgcvd_runtime.load(bundle, backend="onnxruntime", sampler=sampler, steps=steps)
+        runtime = lgcvd_runtime.load(
+            bundle, backend="onnxruntime", sampler=sampler, steps=steps, threads=threads
+        )
         torch_ref = reference_pipeline(model, sampler, steps, schedule=ckpt.schedule)
 
         def run_runtime():

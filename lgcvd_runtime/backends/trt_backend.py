@@ -80,7 +80,6 @@ def current_engine(engine: Path, graph: GraphSpec) -> bytes | None:
 
 def save_engine(engine: Path, data: bytes, graph: GraphSpec, tag: str) -> None:
     """Write the engine and its sidecar, each to a temporary file renamed into place."""
-    engine.parent.mkdir(parents=True, exist_ok=True)
     with write_then_rename(engine) as tmp:
         tmp.write_bytes(data)
     meta = {"graph_sha256": graph.sha256, "engine_sha256": hashlib.sha256(data).hexdigest()}
