@@ -70,6 +70,14 @@ def parse_task_weights(text: str | None) -> dict:
     help="Clips per process per step.",
 )
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate.")
+@click.option(
+    "--cooldown-steps",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Decay the learning rate linearly to 0 over the last this many of --steps (0: constant); "
+    "like --steps, it can be changed when resuming.",
+)
 @click.option("--ema-decay", type=float, default=0.999, show_default=True, help="EMA decay.")
 @click.option("--grad-clip", type=float, default=None, help="Clip the gradient norm to this.")
 @click.option(
@@ -133,6 +141,7 @@ def main(
     steps,
     batch_size,
     lr,
+    cooldown_steps,
     ema_decay,
     grad_clip,
     loss,
@@ -159,6 +168,7 @@ def main(
         steps=steps,
         batch_size=batch_size,
         lr=lr,
+        cooldown=cooldown_steps,
         ema_decay=ema_decay,
         grad_clip=grad_clip,
         loss=loss,

@@ -102,6 +102,7 @@ class TrainConfig:
     steps: int = 200
     batch_size: int = 8  # clips per process per step
     lr: float = 1e-4
+    cooldown: int = 0  # decay lr linearly to 0 over the last this many steps (0: constant lr)
     ema_decay: float = 0.999
     grad_clip: float | None = None
     loss: str = "l1"  # "l1" or "l2" on the parameterization's target
@@ -113,6 +114,13 @@ class TrainConfig:
     save_every: int = 500
     log_every: int = 10
     amp: bool = True  # bf16 autocast where native: CUDA, CPUs with AVX512-BF16 / AMX
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of the update that takes the run from `step` to `step + 1`: constant,
+        then a linear cooldown to 0 (warmup-stable-decay without warmup). Only the cooldown depends
+        on `steps`, so a run can be extended or given a cooldown when it is resumed."""
+        left = self.steps - step
+        return self.lr * min(1.0, left / self.cooldown) if self.cooldown else self.lr
 
     def to_dict(self) -> dict:
         return asdict(self)

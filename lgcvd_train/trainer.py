@@ -89,11 +89,11 @@ class Trainer:
         self.tcfg, self.videos, self.run_dir = tcfg, videos, Path(run_dir)
         self.provenance, self.progress = provenance, progress and self.d.main
         self.step = 0
-        if resume:  # the run keeps its config (but steps, amp) and the command that started it
+        if resume:  # the run keeps its config (but steps, cooldown, amp) and its first command
             ckpt = load_checkpoint(self.run_dir / FILENAME)
             mcfg, self.tcfg = (
                 ckpt.model_config,
-                ckpt.train_config.with_(steps=tcfg.steps, amp=tcfg.amp),
+                ckpt.train_config.with_(steps=tcfg.steps, cooldown=tcfg.cooldown, amp=tcfg.amp),
             )
             earlier = ckpt.state.get("provenance", {})
             resumed = [*earlier.get("resumed_at", []), ckpt.step]  # each continuation's step
@@ -139,11 +139,20 @@ class Trainer:
         out = self.step_fn(self.net, clips, self.step, self.d.rank, no_sync)
         if self.tcfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.grad_clip)
+        lr = self.tcfg.lr_at(self.step)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
         self.opt.step()
         self.step += 1
         decay = min(self.tcfg.ema_decay, (1 + self.step) / (10 + self.step))
         update_ema(self.ema, self.model, decay)
-        return {"step": self.step, "loss": out.loss, "loss1": out.loss1, "loss2": out.loss2}
+        return {
+            "step": self.step,
+            "loss": out.loss,
+            "loss1": out.loss1,
+            "loss2": out.loss2,
+            "lr": lr,
+        }
 
     def fit(self) -> list[dict]:
         """Train up to `tcfg.steps`; returns the logged records of this call. Ctrl-C or SIGTERM

@@ -156,6 +156,29 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(tmp_path):
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
 
 
+def test_cooldown_decays_the_learning_rate_linearly_over_the_last_steps():
+    cfg = TrainConfig(steps=10, lr=1e-3, cooldown=4)
+    assert [cfg.lr_at(s) for s in range(10)] == pytest.approx(
+        [1e-3] * 6 + [1e-3, 0.75e-3, 0.5e-3, 0.25e-3]
+    )
+    assert {TrainConfig(steps=10, lr=1e-3).lr_at(s) for s in range(10)} == {1e-3}
+
+
+def test_a_resumed_run_can_be_extended_with_a_cooldown(tmp_path):
+    videos, mcfg = moving_squares(2), preset("tiny")
+    cfg = TrainConfig(steps=2, batch_size=2, lr=1e-3, log_every=1)
+    Trainer(mcfg, cfg, videos, tmp_path, {}, progress=False).fit()
+    longer = replace(
+        cfg, steps=6, cooldown=2, lr=5.0
+    )  # lr is the run's; steps and cooldown are not
+    resumed = Trainer(mcfg, longer, videos, tmp_path, {}, resume=True, progress=False)
+    assert (resumed.tcfg.steps, resumed.tcfg.cooldown, resumed.tcfg.lr) == (6, 2, 1e-3)
+    resumed.fit()
+    log = [json.loads(x) for x in (tmp_path / METRICS).read_text().splitlines()]
+    assert [r["lr"] for r in log] == pytest.approx([1e-3] * 5 + [0.5e-3])
+    assert resumed.opt.param_groups[0]["lr"] == pytest.approx(0.5e-3)
+
+
 DDP_SCRIPT = textwrap.dedent(
     """
     import sys, numpy as np, torch, torch.distributed as dist
