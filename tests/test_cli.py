@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import export_tiny_bundle
+from conftest import debian_video, export_tiny_bundle
 
 from lgcvd_runtime import api, cli
 from lgcvd_runtime.bundle import MANIFEST
@@ -62,6 +62,16 @@ def test_predict_writes_the_given_then_the_predicted_frames(tmp_path, bundle, cl
     assert video.shape == (9, 32, 32, 3)
     given = read_frames(clip, start=3, count=2, size=32)
     assert np.array_equal(video[:2], given)  # the given frames are kept as given
+
+
+def test_predict_from_a_real_avi_starts_from_its_frames(tmp_path, bundle):
+    vtest = debian_video("vtest.avi")  # 768x576 MS-MPEG4, 795 frames: cropped and resized
+    out = tmp_path / "out.mkv"
+    result = run("predict", vtest, "-n", 6, "--start", 100, "-o", out, "--model", bundle, *FAST)
+    assert result.exit_code == 0, result.output
+    video = read_frames(out)
+    assert video.shape == (8, 32, 32, 3)
+    assert np.array_equal(video[:2], read_frames(vtest, start=100, count=2, size=32))
 
 
 def test_predict_puts_ground_truth_left_of_every_sample(tmp_path, bundle, clip):

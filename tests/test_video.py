@@ -12,11 +12,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from conftest import debian_video
 
 from lgcvd_runtime.errors import DataError, OutputExistsError, VideoError
 from lgcvd_runtime.video import (
     MAX_SIDE,
     SEPARATOR,
+    VideoInfo,
     VideoWriter,
     center_crop_resize,
     iter_frames,
@@ -109,6 +111,15 @@ def test_real_bair_clip_reads_as_its_published_frames():
     half = read_frames(BAIR_REAL / "clip0.mkv", count=2, size=32).astype(np.float32)
     blocks = truth[:2].reshape(2, 32, 2, 32, 2, 3).astype(np.float32).mean(axis=(2, 4))
     assert np.abs(half - blocks).max() <= 0.5 + 1e-3
+
+
+def test_a_real_fixed_camera_avi_decodes_with_a_still_background_and_exact_seeks():
+    path = debian_video("vtest.avi")  # opencv-doc: pedestrians under a fixed camera, MS-MPEG4 AVI
+    assert probe(path) == VideoInfo(frames=795, fps=10.0, width=768, height=576, codec="msmpeg4")
+    frames = read_frames(path, count=30, size=64)
+    change = np.abs(np.diff(frames.astype(np.int16), axis=0))
+    assert np.median(change) == 0 and change.max() > 40  # still background, people walking
+    np.testing.assert_array_equal(read_frames(path, start=20, count=4, size=64), frames[20:24])
 
 
 def test_probe_reports_header_facts(tmp_path):
