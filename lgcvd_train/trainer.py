@@ -98,6 +98,8 @@ class Trainer:
             earlier = ckpt.state.get("provenance", {})
             resumed = [*earlier.get("resumed_at", []), ckpt.step]  # each continuation's step
             self.provenance = {**provenance, **earlier, "resumed_at": resumed}
+            if "command" in provenance:  # the latest continuation's, with its --steps, --cooldown
+                self.provenance["resume_command"] = provenance["command"]
         torch.manual_seed(self.tcfg.seed)  # same initial weights on every rank
         self.model = LGCVD(mcfg).to(self.d.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)

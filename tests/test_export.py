@@ -82,6 +82,7 @@ def test_export_passes_the_gate_and_writes_a_manifest_that_validates(bundle, che
     assert prov["training_data"] == "shapes" and prov["opset"] == 17
     assert prov["training_command"] == "lgcvd-train --preset tiny"
     assert prov["training_data_seed"] == 0
+    assert prov["training_config"] == TrainConfig().to_dict()  # steps, lr, cooldown, mixture...
     assert prov["parity_max_rel_err"] <= prov["parity_tolerance"]
     assert not [p for p in bundle.parent.iterdir() if p.name.startswith(".")]  # no temp dirs
 

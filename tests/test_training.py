@@ -149,7 +149,11 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(tmp_path):
     resumed = Trainer(mcfg, cfg, videos, tmp_path / "cut", again, resume=True, progress=False)
     assert resumed.step == 3
     # the run keeps the command that started it and records where it was continued
-    assert resumed.provenance == {"command": "lgcvd-train first", "resumed_at": [2, 3]}
+    assert resumed.provenance == {
+        "command": "lgcvd-train first",
+        "resumed_at": [2, 3],
+        "resume_command": "lgcvd-train again",
+    }
     rest = resumed.fit()
     assert [r["loss"] for r in rest] == pytest.approx([r["loss"] for r in full[3:]], abs=1e-6)
     log = [json.loads(x) for x in (tmp_path / "cut" / METRICS).read_text().splitlines()]
