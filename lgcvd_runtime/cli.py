@@ -65,8 +65,8 @@ def _model_options(command):
             type=click.Choice(SAMPLERS),
             default=api.DEFAULT_SAMPLER,
             help="Reverse-diffusion sampler. Default: ddpm with 50 steps, which matched the "
-            "paper's 100-step ddpm within 0.001 SSIM on held-out pushsim clips; dpmpp with 20 "
-            "steps is 2.6x faster but scored 0.07 SSIM lower with the shipped model "
+            "paper's 100-step ddpm within 0.001 SSIM on held-out pushsim clips; dpmpp with 10 "
+            "steps is 5x faster but scored 0.015 SSIM lower with the shipped model "
             "(docs/results.md).",
         ),
         click.option(

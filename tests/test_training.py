@@ -172,9 +172,8 @@ def test_a_resumed_run_can_be_extended_with_a_cooldown(tmp_path):
     videos, mcfg = moving_squares(2), preset("tiny")
     cfg = TrainConfig(steps=2, batch_size=2, lr=1e-3, log_every=1)
     Trainer(mcfg, cfg, videos, tmp_path, {}, progress=False).fit()
-    longer = replace(
-        cfg, steps=6, cooldown=2, lr=5.0
-    )  # lr is the run's; steps and cooldown are not
+    # a resume takes the new steps and cooldown, but keeps the run's own lr
+    longer = replace(cfg, steps=6, cooldown=2, lr=5.0)
     resumed = Trainer(mcfg, longer, videos, tmp_path, {}, resume=True, progress=False)
     assert (resumed.tcfg.steps, resumed.tcfg.cooldown, resumed.tcfg.lr) == (6, 2, 1e-3)
     resumed.fit()
