@@ -54,6 +54,8 @@ def provenance(ckpt: Checkpoint, checkpoint: Path, opts: ExportOptions, worst: f
         "training_resumed_at": trained.get("resumed_at"),
         "training_resume_command": trained.get("resume_command"),
         "training_config": ckpt.train_config.to_dict(),
+        "training_init_from": trained.get("init_from"),
+        "model_config": ckpt.model_config.to_dict(),
         "training_lgcvd_version": trained.get("lgcvd_version"),
         "lgcvd_version": __version__,
         "torch_version": torch.__version__,

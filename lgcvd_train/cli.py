@@ -2,6 +2,7 @@
 
 lgcvd-train --preset small --data shapes --steps 200
 lgcvd-train --preset small --data path/to/videos/ --out runs/mine
+lgcvd-train --init-from lgcvd_runtime/assets/default.lgcvd --data path/to/videos/ --out runs/tuned
 torchrun --nproc-per-node 4 -m lgcvd_train.cli --preset paper-bair64 --data bair.npz
 """
 
@@ -130,6 +131,14 @@ def parse_task_weights(text: str | None) -> dict:
     is_flag=True,
     help="Train in fp32 (default: bf16 autocast on CUDA and on CPUs with native bf16).",
 )
+@click.option(
+    "--init-from",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Start from this model's weights (a .lgcvd bundle such as the shipped default, or a run "
+    "directory: its EMA weights) instead of random ones: fine-tuning. Its architecture wins over "
+    "--preset where it records one. Ignored with --resume.",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--force", is_flag=True, help="Start afresh even if --out holds a checkpoint.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
@@ -153,6 +162,7 @@ def main(
     seed,
     save_every,
     no_amp,
+    init_from,
     resume,
     force,
     device,
@@ -198,7 +208,15 @@ def main(
             "lgcvd_version": __version__,
         }
         trainer = Trainer(
-            mcfg, tcfg, videos, out, provenance, resume=resume, device=device, progress=not quiet
+            mcfg,
+            tcfg,
+            videos,
+            out,
+            provenance,
+            resume=resume,
+            device=device,
+            progress=not quiet,
+            init_from=init_from,
         )
         trainer.fit()
     except LgcvdError as e:

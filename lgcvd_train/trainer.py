@@ -4,7 +4,8 @@ Single process or `torchrun` (DistributedDataParallel; NCCL on GPUs, gloo on CPU
 checkpoints (every `save_every` steps, at the end, and on Ctrl-C) and the metrics log
 (`metrics.jsonl`, one JSON object per logged step). `--resume` restores weights, EMA, optimizer and
 step; because batches, tasks and noise are drawn from per-step seeds (`two_stage`), the resumed
-loss curve is the uninterrupted one.
+loss curve is the uninterrupted one. `--init-from` starts a new run (step 0, fresh optimizer) from
+another model's weights (`init_weights`), to fine-tune it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from .checkpoint import FILENAME, load_checkpoint, restore_optimizer, save_checkpoint
 from .config import ModelConfig, TrainConfig
+from .init_weights import init_model
 from .model import LGCVD
 from .two_stage import TwoStageStep, sample_clips
 
@@ -84,6 +86,7 @@ class Trainer:
         resume: bool = False,
         device: str | None = None,
         progress: bool = True,
+        init_from: Path | None = None,
     ):
         self.d = init_distributed(device)
         self.tcfg, self.videos, self.run_dir = tcfg, videos, Path(run_dir)
@@ -101,7 +104,13 @@ class Trainer:
             if "command" in provenance:  # the latest continuation's, with its --steps, --cooldown
                 self.provenance["resume_command"] = provenance["command"]
         torch.manual_seed(self.tcfg.seed)  # same initial weights on every rank
-        self.model = LGCVD(mcfg).to(self.d.device)
+        if init_from is not None and not resume:  # a resumed run has its weights already
+            model, source = init_model(init_from, mcfg)
+            mcfg = model.cfg
+            self.provenance = {**self.provenance, "init_from": source}
+        else:
+            model = LGCVD(mcfg)
+        self.model = model.to(self.d.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=self.tcfg.lr)
         if resume:

@@ -1,0 +1,149 @@
+"""Starting weights for a new run: fine-tune a trained model instead of starting from noise.
+
+`lgcvd-train --init-from SOURCE` takes SOURCE's weights and nothing else (no optimizer state, no
+step): a new run that begins where another model ended. SOURCE is either
+- a run directory or checkpoint file: its EMA weights (the ones sampling uses, design.md), or
+- a bundle (`NAME.lgcvd/`, e.g. the shipped default model): the weights read back from its ONNX
+  graphs. The TorchScript exporter keeps every parameter under its module path
+  (`model.unet.…conv1.weight`) except the GroupNorm affines, which it folds into anonymous
+  `(C, 1, 1)` constants read by the Mul / Add nodes that follow InstanceNormalization; those nodes
+  are named after their module scope (`/unet/…/norm1/Mul`), which gives the parameter back. fp16
+  bundles give fp16-rounded weights (relative error ~5e-4), which fine-tuning absorbs.
+
+Knows nothing about the training loop; the weights must fit the model exactly, or a one-line
+error says what does not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+from lgcvd_runtime.bundle import MANIFEST, Manifest, load_manifest
+from lgcvd_runtime.errors import LgcvdError
+
+from .checkpoint import FILENAME, load_checkpoint, resolve
+from .config import ModelConfig
+from .model import LGCVD
+
+GRAPH_PREFIX = "model."  # graphs wrap the LGCVD module as `self.model` (export/graphs.py)
+AFFINE = {"Mul": "weight", "Add": "bias"}
+
+
+class InitError(LgcvdError):
+    """--init-from names something that holds no usable weights."""
+
+
+def module_path(node_name: str) -> str:
+    """ONNX node name -> dotted module path: '/unet/head/head.0/Mul' -> 'unet.head.0'. A scope
+    that repeats its parent as a prefix ('head' then 'head.0') names the same child once."""
+    parts: list[str] = []
+    for part in node_name.strip("/").split("/")[:-1]:
+        if parts and part.startswith(parts[-1] + "."):
+            parts[-1] = part
+        else:
+            parts.append(part)
+    return ".".join(parts)
+
+
+def graph_weights(path: Path, norms: list[str]) -> dict[str, np.ndarray]:
+    """{parameter name: float32 array} of one exported ONNX graph; `norms` are the model's
+    GroupNorm module names, which the folded affines are matched to."""
+    graph = onnx.load(str(path)).graph
+    readers = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, node)
+    weights = {}
+    for init in graph.initializer:
+        value = numpy_helper.to_array(init).astype(np.float32)
+        if init.name.startswith(GRAPH_PREFIX):
+            weights[init.name[len(GRAPH_PREFIX) :]] = value
+            continue
+        node = readers.get(init.name)
+        if node is None or node.op_type not in AFFINE or value.shape[1:] != (1, 1):
+            continue  # shape constants, attention scales: not parameters
+        owner = norm_owner(module_path(node.name), norms)
+        if owner is not None:
+            weights[f"{owner}.{AFFINE[node.op_type]}"] = value.reshape(-1)
+    return weights
+
+
+def norm_owner(scope: str, norms: list[str]) -> str | None:
+    """The GroupNorm whose module path ends with `scope`. Modules of one name called outside their
+    parents' forward (each cross-attention's `norm_z`) are scoped `norm_z`, `norm_z_1`, ... in
+    call order, which is their order in the model."""
+
+    def ending(path: str) -> list[str]:
+        return [n for n in norms if n == path or n.endswith("." + path)]
+
+    owners, index = ending(scope), 0
+    base, _, count = scope.rpartition("_")
+    if not owners and count.isdigit():
+        owners, index = ending(base), int(count)
+    return owners[index] if index < len(owners) else None
+
+
+def bundle_weights(
+    directory: Path, manifest: Manifest, model: torch.nn.Module
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict for `model`, bundle facts for provenance) of a verified bundle."""
+    norms = [n for n, m in model.named_modules() if isinstance(m, torch.nn.GroupNorm)]
+    weights: dict[str, np.ndarray] = {}
+    for graph in manifest.graphs.values():
+        weights.update(graph_weights(directory / graph.file, norms))
+    facts = {
+        "bundle": str(directory),
+        "sha256": {name: g.sha256 for name, g in manifest.graphs.items()},
+        "precision": manifest.precision,
+        "provenance": manifest.provenance,
+    }
+    return {k: torch.from_numpy(v) for k, v in weights.items()}, facts
+
+
+def init_model(source: Path, cfg: ModelConfig) -> tuple[LGCVD, dict]:
+    """(model holding SOURCE's weights, provenance entry) for --init-from. The architecture is the
+    one SOURCE records (a checkpoint always does, bundles since they carry `model_config`), else
+    `cfg`."""
+    source = Path(source)
+    if (source / MANIFEST).is_file():
+        manifest = load_manifest(source)
+        recorded = manifest.provenance.get("model_config")
+        model = LGCVD(ModelConfig.from_dict(recorded) if recorded else cfg)
+        state, facts = bundle_weights(source, manifest, model)
+    elif resolve(source).is_file():
+        ckpt = load_checkpoint(source)
+        model = LGCVD(ckpt.model_config)
+        state = ckpt.weights("ema.")
+        facts = {
+            "checkpoint": str(resolve(source)),
+            "step": ckpt.step,
+            "provenance": ckpt.state.get("provenance", {}),
+        }
+    else:
+        raise InitError(
+            f"{source}: neither a bundle ({MANIFEST}) nor a run directory ({FILENAME}); "
+            "pass a .lgcvd bundle or a run directory to --init-from"
+        )
+    load_initial(model, state, source)
+    return model, facts
+
+
+def load_initial(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Copy `state` into `model`, which must have exactly these parameters and shapes."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or extra or wrong:
+        first = (missing or extra or wrong)[0]
+        raise InitError(
+            f"{source}: its weights do not fit this model ({len(missing)} missing, {len(extra)} "
+            f"unexpected, {len(wrong)} mis-shaped, e.g. {first}); pass the --preset it was "
+            "trained with"
+        )
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
