@@ -26,7 +26,7 @@ from onnx import numpy_helper
 from lgcvd_runtime.bundle import MANIFEST, Manifest, load_manifest
 from lgcvd_runtime.errors import LgcvdError
 
-from .checkpoint import FILENAME, load_checkpoint, resolve
+from .checkpoint import FILENAME, load_model, resolve
 from .config import ModelConfig
 from .model import LGCVD
 
@@ -115,22 +115,20 @@ def init_model(source: Path, cfg: ModelConfig) -> tuple[LGCVD, dict]:
         recorded = manifest.provenance.get("model_config")
         model = LGCVD(ModelConfig.from_dict(recorded) if recorded else cfg)
         state, facts = bundle_weights(source, manifest, model)
-    elif resolve(source).is_file():
-        ckpt = load_checkpoint(source)
-        model = LGCVD(ckpt.model_config)
-        state = ckpt.weights("ema.")
+        load_initial(model, state, source)
+        return model, facts
+    if resolve(source).is_file():
+        model, ckpt = load_model(source)  # EMA weights, checked against the checkpoint's config
         facts = {
             "checkpoint": str(resolve(source)),
             "step": ckpt.step,
             "provenance": ckpt.state.get("provenance", {}),
         }
-    else:
-        raise InitError(
-            f"{source}: neither a bundle ({MANIFEST}) nor a run directory ({FILENAME}); "
-            "pass a .lgcvd bundle or a run directory to --init-from"
-        )
-    load_initial(model, state, source)
-    return model, facts
+        return model.train(), facts
+    raise InitError(
+        f"{source}: neither a bundle ({MANIFEST}) nor a run directory ({FILENAME}); "
+        "pass a .lgcvd bundle or a run directory to --init-from"
+    )
 
 
 def load_initial(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
