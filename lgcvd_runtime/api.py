@@ -30,7 +30,7 @@ from .video import center_crop_resize
 
 ASSETS = Path(__file__).parent / "assets"  # default.lgcvd and demo.mkv, when shipped
 # Measured (docs/results.md, sampler study): ddpm with 50 steps matched 100-step ddpm within
-# 0.001 SSIM on held-out pushsim clips; dpmpp at 10 steps scored 0.006 SSIM lower (previous default model).
+# 0.001 SSIM on held-out pushsim clips; dpmpp at 10 steps scored the same (shipped model).
 DEFAULT_SAMPLER = "ddpm"
 DEFAULT_STEPS = 50
 
