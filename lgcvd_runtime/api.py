@@ -29,8 +29,7 @@ from .schedule import respace
 from .video import center_crop_resize
 
 ASSETS = Path(__file__).parent / "assets"  # default.lgcvd and demo.mkv, when shipped
-# Measured (docs/results.md, sampler study): ddpm with 50 steps matched 100-step ddpm within
-# 0.001 SSIM on held-out pushsim clips; dpmpp at 10 steps scored the same (shipped model).
+# Chosen by measurement; the numbers behind it are in docs/results.md (sampler study).
 DEFAULT_SAMPLER = "ddpm"
 DEFAULT_STEPS = 50
 

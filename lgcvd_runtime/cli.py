@@ -65,9 +65,8 @@ def _model_options(command):
             type=click.Choice(SAMPLERS),
             default=api.DEFAULT_SAMPLER,
             help="Reverse-diffusion sampler. Default: ddpm with 50 steps, which matched the "
-            "paper's 100-step ddpm within 0.001 SSIM on held-out pushsim clips; dpmpp with 10 "
-            "steps is 5x faster and scored the same SSIM with the shipped model "
-            "(docs/results.md).",
+            "paper's 100-step ddpm; dpmpp with 10 steps is 5x faster at about the same "
+            "quality. Measurements: docs/results.md, sampler study.",
         ),
         click.option(
             "--steps",
