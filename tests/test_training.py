@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import export_tiny_bundle
 
 from lgcvd_runtime.conditioning import build_condition, stack_window, to_model
 from lgcvd_train.config import TrainConfig, preset
@@ -339,6 +340,28 @@ def test_x0_error_tool_scores_an_oracle_denoiser_as_exact():
     assert [r[0] for r in rows] == list(TIMESTEPS)
     for _, err, hf_hat, hf_true in rows:
         assert err < 1e-5 and hf_hat == pytest.approx(hf_true, abs=1e-5) and hf_true > 0.02
+
+
+def test_x0_error_tool_scores_a_bundle_like_the_run_it_was_exported_from(
+    tmp_path, tmp_path_factory
+):
+    from click.testing import CliRunner
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from x0_error import TIMESTEPS, main
+
+    bundle = Path(export_tiny_bundle(tmp_path_factory))  # fp32: its graphs hold the run's weights
+    run = bundle.with_name("tiny-run")
+    data = tmp_path / "clips.npy"
+    np.save(data, np.stack(moving_squares(2, 8, 32)))
+    tables = []
+    for model in (run, bundle):
+        result = CliRunner().invoke(main, [str(model), "--data", str(data), "--clips", "2"])
+        assert result.exit_code == 0, result.output
+        lines = result.output.strip().splitlines()
+        assert lines[0].endswith(": step 0, width 32, mults (1, 2)")
+        tables.append(lines[2:])
+    assert len(tables[0]) == len(TIMESTEPS) and tables[0] == tables[1]
 
 
 def test_lgcvd_train_records_the_command_that_made_its_data(tmp_path):

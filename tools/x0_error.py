@@ -11,6 +11,10 @@ architectures after the same number of steps long before sampling is worth runni
         --lr 3e-4 --seed 0 --task-weights prediction=0.6,unconditional=0.2,interpolation=0.1,random=0.1
     lgcvd-train --preset base ... --out runs/ab-base   (same options)
     .venv/bin/python tools/x0_error.py runs/ab-small runs/ab-base --data data/pushsim_test.npy
+
+Models are run directories (EMA weights) or bundles (weights read back from the graphs). Run on
+training clips and on held-out ones, it tells underfitting (the same error) from memorising (a
+lower error on the training clips).
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import numpy as np
 import torch
 
 from lgcvd_runtime.conditioning import build_condition, stack_window, to_model
-from lgcvd_train.checkpoint import load_model
+from lgcvd_train.config import ModelConfig
 from lgcvd_train.diffusion import Schedule, estimate_x0
 from lgcvd_train.eval_protocol import load_clips
+from lgcvd_train.init_weights import init_model
 
 TIMESTEPS = (20, 50, 100, 200, 300, 500, 700, 900)
 
@@ -68,13 +73,16 @@ def x0_errors(model, clips: np.ndarray, seed: int) -> list[tuple[int, float, flo
 @click.option("--clips", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Noise seed.")
 def main(runs: tuple[Path, ...], data: str, clips: int, seed: int) -> None:
-    """Print one-step x0 error and high-frequency energy per timestep for each run (EMA weights)."""
+    """Print one-step x0 error and high-frequency energy per timestep for each run or bundle."""
     torch.set_num_threads(min(2, torch.get_num_threads()))
     for run in runs:
-        model, ckpt = load_model(run)
+        # the architecture comes from the run or bundle itself; ModelConfig() is never used for
+        # the bundles lgcvd-export writes, which record theirs
+        model, source = init_model(run, ModelConfig())
         cfg = model.cfg
         frames = load_clips(data, cfg.image_size, clips, cfg.frames, seed=0)
-        click.echo(f"\n{run}: step {ckpt.step}, width {cfg.width}, mults {cfg.mults}")
+        step = source.get("step", source.get("provenance", {}).get("checkpoint_step"))
+        click.echo(f"\n{run}: step {step}, width {cfg.width}, mults {cfg.mults}")
         click.echo("   t   |x0_hat - x0|   HF(x0_hat)   HF(x0)")
         for step, err, hf_hat, hf_true in x0_errors(model.eval(), frames, seed):
             click.echo(f"{step:4d}   {err:12.4f}   {hf_hat:10.4f}   {hf_true:6.4f}")
