@@ -104,6 +104,14 @@ class Model:
 
     def fit(self, frames) -> np.ndarray:
         """(T, H, W, 3) uint8 -> (T, size, size, 3): center-crop and resample where needed."""
+        frames = self.check_frames(frames)
+        if frames.shape[1:3] == (self.size, self.size):
+            return frames
+        return np.stack([center_crop_resize(f, self.size) for f in frames])
+
+    @staticmethod
+    def check_frames(frames) -> np.ndarray:
+        """(T, H, W, 3) uint8 RGB frames of at least one pixel, as an array, or a one-line error."""
         frames = _as_clip(frames)
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             raise LgcvdError(
@@ -114,9 +122,7 @@ class Model:
             raise LgcvdError(
                 f"frames must be at least 1x1 pixels, got {frames.shape[2]}x{frames.shape[1]}"
             )
-        if frames.shape[1:3] == (self.size, self.size):
-            return frames
-        return np.stack([center_crop_resize(f, self.size) for f in frames])
+        return frames
 
     def clips(self, clips) -> tuple[list[np.ndarray], bool]:
         """Fitted clips (each (T, size, size, 3)) and whether a list of clips was given: a list
@@ -186,12 +192,18 @@ class Model:
         return Stream(self, p, n or self.manifest.model.new_frames, samples)
 
     def live(
-        self, p: int = 2, n: int | None = None, cameras: int = 1, samples: int = 1
+        self,
+        p: int = 2,
+        n: int | None = None,
+        cameras: int = 1,
+        samples: int = 1,
+        seed: Seed = None,
     ) -> LiveStream:
-        """A non-blocking forecaster with its own worker thread: see `live.LiveStream`."""
+        """A non-blocking forecaster with its own worker thread: see `live.LiveStream`. n
+        defaults to one window of new frames; `seed`: one for all cameras or one per camera."""
         from .live import LiveStream
 
-        return LiveStream(self, p, n or self.manifest.model.new_frames, cameras, samples)
+        return LiveStream(self, p, n or self.manifest.model.new_frames, cameras, samples, seed)
 
     def close(self) -> None:
         """Free the backend's sessions or engines."""
