@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .api import check_count
 from .errors import LgcvdError
 from .timeline import Timeline
 
@@ -67,8 +68,7 @@ class LiveStream:
 
     def __init__(self, model: Model, p: int, n: int, cameras: int, samples: int = 1, seed=None):
         for what, value in (("p", p), ("n", n), ("cameras", cameras), ("samples", samples)):
-            if value < 1:
-                raise LgcvdError(f"{what} must be at least 1, got {value}")
+            check_count(what, value)
         self.model, self.p, self.n, self.samples = model, p, n, samples
         self.seeds = model.seeds(seed, cameras)  # one per camera, for all its forecasts
         self.skipped = 0  # frames no forecast used
