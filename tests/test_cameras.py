@@ -195,7 +195,9 @@ def test_a_worker_error_is_raised_on_the_next_call(model):
     model.pipeline.backend = Gate(model.backend, nan_from=1)
     live = model.live(p=1, n=6)
     live.push(clip(60)[0])
-    with pytest.raises(NonFiniteError, match="the denoiser graph returned NaN or Inf at step 1/2"):
+    with pytest.raises(
+        NonFiniteError, match="the denoiser graph returned NaN or Inf at step 1/2 of window 1"
+    ):
         live.wait(60)
     with pytest.raises(NonFiniteError):
         live.push(clip(60)[1])

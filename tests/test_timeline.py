@@ -138,8 +138,14 @@ def test_calls_larger_than_the_max_batch_are_split_into_chunks():
 @pytest.mark.parametrize(
     ("bad", "where"),
     [
-        (("denoise", 7), r"denoiser graph returned NaN or Inf at step 3/4 of window 1;"),
-        (("encode", 1), r"context graph returned NaN or Inf in window 0;"),
+        (
+            ("denoise", 7),
+            r"^the denoiser graph returned NaN or Inf at step 3/4 of window 2 on fake; the ",
+        ),
+        (
+            ("encode", 1),
+            r"^the context graph returned NaN or Inf in window 1 on fake; the bundle or engine ",
+        ),
     ],
 )
 def test_a_non_finite_graph_output_is_an_error_naming_the_graph_and_step(bad, where):
