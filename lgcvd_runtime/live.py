@@ -90,6 +90,8 @@ class LiveStream:
         stamp = time.monotonic() if stamp is None else float(stamp)
         with self._cond:
             self._raise_error()
+            if self._closing:
+                raise LgcvdError("this live stream is closed; open another with model.live()")
             cam = self._camera(camera)
             index = cam.pushed
             cam.frames.append((frame, index, stamp))

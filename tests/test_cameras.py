@@ -100,6 +100,14 @@ def test_a_five_dimensional_array_is_a_list_of_clips(model):
         (lambda m: m.predict(clip(1)[:0], 6), "^frames per clip must be a whole number of at"),
         (lambda m: m.predict(clip(1), 2.5), "^n must be a whole number of at least 1, got 2.5$"),
         (lambda m: m.live(p=0), "^p must be a whole number of at least 1, got 0$"),
+        (
+            lambda m: m.predict([clip(1), clip(2).astype(np.float32)], 6),
+            r"^camera 1: frames must be uint8 RGB of shape \(T, H, W, 3\), got float32",
+        ),
+        (
+            lambda m: m.predict(clip(1), 10**12),
+            r"^a video of 1000000000002 frames x 1 rows needs [\d,]+ GiB, more memory than",
+        ),
     ],
     ids=[
         "uneven p",
@@ -110,6 +118,8 @@ def test_a_five_dimensional_array_is_a_list_of_clips(model):
         "no frames",
         "fractional n",
         "live p 0",
+        "one bad camera",
+        "too many frames",
     ],
 )
 def test_bad_clips_and_seeds_are_one_line_errors(model, call, message):
@@ -214,3 +224,5 @@ def test_a_live_push_checks_its_frame_and_camera_at_once(model):
             live.push(clip(1)[0], camera=2)
         with pytest.raises(LgcvdError, match="^frames must be uint8 RGB"):
             live.push(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(LgcvdError, match="^this live stream is closed; open another with"):
+        live.push(clip(1)[0])
