@@ -224,5 +224,10 @@ def test_a_live_push_checks_its_frame_and_camera_at_once(model):
             live.push(clip(1)[0], camera=2)
         with pytest.raises(LgcvdError, match="^frames must be uint8 RGB"):
             live.push(np.zeros((8, 8, 3), np.float32))
+        with pytest.raises(LgcvdError, match=r"^camera '0' does not exist"):
+            live.push(clip(1)[0], camera="0")
+        live.push(clip(2, height=48, width=40)[0])  # a camera's frame size may change
+        live.push(clip(3)[0])
+        assert live.wait(60) and live.latest().frames.shape == (1, 6, 32, 32, 3)
     with pytest.raises(LgcvdError, match="^this live stream is closed; open another with"):
         live.push(clip(1)[0])
