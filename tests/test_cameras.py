@@ -172,7 +172,7 @@ def test_push_returns_at_once_while_the_worker_forecasts_and_latest_wins(model):
         gate.open()
         assert live.wait(60)
         latest = live.latest()
-    assert pushes < 0.05  # four pushes while the worker is held
+    assert pushes < 1.0  # returned at all while the forecast is held: no push waits for one
     assert latest.frame_index == 5 and latest.frames.shape == (1, 6, 32, 32, 3)
     assert live.skipped == 2  # frames 2 and 3: the second forecast used 4 and 5
     (expected,) = model.predict(video[4:6], n=6, seed=5)
