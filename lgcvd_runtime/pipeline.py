@@ -21,19 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .backends.base import Backend
 from .bundle import ModelSpec
 from .conditioning import build_condition, stack_window, unknown_window, unstack_window
 from .errors import LgcvdError, NonFiniteError
 from .samplers import sample
 from .schedule import Plan
 from .timeline import Timeline
-
-if TYPE_CHECKING:
-    from .backends.base import Backend
 
 CONTEXT_MODES = ("last", "running_mean")
 
