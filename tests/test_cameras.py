@@ -231,3 +231,24 @@ def test_a_live_push_checks_its_frame_and_camera_at_once(model):
         assert live.wait(60) and live.latest().frames.shape == (1, 6, 32, 32, 3)
     with pytest.raises(LgcvdError, match="^this live stream is closed; open another with"):
         live.push(clip(1)[0])
+
+
+def test_the_camera_benchmark_prints_ratios_and_the_live_streams_timings(bundle, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).parents[1] / "tools" / "bench_cameras.py"
+    args = ["--model", bundle, "--backend", "onnxruntime", "--steps", "1", "--cameras", "1,2"]
+    done = subprocess.run(
+        [sys.executable, str(tool), *args, "--rate", "20", "--seconds", "1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("onnxruntime, ddpm 1 steps, max batch 4, p=2, n=6")
+    assert [line.split("|")[0].strip() for line in lines[2:4]] == ["1", "2"]
+    assert lines[4].startswith("live stream at 20 Hz for 1 s (20 frames): push median ")
