@@ -2,7 +2,8 @@
 
 Reads `leftImg8bit_sequence/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png` from the
 `leftImg8bit_sequence_trainvaltest.zip` release (downloaded by the user), groups the frames of
-each sequence (30 each), centre-crops every frame to a square and resizes it with Lanczos:
+each sequence (30 each), centre-crops every frame to a square and area-resizes it with the
+runtime's resize (the pixels serving will see):
 
     python tools/convert_cityscapes.py ~/cityscapes --split train -o data/city128_train.npy
 
@@ -63,7 +64,7 @@ def load_sequence(paths: list[Path], frames: int, size: int) -> np.ndarray:
             f"frames, fewer than {frames}; re-download it or lower --frames"
         )
     video = np.stack([_read_rgb(path) for path in paths[:frames]])  # (T, H, W, 3)
-    return crop_and_resize(video, size, Image.Resampling.LANCZOS)
+    return crop_and_resize(video, size)
 
 
 def _read_rgb(path: Path) -> np.ndarray:
