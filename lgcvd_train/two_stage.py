@@ -84,7 +84,7 @@ class TwoStageStep:
 
     def __init__(self, mcfg: ModelConfig, tcfg: TrainConfig, device: torch.device):
         self.mcfg, self.tcfg, self.device = mcfg, tcfg, device
-        self.sched = Schedule(device=device)
+        self.sched = Schedule(tcfg.schedule, device=device)
         names = list(tcfg.task_weights)
         w = np.array([tcfg.task_weights[t] for t in names], dtype=np.float64)
         if set(names) - set(TASKS) or w.sum() <= 0:
