@@ -14,12 +14,24 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from lgcvd_runtime.errors import LgcvdError
 
 from . import __version__
 from .checkpoint import FILENAME
-from .config import DEFAULT_TASK_WEIGHTS, PRESETS, TrainConfig, preset
+from .config import DEFAULT_TASK_WEIGHTS, PRESETS, ModelConfig, TrainConfig, preset
+from .data import GENERATED_VIDEOS
+
+TRAIN = TrainConfig()  # the defaults of every training option
+MODEL_OPTIONS = ("preset_name", "no_context", "parameterization")  # what builds the ModelConfig
+FLAGS = {
+    "preset_name": "--preset",
+    "no_context": "--no-context",
+    "parameterization": "--parameterization",
+    "num_videos": "--num-videos",
+    "seed": "--seed",
+}
 
 
 def parse_task_weights(text: str | None) -> dict:
@@ -32,6 +44,82 @@ def parse_task_weights(text: str | None) -> dict:
         raise click.BadParameter(
             "use NAME=WEIGHT pairs, e.g. prediction=0.5,unconditional=0.3,interpolation=0.1,random=0.1"
         ) from None
+
+
+def describe(cfg: ModelConfig) -> str:
+    """What a user recognises a model config by, e.g. "a 32x32 'tiny' model (v-prediction)"."""
+    name = next(
+        (
+            name
+            for name, arch in PRESETS.items()
+            if replace(arch, context=cfg.context, parameterization=cfg.parameterization) == cfg
+        ),
+        "custom",
+    )
+    size, context = cfg.image_size, "" if cfg.context else ", no context"
+    return f"a {size}x{size} '{name}' model ({cfg.parameterization}-prediction{context})"
+
+
+def follow_recorded(
+    asked: ModelConfig, recorded: ModelConfig, given: dict, origin: str, rule: str
+) -> ModelConfig:
+    """`recorded` (a checkpoint's or a source model's architecture); a model option given on the
+    command line that contradicts it is a one-line error naming both."""
+    wanted = recorded
+    if "preset_name" in given:
+        wanted = replace(
+            asked, context=recorded.context, parameterization=recorded.parameterization
+        )
+    if "no_context" in given:
+        wanted = replace(wanted, context=asked.context)
+    if "parameterization" in given:
+        wanted = replace(wanted, parameterization=asked.parameterization)
+    if wanted != recorded:
+        names = [name for name in MODEL_OPTIONS if name in given]
+        asking = " ".join(FLAGS[n] + ("" if given[n] is True else f" {given[n]}") for n in names)
+        raise click.ClickException(
+            f"{origin} holds {describe(recorded)}; {asking} asks for {describe(wanted)}: "
+            f"drop {' '.join(FLAGS[n] for n in names)} ({rule})"
+        )
+    return recorded
+
+
+def follow_checkpoint_data(recorded: dict, given: dict, num_videos: int, seed: int, out):
+    """(num_videos, seed) of a resumed run's data: the ones its checkpoint records; a contradicting
+    --num-videos or --seed is a one-line error."""
+    for name, value in (("num_videos", num_videos), ("seed", seed)):
+        key = "data_seed" if name == "seed" else name
+        if name in given and recorded.get(key, value) != value:
+            flag = FLAGS[name]
+            raise click.ClickException(
+                f"{out} was trained with {flag} {recorded[key]}; {flag} {value} asks for other "
+                f"data: drop {flag} (a resumed run keeps its data)"
+            )
+    return recorded.get("num_videos", num_videos), recorded.get("data_seed", seed)
+
+
+def follow_checkpoint(mcfg: ModelConfig, given: dict, out: Path, num_videos: int, seed: int):
+    """(model config, num_videos, seed) of a resumed run: its checkpoint's, so that the data are
+    loaded at the resolution of the model that will be trained."""
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(out / FILENAME)
+    rule = "a resumed run keeps its checkpoint's architecture"
+    mcfg = follow_recorded(mcfg, ckpt.model_config, given, str(out), rule)
+    recorded = ckpt.state.get("provenance", {})
+    return (mcfg, *follow_checkpoint_data(recorded, given, num_videos, seed, out))
+
+
+def follow_source(mcfg: ModelConfig, tcfg: TrainConfig, given: dict, source: Path):
+    """(model config, train config) of a run fine-tuned from `source`: its architecture (where it
+    records one) and its noise schedule."""
+    from .init_weights import recorded_config
+
+    arch, schedule = recorded_config(source)
+    rule = "fine-tuning keeps the architecture of the model it starts from"
+    if arch is not None:
+        mcfg = follow_recorded(mcfg, arch, given, str(source), rule)
+    return mcfg, tcfg.with_(schedule=schedule)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,39 +147,43 @@ def parse_task_weights(text: str | None) -> dict:
 @click.option(
     "--steps",
     type=click.IntRange(1),
-    default=200,
+    default=TRAIN.steps,
     show_default=True,
     help="Total optimizer steps (a resumed run continues up to this number).",
 )
 @click.option(
     "--batch-size",
     type=click.IntRange(1),
-    default=8,
+    default=TRAIN.batch_size,
     show_default=True,
     help="Clips per process per step.",
 )
-@click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate.")
+@click.option("--lr", type=float, default=TRAIN.lr, show_default=True, help="Adam learning rate.")
 @click.option(
     "--cooldown-steps",
     type=click.IntRange(min=0),
-    default=0,
+    default=TRAIN.cooldown,
     show_default=True,
     help="Decay the learning rate linearly to 0 over the last this many of --steps (0: constant); "
     "like --steps, it can be changed when resuming.",
 )
-@click.option("--ema-decay", type=float, default=0.999, show_default=True, help="EMA decay.")
-@click.option("--grad-clip", type=float, default=None, help="Clip the gradient norm to this.")
+@click.option(
+    "--ema-decay", type=float, default=TRAIN.ema_decay, show_default=True, help="EMA decay."
+)
+@click.option(
+    "--grad-clip", type=float, default=TRAIN.grad_clip, help="Clip the gradient norm to this."
+)
 @click.option(
     "--loss",
     type=click.Choice(["l1", "l2"]),
-    default="l1",
+    default=TRAIN.loss,
     show_default=True,
     help="Loss on the prediction target.",
 )
 @click.option(
     "--parameterization",
     type=click.Choice(["v", "eps"]),
-    default="v",
+    default=ModelConfig.parameterization,
     show_default=True,
     help="What the network predicts.",
 )
@@ -108,21 +200,24 @@ def parse_task_weights(text: str | None) -> dict:
 @click.option(
     "--task-weights",
     default=None,
-    help="Task mixture, e.g. prediction=0.45,unconditional=0.4,interpolation=0.05,"
-    "random=0.1 (the default).",
+    help="Task mixture, e.g. "
+    + ",".join(f"{task}={weight:g}" for task, weight in DEFAULT_TASK_WEIGHTS.items())
+    + " (the default).",
 )
 @click.option(
     "--num-videos",
     type=click.IntRange(1),
-    default=256,
+    default=GENERATED_VIDEOS,
     show_default=True,
     help="Videos to generate for shapes / mnist / pushsim.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of data, init, noise.")
+@click.option(
+    "--seed", type=int, default=TRAIN.seed, show_default=True, help="Seed of data, init, noise."
+)
 @click.option(
     "--save-every",
     type=click.IntRange(1),
-    default=500,
+    default=TRAIN.save_every,
     show_default=True,
     help="Write a checkpoint every this many steps.",
 )
@@ -136,10 +231,14 @@ def parse_task_weights(text: str | None) -> dict:
     type=click.Path(path_type=Path),
     default=None,
     help="Start from this model's weights (a .lgcvd bundle such as the shipped default, or a run "
-    "directory: its EMA weights) instead of random ones: fine-tuning. Its architecture wins over "
-    "--preset where it records one. Ignored with --resume.",
+    "directory: its EMA weights) instead of random ones: fine-tuning. The run keeps its "
+    "architecture (a contradicting --preset is an error) and noise schedule. Ignored with --resume.",
 )
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out from its checkpoint, with its architecture and data settings.",
+)
 @click.option("--force", is_flag=True, help="Start afresh even if --out holds a checkpoint.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -173,6 +272,12 @@ def main(
     from .data.arrays import recorded_command
     from .trainer import Trainer
 
+    ctx = click.get_current_context()  # options given on the command line, by name
+    given = {
+        name: ctx.params[name]
+        for name in FLAGS
+        if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+    }
     mcfg = replace(preset(preset_name), context=not no_context, parameterization=parameterization)
     tcfg = TrainConfig(
         steps=steps,
@@ -196,6 +301,10 @@ def main(
     if resume and not (out / FILENAME).exists():
         raise click.ClickException(f"{out} holds no checkpoint to resume; drop --resume")
     try:
+        if resume:
+            mcfg, num_videos, seed = follow_checkpoint(mcfg, given, out, num_videos, seed)
+        elif init_from is not None:
+            mcfg, tcfg = follow_source(mcfg, tcfg, given, init_from)
         videos = load_dataset(
             data, mcfg.image_size, num_videos=num_videos, seed=seed, min_frames=tcfg.clip_frames
         )

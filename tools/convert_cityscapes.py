@@ -22,6 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lgcvd_runtime.errors import DataError, LgcvdError
+from lgcvd_train.config import preset
 from lgcvd_train.data.arrays import check_output, crop_and_resize, invocation, save_video_stream
 
 FRAME_NAME = re.compile(r"^(?P<city>.+)_(?P<seq>\d+)_(?P<frame>\d+)_leftImg8bit\.png$")
@@ -81,7 +82,8 @@ def _read_rgb(path: Path) -> np.ndarray:
               show_default=True, help="Which split of leftImg8bit_sequence to convert.")  # fmt: skip
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output file, .npz (compressed, in memory) or .npy (streamed).")  # fmt: skip
-@click.option("--size", type=click.IntRange(min=8), default=128, show_default=True,
+@click.option("--size", type=click.IntRange(min=8), default=preset("paper-city128").image_size,
+              show_default=True,
               help="Frame height and width after the centre square crop.")  # fmt: skip
 @click.option("--frames", type=click.IntRange(min=1), default=30, show_default=True,
               help="Frames kept from each sequence.")  # fmt: skip
