@@ -84,30 +84,28 @@ def follow_recorded(
     return recorded
 
 
-def follow_checkpoint_data(recorded: dict, given: dict, num_videos: int, seed: int, out):
-    """(num_videos, seed) of a resumed run's data: the ones its checkpoint records; a contradicting
-    --num-videos or --seed is a one-line error."""
-    for name, value in (("num_videos", num_videos), ("seed", seed)):
-        key = "data_seed" if name == "seed" else name
-        if name in given and recorded.get(key, value) != value:
-            flag = FLAGS[name]
-            raise click.ClickException(
-                f"{out} was trained with {flag} {recorded[key]}; {flag} {value} asks for other "
-                f"data: drop {flag} (a resumed run keeps its data)"
-            )
-    return recorded.get("num_videos", num_videos), recorded.get("data_seed", seed)
-
-
-def follow_checkpoint(mcfg: ModelConfig, given: dict, out: Path, num_videos: int, seed: int):
+def follow_checkpoint(mcfg: ModelConfig, given: dict, out: Path, data: str, num_videos: int):
     """(model config, num_videos, seed) of a resumed run: its checkpoint's, so that the data are
-    loaded at the resolution of the model that will be trained."""
+    those the model was trained on, at its resolution; a contradicting option is a one-line
+    error."""
     from .checkpoint import load_checkpoint
+    from .data import DATA_GENERATORS
 
     ckpt = load_checkpoint(out / FILENAME)
     rule = "a resumed run keeps its checkpoint's architecture"
     mcfg = follow_recorded(mcfg, ckpt.model_config, given, str(out), rule)
-    recorded = ckpt.state.get("provenance", {})
-    return (mcfg, *follow_checkpoint_data(recorded, given, num_videos, seed, out))
+    recorded = {"seed": ckpt.train_config.seed}
+    generated = ckpt.state.get("provenance", {}).get("num_videos")
+    if data in DATA_GENERATORS and generated is not None:
+        recorded["num_videos"] = generated
+    for name, value in recorded.items():
+        if given.get(name, value) != value:
+            flag = FLAGS[name]
+            raise click.ClickException(
+                f"{out} was trained with {flag} {value}; {flag} {given[name]} asks for other "
+                f"training data: drop {flag} (a resumed run keeps its data and seed)"
+            )
+    return mcfg, recorded.get("num_videos", num_videos), recorded["seed"]
 
 
 def follow_source(mcfg: ModelConfig, tcfg: TrainConfig, given: dict, source: Path):
@@ -302,7 +300,7 @@ def main(
         raise click.ClickException(f"{out} holds no checkpoint to resume; drop --resume")
     try:
         if resume:
-            mcfg, num_videos, seed = follow_checkpoint(mcfg, given, out, num_videos, seed)
+            mcfg, num_videos, seed = follow_checkpoint(mcfg, given, out, data, num_videos)
         elif init_from is not None:
             mcfg, tcfg = follow_source(mcfg, tcfg, given, init_from)
         videos = load_dataset(

@@ -161,13 +161,13 @@ def test_a_resumed_run_loads_its_data_at_the_checkpoint_resolution(tmp_path, dat
         ),
         (
             ["--num-videos", "3"],
-            "{out} was trained with --num-videos 2; --num-videos 3 asks for other data: drop "
-            "--num-videos (a resumed run keeps its data)",
+            "{out} was trained with --num-videos 2; --num-videos 3 asks for other training "
+            "data: drop --num-videos (a resumed run keeps its data and seed)",
         ),
         (
             ["--seed", "1"],
-            "{out} was trained with --seed 0; --seed 1 asks for other data: drop --seed (a "
-            "resumed run keeps its data)",
+            "{out} was trained with --seed 0; --seed 1 asks for other training data: drop "
+            "--seed (a resumed run keeps its data and seed)",
         ),
     ],
     ids=["preset", "model-flags", "num-videos", "seed"],
