@@ -24,14 +24,6 @@ from .config import DEFAULT_TASK_WEIGHTS, PRESETS, ModelConfig, TrainConfig, pre
 from .data import GENERATED_VIDEOS
 
 TRAIN = TrainConfig()  # the defaults of every training option
-MODEL_OPTIONS = ("preset_name", "no_context", "parameterization")  # what builds the ModelConfig
-FLAGS = {
-    "preset_name": "--preset",
-    "no_context": "--no-context",
-    "parameterization": "--parameterization",
-    "num_videos": "--num-videos",
-    "seed": "--seed",
-}
 
 
 def parse_task_weights(text: str | None) -> dict:
@@ -44,80 +36,6 @@ def parse_task_weights(text: str | None) -> dict:
         raise click.BadParameter(
             "use NAME=WEIGHT pairs, e.g. prediction=0.5,unconditional=0.3,interpolation=0.1,random=0.1"
         ) from None
-
-
-def describe(cfg: ModelConfig) -> str:
-    """What a user recognises a model config by, e.g. "a 32x32 'tiny' model (v-prediction)"."""
-    name = next(
-        (
-            name
-            for name, arch in PRESETS.items()
-            if replace(arch, context=cfg.context, parameterization=cfg.parameterization) == cfg
-        ),
-        "custom",
-    )
-    size, context = cfg.image_size, "" if cfg.context else ", no context"
-    return f"a {size}x{size} '{name}' model ({cfg.parameterization}-prediction{context})"
-
-
-def follow_recorded(
-    asked: ModelConfig, recorded: ModelConfig, given: dict, origin: str, rule: str
-) -> ModelConfig:
-    """`recorded` (a checkpoint's or a source model's architecture); a model option given on the
-    command line that contradicts it is a one-line error naming both."""
-    wanted = recorded
-    if "preset_name" in given:
-        wanted = replace(
-            asked, context=recorded.context, parameterization=recorded.parameterization
-        )
-    if "no_context" in given:
-        wanted = replace(wanted, context=asked.context)
-    if "parameterization" in given:
-        wanted = replace(wanted, parameterization=asked.parameterization)
-    if wanted != recorded:
-        names = [name for name in MODEL_OPTIONS if name in given]
-        asking = " ".join(FLAGS[n] + ("" if given[n] is True else f" {given[n]}") for n in names)
-        raise click.ClickException(
-            f"{origin} holds {describe(recorded)}; {asking} asks for {describe(wanted)}: "
-            f"drop {' '.join(FLAGS[n] for n in names)} ({rule})"
-        )
-    return recorded
-
-
-def follow_checkpoint(mcfg: ModelConfig, given: dict, out: Path, data: str, num_videos: int):
-    """(model config, num_videos, seed) of a resumed run: its checkpoint's, so that the data are
-    those the model was trained on, at its resolution; a contradicting option is a one-line
-    error."""
-    from .checkpoint import load_checkpoint
-    from .data import DATA_GENERATORS
-
-    ckpt = load_checkpoint(out / FILENAME)
-    rule = "a resumed run keeps its checkpoint's architecture"
-    mcfg = follow_recorded(mcfg, ckpt.model_config, given, str(out), rule)
-    recorded = {"seed": ckpt.train_config.seed}
-    generated = ckpt.state.get("provenance", {}).get("num_videos")
-    if data in DATA_GENERATORS and generated is not None:
-        recorded["num_videos"] = generated
-    for name, value in recorded.items():
-        if given.get(name, value) != value:
-            flag = FLAGS[name]
-            raise click.ClickException(
-                f"{out} was trained with {flag} {value}; {flag} {given[name]} asks for other "
-                f"training data: drop {flag} (a resumed run keeps its data and seed)"
-            )
-    return mcfg, recorded.get("num_videos", num_videos), recorded["seed"]
-
-
-def follow_source(mcfg: ModelConfig, tcfg: TrainConfig, given: dict, source: Path):
-    """(model config, train config) of a run fine-tuned from `source`: its architecture (where it
-    records one) and its noise schedule."""
-    from .init_weights import recorded_config
-
-    arch, schedule = recorded_config(source)
-    rule = "fine-tuning keeps the architecture of the model it starts from"
-    if arch is not None:
-        mcfg = follow_recorded(mcfg, arch, given, str(source), rule)
-    return mcfg, tcfg.with_(schedule=schedule)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -266,6 +184,7 @@ def main(
     quiet,
 ):
     """Train LGC-VD with the two-stage algorithm; write RUN/checkpoint.safetensors."""
+    from .continuation import FLAGS, follow_checkpoint, follow_source
     from .data import load_dataset
     from .data.arrays import recorded_command
     from .trainer import Trainer
