@@ -32,10 +32,18 @@ DEFAULT_REAL_FRAMES = (
 @click.option("--fp16", is_flag=True, help="fp16 weights and arithmetic (norms, softmax in fp32).")
 @click.option("--tensorrt", is_flag=True, help="Also build this machine's TensorRT engines.")
 @click.option(
-    "--max-batch", type=click.IntRange(1), default=8, show_default=True, help="Largest batch."
+    "--max-batch",
+    type=click.IntRange(1),
+    default=ExportOptions.max_batch,
+    show_default=True,
+    help="Largest batch.",
 )
 @click.option(
-    "--opset", type=click.IntRange(13, 21), default=17, show_default=True, help="ONNX opset."
+    "--opset",
+    type=click.IntRange(13, 21),
+    default=ExportOptions.opset,
+    show_default=True,
+    help="ONNX opset.",
 )
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
 @click.option(

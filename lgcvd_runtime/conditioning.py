@@ -16,18 +16,6 @@ import numpy as np
 
 ABSENT = -1  # position of an empty condition slot
 
-# Task -> condition positions (K = 2), as trained (design.md, reference-notes §3).
-TASK_POSITIONS = {
-    "prediction": (0, 1),
-    "unconditional": (ABSENT, ABSENT),
-    "interpolation": (0, -2),  # -2 = last frame of the window, resolved by `resolve_positions`
-}
-
-
-def resolve_positions(positions: tuple[int, ...], n_frames: int) -> tuple[int, ...]:
-    """Resolve negative positions below ABSENT (-2 = last frame, ...) against the window length."""
-    return tuple(p if p >= ABSENT else n_frames + p + 1 for p in positions)
-
 
 def to_model(frames: np.ndarray) -> np.ndarray:
     """uint8 (..., T, H, W, 3) -> float32 (..., T, 3, H, W) in [-1, 1]."""

@@ -38,8 +38,8 @@ class Checkpoint:
 
     @property
     def schedule(self) -> ScheduleSpec:
-        """The noise schedule the model was trained with (older checkpoints: the default)."""
-        return ScheduleSpec.from_dict(self.state.get("schedule", ScheduleSpec().to_dict()))
+        """The noise schedule the model was trained with, from its training config."""
+        return self.train_config.schedule
 
     def weights(self, prefix: str) -> dict[str, torch.Tensor]:
         n = len(prefix)
@@ -66,7 +66,6 @@ def save_checkpoint(
         "model_config": model.cfg.to_dict(),
         "train_config": train_cfg.to_dict(),
         "step": step,
-        "schedule": ScheduleSpec().to_dict(),
         "param_groups": opt["param_groups"],
         **extra,
     }

@@ -14,12 +14,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from lgcvd_runtime.errors import LgcvdError
 
 from . import __version__
 from .checkpoint import FILENAME
-from .config import DEFAULT_TASK_WEIGHTS, PRESETS, TrainConfig, preset
+from .config import DEFAULT_TASK_WEIGHTS, PRESETS, ModelConfig, TrainConfig, preset
+from .data import GENERATED_VIDEOS
+
+TRAIN = TrainConfig()  # the defaults of every training option
 
 
 def parse_task_weights(text: str | None) -> dict:
@@ -59,39 +63,43 @@ def parse_task_weights(text: str | None) -> dict:
 @click.option(
     "--steps",
     type=click.IntRange(1),
-    default=200,
+    default=TRAIN.steps,
     show_default=True,
     help="Total optimizer steps (a resumed run continues up to this number).",
 )
 @click.option(
     "--batch-size",
     type=click.IntRange(1),
-    default=8,
+    default=TRAIN.batch_size,
     show_default=True,
     help="Clips per process per step.",
 )
-@click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate.")
+@click.option("--lr", type=float, default=TRAIN.lr, show_default=True, help="Adam learning rate.")
 @click.option(
     "--cooldown-steps",
     type=click.IntRange(min=0),
-    default=0,
+    default=TRAIN.cooldown,
     show_default=True,
     help="Decay the learning rate linearly to 0 over the last this many of --steps (0: constant); "
     "like --steps, it can be changed when resuming.",
 )
-@click.option("--ema-decay", type=float, default=0.999, show_default=True, help="EMA decay.")
-@click.option("--grad-clip", type=float, default=None, help="Clip the gradient norm to this.")
+@click.option(
+    "--ema-decay", type=float, default=TRAIN.ema_decay, show_default=True, help="EMA decay."
+)
+@click.option(
+    "--grad-clip", type=float, default=TRAIN.grad_clip, help="Clip the gradient norm to this."
+)
 @click.option(
     "--loss",
     type=click.Choice(["l1", "l2"]),
-    default="l1",
+    default=TRAIN.loss,
     show_default=True,
     help="Loss on the prediction target.",
 )
 @click.option(
     "--parameterization",
     type=click.Choice(["v", "eps"]),
-    default="v",
+    default=ModelConfig.parameterization,
     show_default=True,
     help="What the network predicts.",
 )
@@ -108,21 +116,24 @@ def parse_task_weights(text: str | None) -> dict:
 @click.option(
     "--task-weights",
     default=None,
-    help="Task mixture, e.g. prediction=0.45,unconditional=0.4,interpolation=0.05,"
-    "random=0.1 (the default).",
+    help="Task mixture, e.g. "
+    + ",".join(f"{task}={weight:g}" for task, weight in DEFAULT_TASK_WEIGHTS.items())
+    + " (the default).",
 )
 @click.option(
     "--num-videos",
     type=click.IntRange(1),
-    default=256,
+    default=GENERATED_VIDEOS,
     show_default=True,
     help="Videos to generate for shapes / mnist / pushsim.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of data, init, noise.")
+@click.option(
+    "--seed", type=int, default=TRAIN.seed, show_default=True, help="Seed of data, init, noise."
+)
 @click.option(
     "--save-every",
     type=click.IntRange(1),
-    default=500,
+    default=TRAIN.save_every,
     show_default=True,
     help="Write a checkpoint every this many steps.",
 )
@@ -136,10 +147,14 @@ def parse_task_weights(text: str | None) -> dict:
     type=click.Path(path_type=Path),
     default=None,
     help="Start from this model's weights (a .lgcvd bundle such as the shipped default, or a run "
-    "directory: its EMA weights) instead of random ones: fine-tuning. Its architecture wins over "
-    "--preset where it records one. Ignored with --resume.",
+    "directory: its EMA weights) instead of random ones: fine-tuning. The run keeps its "
+    "architecture (a contradicting --preset is an error) and noise schedule. Ignored with --resume.",
 )
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out from its checkpoint, with its architecture and data settings.",
+)
 @click.option("--force", is_flag=True, help="Start afresh even if --out holds a checkpoint.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -169,10 +184,17 @@ def main(
     quiet,
 ):
     """Train LGC-VD with the two-stage algorithm; write RUN/checkpoint.safetensors."""
+    from .continuation import FLAGS, follow_checkpoint, follow_source
     from .data import load_dataset
     from .data.arrays import recorded_command
     from .trainer import Trainer
 
+    ctx = click.get_current_context()  # options given on the command line, by name
+    given = {
+        name: ctx.params[name]
+        for name in FLAGS
+        if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+    }
     mcfg = replace(preset(preset_name), context=not no_context, parameterization=parameterization)
     tcfg = TrainConfig(
         steps=steps,
@@ -196,6 +218,10 @@ def main(
     if resume and not (out / FILENAME).exists():
         raise click.ClickException(f"{out} holds no checkpoint to resume; drop --resume")
     try:
+        if resume:
+            mcfg, num_videos, seed = follow_checkpoint(mcfg, given, out, data, num_videos)
+        elif init_from is not None:
+            mcfg, tcfg = follow_source(mcfg, tcfg, given, init_from)
         videos = load_dataset(
             data, mcfg.image_size, num_videos=num_videos, seed=seed, min_frames=tcfg.clip_frames
         )

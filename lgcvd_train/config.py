@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from lgcvd_runtime.schedule import ScheduleSpec
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -114,6 +116,7 @@ class TrainConfig:
     save_every: int = 500
     log_every: int = 10
     amp: bool = True  # bf16 autocast where native: CUDA, CPUs with AVX512-BF16 / AMX
+    schedule: ScheduleSpec = ScheduleSpec()  # the noise schedule trained with; travels to bundles
 
     def lr_at(self, step: int) -> float:
         """Learning rate of the update that takes the run from `step` to `step + 1`: constant,
@@ -127,6 +130,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        """From `to_dict`'s JSON; configs written before they held a schedule get the default,
+        which is the one those runs trained with."""
+        if "schedule" in d:
+            d = {**d, "schedule": ScheduleSpec.from_dict(d["schedule"])}
         return cls(**d)
 
     def with_(self, **kw) -> TrainConfig:

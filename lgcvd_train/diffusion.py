@@ -16,10 +16,10 @@ from lgcvd_runtime.schedule import ScheduleSpec, full_alphas_cumprod
 
 
 class Schedule:
-    """alpha_t = sqrt(abar_t) and sigma_t = sqrt(1 - abar_t) as float32 tensors, T entries."""
+    """alpha_t = sqrt(abar_t) and sigma_t = sqrt(1 - abar_t) as float32 tensors, T entries, of the
+    schedule `spec` (a run's is `TrainConfig.schedule`)."""
 
-    def __init__(self, spec: ScheduleSpec | None = None, device: torch.device | str = "cpu"):
-        spec = spec or ScheduleSpec()
+    def __init__(self, spec: ScheduleSpec, device: torch.device | str = "cpu"):
         ab = full_alphas_cumprod(spec)
         self.T = spec.T
         self.alpha = torch.tensor(np.sqrt(ab), dtype=torch.float32, device=device)

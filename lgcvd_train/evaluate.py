@@ -215,7 +215,7 @@ def _fvd_skipped(no_fvd: bool, clips: int, frames: int) -> str | None:
 @click.option(
     "--backend",
     type=click.Choice(CHOICES),
-    default="auto",
+    default=SamplerChoice.backend,
     show_default=True,
     help="Inference engine for bundles.",
 )
@@ -224,7 +224,7 @@ def _fvd_skipped(no_fvd: bool, clips: int, frames: int) -> str | None:
 )
 @click.option(
     "--device",
-    default="cpu",
+    default=SamplerChoice.device,
     show_default=True,
     help="Torch device for checkpoints, LPIPS and I3D.",
 )

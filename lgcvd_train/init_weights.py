@@ -25,8 +25,9 @@ from onnx import numpy_helper
 
 from lgcvd_runtime.bundle import MANIFEST, Manifest, load_manifest
 from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.schedule import ScheduleSpec
 
-from .checkpoint import FILENAME, load_model, resolve
+from .checkpoint import FILENAME, load_checkpoint, load_model, resolve
 from .config import ModelConfig
 from .model import LGCVD
 
@@ -105,30 +106,49 @@ def bundle_weights(
     return {k: torch.from_numpy(v) for k, v in weights.items()}, facts
 
 
+def _is_bundle(source: Path) -> bool:
+    """True for a bundle, False for a run directory or checkpoint file; InitError otherwise."""
+    if (source / MANIFEST).is_file():
+        return True
+    if resolve(source).is_file():
+        return False
+    raise InitError(
+        f"{source}: neither a bundle ({MANIFEST}) nor a run directory ({FILENAME}); "
+        "pass a .lgcvd bundle or a run directory to --init-from"
+    )
+
+
+def recorded_config(source: Path) -> tuple[ModelConfig | None, ScheduleSpec]:
+    """(architecture, noise schedule) that SOURCE records; the architecture is None for bundles
+    written before they carried `model_config`."""
+    source = Path(source)
+    if _is_bundle(source):
+        manifest = load_manifest(source)
+        recorded = manifest.provenance.get("model_config")
+        return (ModelConfig.from_dict(recorded) if recorded else None), manifest.schedule
+    ckpt = load_checkpoint(source)
+    return ckpt.model_config, ckpt.schedule
+
+
 def init_model(source: Path, cfg: ModelConfig) -> tuple[LGCVD, dict]:
     """(model holding SOURCE's weights, provenance entry) for --init-from. The architecture is the
     one SOURCE records (a checkpoint always does, bundles since they carry `model_config`), else
     `cfg`."""
     source = Path(source)
-    if (source / MANIFEST).is_file():
+    if _is_bundle(source):
         manifest = load_manifest(source)
         recorded = manifest.provenance.get("model_config")
         model = LGCVD(ModelConfig.from_dict(recorded) if recorded else cfg)
         state, facts = bundle_weights(source, manifest, model)
         load_initial(model, state, source)
         return model, facts
-    if resolve(source).is_file():
-        model, ckpt = load_model(source)  # EMA weights, checked against the checkpoint's config
-        facts = {
-            "checkpoint": str(resolve(source)),
-            "step": ckpt.step,
-            "provenance": ckpt.state.get("provenance", {}),
-        }
-        return model.train(), facts
-    raise InitError(
-        f"{source}: neither a bundle ({MANIFEST}) nor a run directory ({FILENAME}); "
-        "pass a .lgcvd bundle or a run directory to --init-from"
-    )
+    model, ckpt = load_model(source)  # EMA weights, checked against the checkpoint's config
+    facts = {
+        "checkpoint": str(resolve(source)),
+        "step": ckpt.step,
+        "provenance": ckpt.state.get("provenance", {}),
+    }
+    return model.train(), facts
 
 
 def load_initial(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:

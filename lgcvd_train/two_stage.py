@@ -19,9 +19,7 @@ import torch
 
 from lgcvd_runtime.conditioning import (
     ABSENT,
-    TASK_POSITIONS,
     build_condition,
-    resolve_positions,
     stack_window,
     to_model,
     unknown_window,
@@ -32,13 +30,22 @@ from .diffusion import Schedule, estimate_x0, loss_fn, noisy_input, target
 
 TASKS = ("prediction", "unconditional", "interpolation", "random")
 
+# Task -> condition positions of the K = 2 slots, as trained (design.md, reference-notes §3); a
+# position below ABSENT counts from the window's end (-2 = its last frame). Training's table:
+# serving conditions on whichever frames are known (lgcvd_runtime.pipeline).
+TASK_POSITIONS = {
+    "prediction": (0, 1),
+    "unconditional": (ABSENT, ABSENT),
+    "interpolation": (0, -2),
+}
+
 
 def draw_positions(task: str, rng: np.random.Generator, n_frames: int, k: int) -> list[int]:
     """Condition positions of one window for a task; "random" draws K distinct positions from
     -1..N-2 (the reference never draws the last frame)."""
     if task == "random":
         return [int(p) for p in rng.choice(np.arange(ABSENT, n_frames - 1), k, replace=False)]
-    return list(resolve_positions(TASK_POSITIONS[task], n_frames))
+    return [p if p >= ABSENT else n_frames + p + 1 for p in TASK_POSITIONS[task]]
 
 
 def bf16_native(device: torch.device) -> bool:
@@ -84,7 +91,7 @@ class TwoStageStep:
 
     def __init__(self, mcfg: ModelConfig, tcfg: TrainConfig, device: torch.device):
         self.mcfg, self.tcfg, self.device = mcfg, tcfg, device
-        self.sched = Schedule(device=device)
+        self.sched = Schedule(tcfg.schedule, device=device)
         names = list(tcfg.task_weights)
         w = np.array([tcfg.task_weights[t] for t in names], dtype=np.float64)
         if set(names) - set(TASKS) or w.sum() <= 0:

@@ -14,6 +14,7 @@ import torch
 from conftest import export_tiny_bundle
 
 from lgcvd_runtime.conditioning import build_condition, stack_window, to_model
+from lgcvd_runtime.schedule import ScheduleSpec
 from lgcvd_train.config import TrainConfig, preset
 from lgcvd_train.diffusion import Schedule, estimate_x0
 from lgcvd_train.trainer import METRICS, Trainer
@@ -59,7 +60,7 @@ def test_stage_two_receives_the_detached_stage_one_estimate(tiny_model):
     out = step(tiny_model.train(), clips, 0, 0)
     (x_t1, t1, _, prev1), (_, _, cond2, prev2) = seen
     assert torch.count_nonzero(prev1) == 0  # stage 1: the encoder sees U
-    alpha, sigma = Schedule().coefficients(t1)
+    alpha, sigma = Schedule(ScheduleSpec()).coefficients(t1)
     expected = estimate_x0(x_t1, out.out1.detach(), alpha, sigma, "v")
     torch.testing.assert_close(prev2, expected)  # stage 2: the encoder sees x̂0 ...
     assert not prev2.requires_grad and prev2.grad_fn is None  # ... detached from stage 1
@@ -101,7 +102,7 @@ def x0_error(model, video: np.ndarray) -> float:
     cond = torch.from_numpy(build_condition(w, np.array([[0, 1]]), 8)).repeat(5, 1, 1, 1)
     t = torch.tensor([100, 300, 500, 700, 900])
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
-    alpha, sigma = Schedule().coefficients(t)
+    alpha, sigma = Schedule(ScheduleSpec()).coefficients(t)
     x_t = alpha * x0 + sigma * eps
     with torch.no_grad():
         out = model(x_t, t, cond, torch.zeros_like(x0))
@@ -333,10 +334,10 @@ def test_x0_error_tool_scores_an_oracle_denoiser_as_exact():
             self.cfg = cfg
 
         def __call__(self, x_t, t, cond, prev):
-            alpha, sigma = Schedule().coefficients(t)
+            alpha, sigma = Schedule(ScheduleSpec()).coefficients(t)
             return (alpha * x_t - truth) / sigma
 
-    rows = x0_errors(Oracle(), clips, seed=0)
+    rows = x0_errors(Oracle(), ScheduleSpec(), clips, seed=0)
     assert [r[0] for r in rows] == list(TIMESTEPS)
     for _, err, hf_hat, hf_true in rows:
         assert err < 1e-5 and hf_hat == pytest.approx(hf_true, abs=1e-5) and hf_true > 0.02

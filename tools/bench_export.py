@@ -10,8 +10,6 @@ folder that is deleted at the end.
 
 from __future__ import annotations
 
-import copy
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -24,29 +22,9 @@ from lgcvd_export import ExportOptions, export_bundle
 from lgcvd_export.cli import DEFAULT_REAL_FRAMES
 
 from lgcvd_runtime.bundle import load_manifest
-from lgcvd_train.checkpoint import load_model, save_checkpoint
-from lgcvd_train.config import TrainConfig, preset
+from lgcvd_train.benchmarks import median_ms, random_checkpoint
+from lgcvd_train.checkpoint import load_model
 from lgcvd_train.model import LGCVD
-
-
-def random_checkpoint(name: str, run_dir: Path) -> Path:
-    torch.manual_seed(0)
-    model = LGCVD(preset(name))
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d) and not m.weight.any():
-            m.reset_parameters()
-    opt = torch.optim.Adam(model.parameters())
-    return save_checkpoint(run_dir, model, copy.deepcopy(model), opt, 0, TrainConfig(), {})
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def denoiser_inputs(model: LGCVD) -> list[np.ndarray]:

@@ -2,7 +2,8 @@
 
 Reads `leftImg8bit_sequence/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png` from the
 `leftImg8bit_sequence_trainvaltest.zip` release (downloaded by the user), groups the frames of
-each sequence (30 each), centre-crops every frame to a square and resizes it with Lanczos:
+each sequence (30 each), centre-crops every frame to a square and area-resizes it with the
+runtime's resize (the pixels serving will see):
 
     python tools/convert_cityscapes.py ~/cityscapes --split train -o data/city128_train.npy
 
@@ -21,6 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lgcvd_runtime.errors import DataError, LgcvdError
+from lgcvd_train.config import preset
 from lgcvd_train.data.arrays import check_output, crop_and_resize, invocation, save_video_stream
 
 FRAME_NAME = re.compile(r"^(?P<city>.+)_(?P<seq>\d+)_(?P<frame>\d+)_leftImg8bit\.png$")
@@ -63,7 +65,7 @@ def load_sequence(paths: list[Path], frames: int, size: int) -> np.ndarray:
             f"frames, fewer than {frames}; re-download it or lower --frames"
         )
     video = np.stack([_read_rgb(path) for path in paths[:frames]])  # (T, H, W, 3)
-    return crop_and_resize(video, size, Image.Resampling.LANCZOS)
+    return crop_and_resize(video, size)
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -80,7 +82,8 @@ def _read_rgb(path: Path) -> np.ndarray:
               show_default=True, help="Which split of leftImg8bit_sequence to convert.")  # fmt: skip
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output file, .npz (compressed, in memory) or .npy (streamed).")  # fmt: skip
-@click.option("--size", type=click.IntRange(min=8), default=128, show_default=True,
+@click.option("--size", type=click.IntRange(min=8), default=preset("paper-city128").image_size,
+              show_default=True,
               help="Frame height and width after the centre square crop.")  # fmt: skip
 @click.option("--frames", type=click.IntRange(min=1), default=30, show_default=True,
               help="Frames kept from each sequence.")  # fmt: skip

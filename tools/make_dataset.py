@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lgcvd_runtime.errors import LgcvdError
-from lgcvd_train.data import DATA_GENERATORS
+from lgcvd_train.data import DATA_GENERATORS, GENERATED_FRAMES
 from lgcvd_train.data.arrays import check_output, invocation, save_video_stream
 
 CHUNK = 4  # clips per task: each pushsim task builds one physics client
@@ -55,7 +55,7 @@ def render_clips(
               help="Output file, .npz (compressed) or .npy (streamed to disk).")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Random seed; the same seed gives the same file.")  # fmt: skip
-@click.option("--frames", type=click.IntRange(min=1), default=30, show_default=True,
+@click.option("--frames", type=click.IntRange(min=1), default=GENERATED_FRAMES, show_default=True,
               help="Frames per clip.")  # fmt: skip
 @click.option("--size", type=click.IntRange(min=8), default=64, show_default=True,
               help="Frame height and width in pixels.")  # fmt: skip

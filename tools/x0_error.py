@@ -26,10 +26,11 @@ import numpy as np
 import torch
 
 from lgcvd_runtime.conditioning import build_condition, stack_window, to_model
+from lgcvd_runtime.schedule import ScheduleSpec
 from lgcvd_train.config import ModelConfig
 from lgcvd_train.diffusion import Schedule, estimate_x0
 from lgcvd_train.eval_protocol import load_clips
-from lgcvd_train.init_weights import init_model
+from lgcvd_train.init_weights import init_model, recorded_config
 
 TIMESTEPS = (20, 50, 100, 200, 300, 500, 700, 900)
 
@@ -40,8 +41,11 @@ def high_frequency(x: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def x0_errors(model, clips: np.ndarray, seed: int) -> list[tuple[int, float, float, float]]:
-    """-> per timestep (t, mean |x0_hat - x0|, HF(x0_hat), HF(x0)) over the new frames."""
+def x0_errors(
+    model, schedule: ScheduleSpec, clips: np.ndarray, seed: int
+) -> list[tuple[int, float, float, float]]:
+    """-> per timestep (t, mean |x0_hat - x0|, HF(x0_hat), HF(x0)) over the new frames, noised
+    with the schedule the model was trained with."""
     cfg = model.cfg
     n, k = cfg.frames, cfg.cond_slots
     window = to_model(clips)[:, :n]  # (C, N, 3, H, W)
@@ -50,7 +54,7 @@ def x0_errors(model, clips: np.ndarray, seed: int) -> list[tuple[int, float, flo
     given = np.tile(np.arange(k), (b, 1))
     cond = torch.from_numpy(build_condition(window, given, n))
     prev = torch.zeros_like(x0)  # U: the first window has no previous estimate
-    sched = Schedule()
+    sched = Schedule(schedule)
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for step in TIMESTEPS:
@@ -84,7 +88,8 @@ def main(runs: tuple[Path, ...], data: str, clips: int, seed: int) -> None:
         step = source.get("step", source.get("provenance", {}).get("checkpoint_step"))
         click.echo(f"\n{run}: step {step}, width {cfg.width}, mults {cfg.mults}")
         click.echo("   t   |x0_hat - x0|   HF(x0_hat)   HF(x0)")
-        for step, err, hf_hat, hf_true in x0_errors(model.eval(), frames, seed):
+        _, schedule = recorded_config(run)
+        for step, err, hf_hat, hf_true in x0_errors(model.eval(), schedule, frames, seed):
             click.echo(f"{step:4d}   {err:12.4f}   {hf_hat:10.4f}   {hf_true:6.4f}")
 
 

@@ -21,8 +21,12 @@ from typing import Protocol
 import numpy as np
 
 from lgcvd_runtime.errors import DataError
+from lgcvd_train.config import TrainConfig
 from lgcvd_train.data import mnist, shapes
 from lgcvd_train.data.arrays import ARRAY_SUFFIXES, crop_and_resize, load_videos
+
+GENERATED_VIDEOS = 256  # videos a generator renders for training unless told otherwise
+GENERATED_FRAMES = 30  # frames per generated video (BAIR's clip length)
 
 
 class VideoGenerator(Protocol):
@@ -56,10 +60,10 @@ def load_dataset(
     source: str,
     image_size: int,
     *,
-    num_videos: int = 256,
-    frames: int = 30,
+    num_videos: int = GENERATED_VIDEOS,
+    frames: int = GENERATED_FRAMES,
     seed: int = 0,
-    min_frames: int = 14,
+    min_frames: int = TrainConfig().clip_frames,
 ) -> list[np.ndarray]:
     """Videos from a generator name or a path, each (T, image_size, image_size, 3) uint8.
 

@@ -5,7 +5,9 @@ either a `.npz` file (key "videos", or its only array) or a `.npy` file. `.npy` 
 memory-mapped when read and can be written clip by clip (`save_video_stream`), which suits
 large sets such as BAIR (~16 GB). Every write goes to a temporary file that is renamed into place.
 
-This file knows numpy and PIL only; nothing about models or training.
+Frames of another size go through the runtime's one resize (`lgcvd_runtime.video.center_crop_resize`),
+so training sees the pixels serving sees. This file knows numpy only; nothing about models or
+training.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from lgcvd_runtime.errors import DataError
 from lgcvd_runtime.files import refuse_existing, write_then_rename
+from lgcvd_runtime.video import center_crop_resize
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 NPZ_KEY = "videos"
@@ -67,23 +69,12 @@ def check_videos(videos: np.ndarray, name: str) -> None:
         raise DataError(f"{name} holds no videos (N=0); save at least one video in it")
 
 
-def crop_and_resize(
-    video: np.ndarray, size: int, resample: Image.Resampling | None = None
-) -> np.ndarray:
-    """Centre-crop frames to a square and resize to size x size, (T, H, W, 3) -> (T, s, s, 3).
-
-    The default filter averages areas when shrinking (BOX) and is bicubic when enlarging.
-    """
-    _, height, width, _ = video.shape
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    square = video[:, top : top + side, left : left + side]  # (T, side, side, 3)
-    if side == size:
-        return np.ascontiguousarray(square)
-    if resample is None:
-        resample = Image.Resampling.BOX if side > size else Image.Resampling.BICUBIC
-    frames = [np.asarray(Image.fromarray(f).resize((size, size), resample)) for f in square]
-    return np.stack(frames)
+def crop_and_resize(video: np.ndarray, size: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, size, size, 3): each frame through the runtime's resize (centre
+    square, area average), the one serving applies to camera frames."""
+    if video.shape[1:3] == (size, size):
+        return np.ascontiguousarray(video)
+    return np.stack([center_crop_resize(frame, size) for frame in video])
 
 
 def save_videos(path: Path, videos: np.ndarray | list[np.ndarray], *, force: bool = False) -> None:
