@@ -16,10 +16,13 @@ from pathlib import Path
 import click
 
 from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.signals import Terminated, exit_code, sigterm_as_interrupt
 
 from . import __version__
-from .checkpoint import FILENAME
 from .config import DEFAULT_TASK_WEIGHTS, PRESETS, TrainConfig, preset
+from .extra import train_extra
+
+MAX_SEED = 2**64 - 1  # the largest seed torch.manual_seed takes; numpy takes any seed >= 0
 
 
 def parse_task_weights(text: str | None) -> dict:
@@ -118,7 +121,13 @@ def parse_task_weights(text: str | None) -> dict:
     show_default=True,
     help="Videos to generate for shapes / mnist / pushsim.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of data, init, noise.")
+@click.option(
+    "--seed",
+    type=click.IntRange(0, MAX_SEED),
+    default=0,
+    show_default=True,
+    help="Seed of data, init, noise (0 to 2**64-1).",
+)
 @click.option(
     "--save-every",
     type=click.IntRange(1),
@@ -169,9 +178,11 @@ def main(
     quiet,
 ):
     """Train LGC-VD with the two-stage algorithm; write RUN/checkpoint.safetensors."""
-    from .data import load_dataset
-    from .data.arrays import recorded_command
-    from .trainer import Trainer
+    with train_extra("lgcvd-train"):
+        from .checkpoint import FILENAME
+        from .data import load_dataset
+        from .data.arrays import recorded_command
+        from .trainer import Trainer
 
     mcfg = replace(preset(preset_name), context=not no_context, parameterization=parameterization)
     tcfg = TrainConfig(
@@ -189,43 +200,68 @@ def main(
         amp=not no_amp,
     )
     out = out or Path("runs") / f"{preset_name}-{Path(data).stem}"
+    refuse_file_in_path(out)
     if (out / FILENAME).exists() and not (resume or force):
         raise click.ClickException(
             f"{out} already holds a checkpoint; pass --resume to continue it or --force to start over"
         )
     if resume and not (out / FILENAME).exists():
         raise click.ClickException(f"{out} holds no checkpoint to resume; drop --resume")
+    trainer = None
     try:
-        videos = load_dataset(
-            data, mcfg.image_size, num_videos=num_videos, seed=seed, min_frames=tcfg.clip_frames
-        )
-        provenance = {
-            "data": data,
-            "num_videos": len(videos),
-            "data_seed": seed,
-            "command": "lgcvd-train " + shlex.join(sys.argv[1:]),
-            "data_command": recorded_command(Path(data)),
-            "lgcvd_version": __version__,
-        }
-        trainer = Trainer(
-            mcfg,
-            tcfg,
-            videos,
-            out,
-            provenance,
-            resume=resume,
-            device=device,
-            progress=not quiet,
-            init_from=init_from,
-        )
-        trainer.fit()
+        with sigterm_as_interrupt(), train_extra("lgcvd-train"):
+            videos = load_dataset(
+                data,
+                mcfg.image_size,
+                num_videos=num_videos,
+                seed=seed,
+                min_frames=tcfg.clip_frames,
+            )
+            provenance = {
+                "data": data,
+                "num_videos": len(videos),
+                "data_seed": seed,
+                "command": "lgcvd-train " + shlex.join(sys.argv[1:]),
+                "data_command": recorded_command(Path(data)),
+                "lgcvd_version": __version__,
+            }
+            trainer = Trainer(
+                mcfg,
+                tcfg,
+                videos,
+                out,
+                provenance,
+                resume=resume,
+                device=device,
+                progress=not quiet,
+                init_from=init_from,
+            )
+            trainer.fit()
     except LgcvdError as e:
         raise click.ClickException(str(e)) from None
-    except KeyboardInterrupt:
-        click.echo(f"interrupted; checkpoint saved in {out} (continue with --resume)", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        how = "terminated" if isinstance(e, Terminated) else "interrupted"
+        if trainer is None:  # still loading data or building the model
+            click.echo(f"{how} before training began; no checkpoint written", err=True)
+        else:
+            click.echo(
+                f"{how} at step {trainer.step}; checkpoint saved in {out} (continue with --resume)",
+                err=True,
+            )
+        sys.exit(exit_code(e))
     if trainer.d.main:
         click.echo(f"checkpoint: {out / FILENAME}")
+
+
+def refuse_file_in_path(out: Path) -> None:
+    """--out must be a directory or a path where one can be made: no file on the way."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise click.ClickException(
+                    f"{p} is a file, not a directory; pass --out a run directory"
+                )
+            return
 
 
 if __name__ == "__main__":

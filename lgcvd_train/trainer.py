@@ -1,8 +1,11 @@
 """The training loop: Adam, EMA, checkpoints, exact resume, metrics log, DDP (paper §4.2).
 
 Single process or `torchrun` (DistributedDataParallel; NCCL on GPUs, gloo on CPUs). Rank 0 writes
-checkpoints (every `save_every` steps, at the end, and on Ctrl-C) and the metrics log
-(`metrics.jsonl`, one JSON object per logged step). `--resume` restores weights, EMA, optimizer and
+checkpoints (every `save_every` steps, at the end, and on Ctrl-C or SIGTERM) and the metrics log
+(`metrics.jsonl`, one JSON object per logged step). A stop signal never lands inside an optimizer
+update or inside the checkpoint saved on a stop (`signals_deferred`). A resumed run survives a
+kill at any moment: it deletes the temporary files a killed save left, drops a torn last line of
+the log and rewrites `checkpoint.json` from the weights' file where a kill left it missing. `--resume` restores weights, EMA, optimizer and
 step; because batches, tasks and noise are drawn from per-step seeds (`two_stage`), the resumed
 loss curve is the uninterrupted one. `--init-from` starts a new run (step 0, fresh optimizer) from
 another model's weights (`init_weights`), to fine-tune it.
@@ -13,8 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-import signal
-import threading
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,19 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .checkpoint import FILENAME, load_checkpoint, restore_optimizer, save_checkpoint
+from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.files import write_then_rename
+from lgcvd_runtime.signals import signals_deferred, sigterm_as_interrupt
+
+from .checkpoint import (
+    FILENAME,
+    READABLE,
+    load_checkpoint,
+    remove_temporaries,
+    restore_optimizer,
+    save_checkpoint,
+    sync_readable,
+)
 from .config import ModelConfig, TrainConfig
 from .init_weights import init_model
 from .model import LGCVD
@@ -64,15 +78,37 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.lerp_(p.detach(), 1.0 - decay)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+class LogError(LgcvdError):
+    """The metrics log of a run to resume is damaged beyond a torn last line."""
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """On resume, drop log lines past the checkpoint's step (they will be written again)."""
-    if path.exists():
-        keep = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= step]
-        path.write_text("".join(ln + "\n" for ln in keep))
+    """On resume, drop log lines past the checkpoint's step (they will be written again) and a
+    last line torn by a kill; rewritten atomically."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    keep = []
+    for i, line in enumerate(lines):
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
+                raise ValueError("not a record with an integer 'step'")
+        except ValueError:
+            if i < len(lines) - 1:
+                raise LogError(
+                    f"{path}: line {i + 1} is not a metrics record; delete that line (or the "
+                    "file) and resume again"
+                ) from None
+            print(
+                f"note: {path}: dropped its torn last line (a kill while writing it)",
+                file=sys.stderr,
+            )
+            break
+        if rec["step"] <= step:
+            keep.append(line)
+    with write_then_rename(path) as tmp:
+        tmp.write_text("".join(ln + "\n" for ln in keep))
 
 
 class Trainer:
@@ -92,6 +128,8 @@ class Trainer:
         self.tcfg, self.videos, self.run_dir = tcfg, videos, Path(run_dir)
         self.provenance, self.progress = provenance, progress and self.d.main
         self.step = 0
+        if self.d.main:
+            remove_temporaries(self.run_dir, (FILENAME, READABLE, METRICS))
         if resume:  # the run keeps its config (but steps, cooldown, amp) and its first command
             ckpt = load_checkpoint(self.run_dir / FILENAME)
             mcfg, self.tcfg = (
@@ -120,6 +158,9 @@ class Trainer:
             self.step = ckpt.step
             if self.d.main:
                 _truncate_log(self.run_dir / METRICS, self.step)
+                sync_readable(self.run_dir, ckpt)
+        elif self.d.main:  # a new run (--force): an earlier run's log is not this one's
+            (self.run_dir / METRICS).unlink(missing_ok=True)
         self.net = (
             DistributedDataParallel(
                 self.model,
@@ -153,10 +194,11 @@ class Trainer:
         lr = self.tcfg.lr_at(self.step)
         for group in self.opt.param_groups:
             group["lr"] = lr
-        self.opt.step()
-        self.step += 1
-        decay = min(self.tcfg.ema_decay, (1 + self.step) / (10 + self.step))
-        update_ema(self.ema, self.model, decay)
+        with signals_deferred():  # weights, EMA and step change together or not at all
+            self.opt.step()
+            self.step += 1
+            decay = min(self.tcfg.ema_decay, (1 + self.step) / (10 + self.step))
+            update_ema(self.ema, self.model, decay)
         return {
             "step": self.step,
             "loss": out.loss,
@@ -169,8 +211,10 @@ class Trainer:
         """Train up to `tcfg.steps`; returns the logged records of this call. Ctrl-C or SIGTERM
         (as a cluster scheduler sends) saves a checkpoint before stopping."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _raise_interrupt)
+        with sigterm_as_interrupt():
+            return self._fit()
+
+    def _fit(self) -> list[dict]:
         log = open(self.run_dir / METRICS, "a") if self.d.main else None
         bar = tqdm(
             total=self.tcfg.steps,
@@ -197,12 +241,13 @@ class Trainer:
                     log.flush()
                 if self.step % self.tcfg.save_every == 0:
                     self.save()
-        except KeyboardInterrupt:
             self.save()
+        except KeyboardInterrupt:
+            with signals_deferred():  # a second signal does not cut this save short
+                self.save()
             raise
         finally:
             bar.close()
             if log:
                 log.close()
-        self.save()
         return records
