@@ -205,9 +205,16 @@ def restore_optimizer(optimizer, ckpt: Checkpoint) -> None:
 def load_model(path: Path, ema: bool = True) -> tuple[LGCVD, Checkpoint]:
     """Rebuild the model from the checkpoint's own config; EMA weights by default (design.md)."""
     ckpt = load_checkpoint(path)
+    weights = ckpt.weights("ema." if ema else "model.")
+    bad = sorted(k for k, v in weights.items() if v.is_floating_point() and not v.isfinite().all())
+    if bad:
+        raise CheckpointError(
+            f"{resolve(path)}: {len(bad)} weight tensors hold NaN or Inf (e.g. {bad[0]}): the run "
+            "diverged; use a checkpoint from before it did"
+        )
     model = LGCVD(ckpt.model_config)
     try:
-        model.load_state_dict(ckpt.weights("ema." if ema else "model."))
+        model.load_state_dict(weights)
     except RuntimeError:  # missing, unexpected or mis-shaped tensors
         raise CheckpointError(
             f"{resolve(path)}: weights do not match the checkpoint's model config "

@@ -8,6 +8,7 @@ torchrun --nproc-per-node 4 -m lgcvd_train.cli --preset paper-bair64 --data bair
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 from dataclasses import replace
@@ -35,6 +36,14 @@ def parse_task_weights(text: str | None) -> dict:
         raise click.BadParameter(
             "use NAME=WEIGHT pairs, e.g. prediction=0.5,unconditional=0.3,interpolation=0.1,random=0.1"
         ) from None
+
+
+def finite(ctx, param, value: float | None) -> float | None:
+    """click's FloatRange lets NaN through (every comparison with NaN is false); refuse it and
+    infinities, which would train a model of NaNs."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,7 +82,14 @@ def parse_task_weights(text: str | None) -> dict:
     show_default=True,
     help="Clips per process per step.",
 )
-@click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate.")
+@click.option(
+    "--lr",
+    type=click.FloatRange(0, min_open=True),
+    callback=finite,
+    default=1e-4,
+    show_default=True,
+    help="Adam learning rate.",
+)
 @click.option(
     "--cooldown-steps",
     type=click.IntRange(min=0),
@@ -82,8 +98,21 @@ def parse_task_weights(text: str | None) -> dict:
     help="Decay the learning rate linearly to 0 over the last this many of --steps (0: constant); "
     "like --steps, it can be changed when resuming.",
 )
-@click.option("--ema-decay", type=float, default=0.999, show_default=True, help="EMA decay.")
-@click.option("--grad-clip", type=float, default=None, help="Clip the gradient norm to this.")
+@click.option(
+    "--ema-decay",
+    type=click.FloatRange(0, 1, max_open=True),
+    callback=finite,
+    default=0.999,
+    show_default=True,
+    help="EMA decay.",
+)
+@click.option(
+    "--grad-clip",
+    type=click.FloatRange(0, min_open=True),
+    callback=finite,
+    default=None,
+    help="Clip the gradient norm to this.",
+)
 @click.option(
     "--loss",
     type=click.Choice(["l1", "l2"]),

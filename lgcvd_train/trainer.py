@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import sys
 import time
@@ -78,6 +79,10 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.lerp_(p.detach(), 1.0 - decay)
 
 
+class DivergedError(LgcvdError):
+    """The loss or the weights became NaN or infinite: nothing past the last good step is kept."""
+
+
 class LogError(LgcvdError):
     """The metrics log of a run to resume is damaged beyond a torn last line."""
 
@@ -128,6 +133,7 @@ class Trainer:
         self.tcfg, self.videos, self.run_dir = tcfg, videos, Path(run_dir)
         self.provenance, self.progress = provenance, progress and self.d.main
         self.step = 0
+        self.saved_step: int | None = None  # step of the last checkpoint written or resumed
         if self.d.main:
             remove_temporaries(self.run_dir, (FILENAME, READABLE, METRICS))
         if resume:  # the run keeps its config (but steps, cooldown, amp) and its first command
@@ -155,7 +161,7 @@ class Trainer:
             self.model.load_state_dict(ckpt.weights("model."))
             self.ema.load_state_dict(ckpt.weights("ema."))
             restore_optimizer(self.opt, ckpt)
-            self.step = ckpt.step
+            self.step = self.saved_step = ckpt.step
             if self.d.main:
                 _truncate_log(self.run_dir / METRICS, self.step)
                 sync_readable(self.run_dir, ckpt)
@@ -171,10 +177,24 @@ class Trainer:
         )
         self.step_fn = TwoStageStep(mcfg, self.tcfg, self.d.device)
 
+    def diverged(self, what: str) -> DivergedError:
+        kept = (
+            f"the checkpoint in {self.run_dir} holds step {self.saved_step}"
+            if self.saved_step is not None
+            else "no checkpoint was written"
+        )
+        return DivergedError(
+            f"{what} at step {self.step}: training diverged; {kept}; train again (--force) with "
+            "a lower --lr or a --grad-clip"
+        )
+
     def save(self) -> Path | None:
+        """Write the checkpoint (rank 0); weights that are not finite are refused, not saved."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise self.diverged("the weights hold NaN or Inf")
         if not self.d.main:
             return None
-        return save_checkpoint(
+        path = save_checkpoint(
             self.run_dir,
             self.model,
             self.ema,
@@ -183,6 +203,8 @@ class Trainer:
             self.tcfg,
             {"provenance": self.provenance},
         )
+        self.saved_step = self.step
+        return path
 
     def train_step(self) -> dict:
         clips = sample_clips(self.videos, self.step, self.d.rank, self.d.world, self.tcfg)
@@ -227,6 +249,8 @@ class Trainer:
         try:
             while self.step < self.tcfg.steps:
                 rec = self.train_step()
+                if not math.isfinite(rec["loss"]):
+                    raise self.diverged(f"the loss is {rec['loss']}")
                 records.append(rec)
                 bar.update(1)
                 bar.set_postfix(loss=f"{rec['loss']:.4f}")
