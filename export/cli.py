@@ -17,6 +17,7 @@ import click
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.files import refuse_existing
 from lgcvd_runtime.signals import Terminated, exit_code, sigterm_as_interrupt
+from lgcvd_train.cli import file_in_the_way
 from lgcvd_train.extra import train_extra
 
 # The four real BAIR clips of the project's shared data, when run from a source checkout.
@@ -71,6 +72,10 @@ def main(
         force=force,
         real_frames=real_frames,
     )
+    if (blocker := file_in_the_way(output.parent)) is not None:
+        raise click.ClickException(
+            f"{blocker} is a file, not a directory; pass -o a bundle path inside a directory"
+        )
     before = _identity(output)
     try:
         with sigterm_as_interrupt():

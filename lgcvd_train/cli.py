@@ -229,7 +229,10 @@ def main(
         amp=not no_amp,
     )
     out = out or Path("runs") / f"{preset_name}-{Path(data).stem}"
-    refuse_file_in_path(out)
+    if (blocker := file_in_the_way(out)) is not None:
+        raise click.ClickException(
+            f"{blocker} is a file, not a directory; pass --out a run directory"
+        )
     if (out / FILENAME).exists() and not (resume or force):
         raise click.ClickException(
             f"{out} already holds a checkpoint; pass --resume to continue it or --force to start over"
@@ -282,15 +285,12 @@ def main(
         click.echo(f"checkpoint: {out / FILENAME}")
 
 
-def refuse_file_in_path(out: Path) -> None:
-    """--out must be a directory or a path where one can be made: no file on the way."""
-    for p in (out, *out.parents):
+def file_in_the_way(path: Path) -> Path | None:
+    """The file (not a directory) at `path` or above it, where directories must be; else None."""
+    for p in (path, *path.parents):
         if p.exists():
-            if not p.is_dir():
-                raise click.ClickException(
-                    f"{p} is a file, not a directory; pass --out a run directory"
-                )
-            return
+            return None if p.is_dir() else p
+    return None
 
 
 if __name__ == "__main__":
