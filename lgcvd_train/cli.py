@@ -29,13 +29,31 @@ MAX_SEED = 2**64 - 1  # the largest seed torch.manual_seed takes; numpy takes an
 def parse_task_weights(text: str | None) -> dict:
     if not text:
         return dict(DEFAULT_TASK_WEIGHTS)
+    hint = "'--task-weights'"
     try:
         pairs = (item.split("=") for item in text.split(","))
-        return {name.strip(): float(value) for name, value in pairs}
+        weights = {name.strip(): float(value) for name, value in pairs}
     except ValueError:
         raise click.BadParameter(
-            "use NAME=WEIGHT pairs, e.g. prediction=0.5,unconditional=0.3,interpolation=0.1,random=0.1"
+            "use NAME=WEIGHT pairs, e.g. prediction=0.5,unconditional=0.3,interpolation=0.1,random=0.1",
+            param_hint=hint,
         ) from None
+    unknown = sorted(set(weights) - set(DEFAULT_TASK_WEIGHTS))
+    if unknown:
+        raise click.BadParameter(
+            f"unknown task {unknown[0]!r}; the tasks are {', '.join(DEFAULT_TASK_WEIGHTS)}",
+            param_hint=hint,
+        )
+    for name, w in weights.items():
+        if not (math.isfinite(w) and w >= 0):
+            raise click.BadParameter(
+                f"{name}={w}: weights are finite numbers >= 0", param_hint=hint
+            )
+    if sum(weights.values()) <= 0:
+        raise click.BadParameter(
+            "the weights sum to 0; give a task a positive weight", param_hint=hint
+        )
+    return weights
 
 
 def finite(ctx, param, value: float | None) -> float | None:
@@ -211,7 +229,7 @@ def main(
         from .checkpoint import FILENAME
         from .data import load_dataset
         from .data.arrays import recorded_command
-        from .trainer import Trainer
+        from .trainer import Trainer, check_device
 
     mcfg = replace(preset(preset_name), context=not no_context, parameterization=parameterization)
     tcfg = TrainConfig(
@@ -242,6 +260,7 @@ def main(
     trainer = None
     try:
         with sigterm_as_interrupt(), train_extra("lgcvd-train"):
+            check_device(device)  # before the data: that can take minutes
             videos = load_dataset(
                 data,
                 mcfg.image_size,

@@ -60,8 +60,33 @@ class Dist:
         return self.rank == 0
 
 
+class DeviceError(LgcvdError):
+    """--device names no device, or one this machine does not have."""
+
+
+def check_device(device: str | None) -> None:
+    """Raise a one-line DeviceError unless `device` (None: the default) is usable here."""
+    if device is None:
+        return
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise DeviceError(
+            f"--device {device}: not a device name; use cpu, cuda or cuda:N"
+        ) from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise DeviceError(f"--device {device}: no CUDA GPU is usable here; use --device cpu")
+        if dev.index is not None and dev.index >= n:
+            raise DeviceError(
+                f"--device {device}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}"
+            )
+
+
 def init_distributed(device: str | None) -> Dist:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    check_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available() and device != "cpu"
     if world == 1:

@@ -470,3 +470,41 @@ def test_resume_of_a_truncated_checkpoint_is_one_line(tmp_path):
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert result.output.startswith(f"Error: {out / FILENAME}: corrupt checkpoint (")
     assert sorted(os.listdir(out)) == RUN_FILES
+
+
+TASKS = "the tasks are prediction, unconditional, interpolation, random"
+
+
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        ("prediction=-1", "prediction=-1.0: weights are finite numbers >= 0"),
+        ("prediction=nan", "prediction=nan: weights are finite numbers >= 0"),
+        ("foo=1", f"unknown task 'foo'; {TASKS}"),
+        ("prediction=0,random=0", "the weights sum to 0; give a task a positive weight"),
+    ],
+)
+def test_bad_task_weights_are_one_line(tmp_path, weights, message):
+    result = train("--out", tmp_path / "run", "--task-weights", weights)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: Invalid value for '--task-weights': {message}"
+    )
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "device, gpus, message",
+    [
+        ("foo", 0, "--device foo: not a device name; use cpu, cuda or cuda:N"),
+        ("cuda", 0, "--device cuda: no CUDA GPU is usable here; use --device cpu"),
+        ("cuda:3", 2, "--device cuda:3: this machine has 2 CUDA GPU(s), cuda:0 to cuda:1"),
+    ],
+)
+def test_a_device_this_machine_lacks_is_one_line(tmp_path, monkeypatch, device, gpus, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    result = train("--out", tmp_path / "run", "--device", device)
+    assert result.exit_code == 1
+    assert result.output == f"Error: {message}\n"
+    assert os.listdir(tmp_path) == []
