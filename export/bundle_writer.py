@@ -106,6 +106,13 @@ def fill(directory: Path, model, ckpt, checkpoint, opts, echo) -> None:
     write_manifest(directory, manifest)
 
 
+def temp_prefix(target: Path) -> str:
+    """`.NAME.` for the temporary folders beside `target`, NAME cut to 200 bytes so that the
+    folder's name stays within the 255-byte limit of common file systems for any legal NAME."""
+    name = os.fsencode(target.name)[:200].decode(errors="ignore")
+    return f".{name}."
+
+
 def move_into_place(new: Path, target: Path) -> None:
     """Rename the finished `new` to `target`; an old bundle there is removed only afterwards.
     Ctrl-C and SIGTERM take effect after the renames, never between them."""
@@ -113,7 +120,7 @@ def move_into_place(new: Path, target: Path) -> None:
         if not target.exists():
             os.replace(new, target)
             return
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        old = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".old", dir=target.parent))
         os.replace(target, old / target.name)
         try:
             os.replace(new, target)
@@ -136,7 +143,7 @@ def export_bundle(
     target = Path(target)
     refuse_existing(target, opts.force)
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    work = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         work.chmod(0o777 & ~current_umask())  # mkdtemp makes it private: as mkdir would
         fill(work, model, ckpt, checkpoint, opts, echo)

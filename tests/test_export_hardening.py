@@ -132,3 +132,30 @@ def test_a_run_directory_with_a_truncated_checkpoint_is_one_line(checkpoint, tmp
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert result.output.startswith(f"Error: {run / FILENAME}: corrupt checkpoint (")
     assert leftovers(tmp_path) == ["run"]
+
+
+def test_a_bundle_name_of_254_bytes_is_written(checkpoint, tmp_path):
+    out = tmp_path / ("é" * 124 + ".lgcvd")  # 254 bytes, one under the usual limit
+    assert len(os.fsencode(out.name)) == 254
+    result = export(checkpoint, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert load_manifest(out).precision == "fp32"
+    assert leftovers(tmp_path) == [out.name]
+
+
+def test_unreadable_gate_frames_are_one_line(checkpoint, tmp_path):
+    from click.testing import CliRunner
+    from lgcvd_export.cli import main
+
+    bad = tmp_path / "frames.npz"
+    bad.write_bytes(b"not a zip")
+    result = CliRunner().invoke(
+        main, [str(checkpoint), "-o", str(tmp_path / "x.lgcvd"), "--real-frames", str(bad)]
+    )
+    assert result.exit_code == 1
+    assert (
+        result.output.strip()
+        .splitlines()[-1]
+        .startswith(f"Error: cannot read {bad} as a numpy array (")
+    )
+    assert leftovers(tmp_path) == ["frames.npz"]
