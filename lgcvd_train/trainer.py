@@ -2,13 +2,16 @@
 
 Single process or `torchrun` (DistributedDataParallel; NCCL on GPUs, gloo on CPUs). Rank 0 writes
 checkpoints (every `save_every` steps, at the end, and on Ctrl-C or SIGTERM) and the metrics log
-(`metrics.jsonl`, one JSON object per logged step). A stop signal never lands inside an optimizer
-update or inside the checkpoint saved on a stop (`signals_deferred`). A resumed run survives a
-kill at any moment: it deletes the temporary files a killed save left, drops a torn last line of
-the log and rewrites `checkpoint.json` from the weights' file where a kill left it missing. `--resume` restores weights, EMA, optimizer and
-step; because batches, tasks and noise are drawn from per-step seeds (`two_stage`), the resumed
-loss curve is the uninterrupted one. `--init-from` starts a new run (step 0, fresh optimizer) from
-another model's weights (`init_weights`), to fine-tune it.
+(`metrics.jsonl`, one JSON object per logged step). `--resume` restores weights, EMA, optimizer
+and step; because batches, tasks and noise are drawn from per-step seeds (`two_stage`), the
+resumed loss curve is the uninterrupted one. `--init-from` starts a new run (step 0, fresh
+optimizer) from another model's weights (`init_weights`), to fine-tune it.
+
+Stops and crashes: a stop signal never lands inside an optimizer update or inside the checkpoint
+saved on a stop (`signals_deferred`). A resumed run survives a kill at any moment: it deletes the
+temporary files a killed save left, drops a torn last line of the log and writes `checkpoint.json`
+again where a kill left it missing. A loss or weights that become NaN or Inf stop the run; such
+weights are never saved.
 """
 
 from __future__ import annotations
