@@ -88,6 +88,10 @@ def main(
             export_bundle(model, ckpt, checkpoint, output, opts, echo=click.echo)
     except LgcvdError as e:
         raise click.ClickException(str(e)) from None
+    except OSError as e:  # a full disk, a lost mount: the temporary bundle is gone already
+        raise click.ClickException(
+            f"{output}: cannot write the bundle ({e}); no bundle written"
+        ) from None
     except KeyboardInterrupt as e:
         how = "terminated" if isinstance(e, Terminated) else "interrupted"
         if _identity(output) not in (None, before):  # the stop came as the bundle was renamed

@@ -133,11 +133,17 @@ def save_checkpoint(
     text = json.dumps(state)
     target = run_dir / FILENAME
     (run_dir / READABLE).unlink(missing_ok=True)  # no copy naming another step, even if killed
-    with write_then_rename(target) as tmp:
-        weights = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-        save_file(weights, tmp, {META_KEY: text})
-        as_umask_allows(tmp)
-    write_readable(run_dir, state)
+    try:
+        with write_then_rename(target) as tmp:
+            weights = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+            save_file(weights, tmp, {META_KEY: text})
+            as_umask_allows(tmp)
+        write_readable(run_dir, state)
+    except (OSError, SafetensorError) as e:  # a full disk, a lost mount: the old checkpoint stays
+        raise CheckpointError(
+            f"{target}: cannot write the checkpoint of step {step} ({e}); free disk space or "
+            "pass another --out"
+        ) from None
     return target
 
 

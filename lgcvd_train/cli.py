@@ -287,6 +287,11 @@ def main(
                 progress=not quiet,
                 init_from=init_from,
             )
+            if resume and trainer.step >= steps:
+                raise click.ClickException(
+                    f"{out} is at step {trainer.step} already; pass --steps above {trainer.step} "
+                    "to train on"
+                )
             trainer.fit()
     except LgcvdError as e:
         raise click.ClickException(str(e)) from None

@@ -159,3 +159,23 @@ def test_unreadable_gate_frames_are_one_line(checkpoint, tmp_path):
         .startswith(f"Error: cannot read {bad} as a numpy array (")
     )
     assert leftovers(tmp_path) == ["frames.npz"]
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(checkpoint, tmp_path, monkeypatch):
+    import errno
+
+    from lgcvd_export import bundle_writer
+
+    def full(directory, manifest):
+        (directory / MANIFEST).write_text("{")  # part of it fitted
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(bundle_writer, "write_manifest", full)
+    out = tmp_path / "x.lgcvd"
+    result = export(checkpoint, "-o", out)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: {out}: cannot write the bundle ([Errno 28] No space left on device); no bundle "
+        "written"
+    )
+    assert leftovers(tmp_path) == []

@@ -508,3 +508,37 @@ def test_a_device_this_machine_lacks_is_one_line(tmp_path, monkeypatch, device, 
     assert result.exit_code == 1
     assert result.output == f"Error: {message}\n"
     assert os.listdir(tmp_path) == []
+
+
+def test_resume_with_no_steps_left_is_one_line(tmp_path):
+    out = tmp_path / "run"
+    assert train("--steps", 2, "--out", out).exit_code == 0
+    before = (out / FILENAME).read_bytes()
+    result = train("--steps", 2, "--out", out, "--resume")
+    assert result.exit_code == 1
+    assert result.output == f"Error: {out} is at step 2 already; pass --steps above 2 to train on\n"
+    assert (out / FILENAME).read_bytes() == before and sorted(os.listdir(out)) == RUN_FILES
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    import lgcvd_train.checkpoint as checkpoint_module
+
+    out = tmp_path / "run"
+    assert train("--steps", 1, "--out", out).exit_code == 0
+    before = (out / FILENAME).read_bytes()
+
+    def full(tensors, path, metadata):
+        Path(path).write_bytes(b"\0" * 1000)  # part of it fitted
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module, "save_file", full)
+    result = train("--steps", 2, "--out", out, "--resume")
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {out / FILENAME}: cannot write the checkpoint of step 2 ([Errno 28] No space "
+        "left on device); free disk space or pass another --out\n"
+    )
+    assert (out / FILENAME).read_bytes() == before
+    assert sorted(os.listdir(out)) == [FILENAME, METRICS]  # the copy comes back on resume
