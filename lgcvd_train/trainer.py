@@ -162,8 +162,14 @@ class Trainer:
         self.provenance, self.progress = provenance, progress and self.d.main
         self.step = 0
         self.saved_step: int | None = None  # step of the last checkpoint written or resumed
-        if self.d.main:
-            remove_temporaries(self.run_dir, (FILENAME, READABLE, METRICS))
+        if self.d.main and (
+            gone := remove_temporaries(self.run_dir, (FILENAME, READABLE, METRICS))
+        ):
+            print(
+                f"note: removed {len(gone)} temporary file(s) that a killed save left in "
+                f"{self.run_dir}",
+                file=sys.stderr,
+            )
         if resume:  # the run keeps its config (but steps, cooldown, amp) and its first command
             ckpt = load_checkpoint(self.run_dir / FILENAME)
             mcfg, self.tcfg = (

@@ -189,6 +189,8 @@ def test_resume_removes_the_temporary_files_of_killed_saves(tmp_path):
         (out / f".{name}.4242.tmp").write_bytes(b"\0" * 100_000)  # what a SIGKILL leaves
     result = train("--steps", 3, "--out", out, "--resume")
     assert result.exit_code == 0, result.output
+    note = f"note: removed 3 temporary file(s) that a killed save left in {out}"
+    assert result.stderr.splitlines() == [note]
     assert sorted(os.listdir(out)) == RUN_FILES
 
 
