@@ -3,7 +3,8 @@
 Everything is written into a temporary directory beside the target and renamed into place only
 when complete. Any failure, the gate included, or an interrupt removes the temporary directory,
 so no half-written bundle is ever visible; with `force`, an existing bundle is replaced only after
-the new one is complete.
+the new one is complete, and a stop signal is held back while the renames run. The bundle's
+folder and files get the permissions the user's umask gives.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import torch
 
 from lgcvd_runtime.bundle import GraphSpec, Manifest, sha256_file, write_manifest
 from lgcvd_runtime.files import refuse_existing
+from lgcvd_runtime.signals import signals_deferred
 from lgcvd_train import __version__
-from lgcvd_train.checkpoint import Checkpoint, resolve
+from lgcvd_train.checkpoint import Checkpoint, current_umask, resolve
 from lgcvd_train.model import LGCVD
 from lgcvd_train.torch_backend import model_spec
 
@@ -104,20 +106,29 @@ def fill(directory: Path, model, ckpt, checkpoint, opts, echo) -> None:
     write_manifest(directory, manifest)
 
 
+def temp_prefix(target: Path) -> str:
+    """`.NAME.` for the temporary folders beside `target`, NAME cut to 200 bytes so that the
+    folder's name stays within the 255-byte limit of common file systems for any legal NAME."""
+    name = os.fsencode(target.name)[:200].decode(errors="ignore")
+    return f".{name}."
+
+
 def move_into_place(new: Path, target: Path) -> None:
-    """Rename the finished `new` to `target`; an old bundle there is removed only afterwards."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-    os.replace(target, old / target.name)
-    try:
-        os.replace(new, target)
-    except OSError:
-        os.replace(old / target.name, target)
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
+    """Rename the finished `new` to `target`; an old bundle there is removed only afterwards.
+    Ctrl-C and SIGTERM take effect after the renames, never between them."""
+    with signals_deferred():
+        if not target.exists():
+            os.replace(new, target)
+            return
+        old = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".old", dir=target.parent))
+        os.replace(target, old / target.name)
+        try:
+            os.replace(new, target)
+        except BaseException:
+            os.replace(old / target.name, target)
+            raise
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def export_bundle(
@@ -132,9 +143,9 @@ def export_bundle(
     target = Path(target)
     refuse_existing(target, opts.force)
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    work = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent))
     try:
-        work.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
+        work.chmod(0o777 & ~current_umask())  # mkdtemp makes it private: as mkdir would
         fill(work, model, ckpt, checkpoint, opts, echo)
         move_into_place(work, target)
     except BaseException:  # the gate, any error and KeyboardInterrupt: leave nothing behind

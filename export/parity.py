@@ -11,6 +11,7 @@ Knows nothing about files other than the graphs and the clips it is given.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,9 +62,12 @@ def load_real_clips(path: Path, frames: int, size: int) -> np.ndarray:
     the 'ground_truth' array of the real BAIR npz, or any video array lgcvd-train reads."""
     videos = None
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            if REAL_KEY in archive.files:
-                videos = archive[REAL_KEY]
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                if REAL_KEY in archive.files:
+                    videos = archive[REAL_KEY]
+        except (OSError, ValueError, zipfile.BadZipFile):
+            pass  # not readable: load_videos says so in one line
     if videos is None:
         videos = load_videos(path)
     if videos.shape[1] < frames:

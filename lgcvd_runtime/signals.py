@@ -40,3 +40,23 @@ def sigterm_as_interrupt() -> Iterator[None]:
 def exit_code(err: KeyboardInterrupt) -> int:
     """The exit status for a run stopped by `err`: 143 for SIGTERM, 130 for Ctrl-C."""
     return 128 + signal.SIGTERM if isinstance(err, Terminated) else 128 + signal.SIGINT
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Within the block, Ctrl-C and SIGTERM are held back and take effect when it ends: for steps
+    that must finish once begun (an optimizer update, the checkpoint saved on a stop, the renames
+    that put a finished output in place). Outside the main thread the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in stops}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if held:
+            signal.raise_signal(held[0])  # now handled as it would have been without the block

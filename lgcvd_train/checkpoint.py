@@ -1,12 +1,20 @@
 """Checkpoints: one safetensors file holding weights, EMA weights and optimizer state, with the
 JSON state (model config, training config, step, provenance) in its metadata, plus a readable copy
 of that JSON beside it. Written to a temporary file and renamed, so a checkpoint on disk is always
-complete; loaded without pickle (style.md 10)."""
+complete; loaded without pickle (style.md 10).
+
+The safetensors file is the checkpoint; `checkpoint.json` is only a copy for people to read. The
+copy is removed before new weights are written and written again after them, so a process killed
+between the two writes leaves no copy rather than a copy that names another step; a resumed run
+writes it back (`sync_readable`). A checkpoint written by a newer lgcvd (newer format version,
+config keys this version does not know) is refused with a one-line "upgrade lgcvd".
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -15,13 +23,16 @@ from safetensors.torch import load_file, save_file
 
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.files import write_then_rename
-from lgcvd_runtime.schedule import ScheduleSpec
+from lgcvd_runtime.schedule import SCHEDULES, ScheduleSpec
 
 from .config import ModelConfig, TrainConfig
 from .model import LGCVD
 
 FILENAME = "checkpoint.safetensors"
+READABLE = "checkpoint.json"  # the copy of the JSON state for people to read
 META_KEY = "lgcvd"
+FORMAT_VERSION = 1  # of the checkpoint layout; raised when an older lgcvd could not read one
+UPGRADE = "upgrade lgcvd (pip install -U lgcvd)"
 
 
 class CheckpointError(LgcvdError):
@@ -52,6 +63,54 @@ def resolve(path: Path) -> Path:
     return path / FILENAME if path.is_dir() else path
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux reports it (os.umask cannot read
+    it without setting it, which another thread creating a file at that moment would see)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def as_umask_allows(path: Path, mode: int = 0o666) -> None:
+    """Give `path` the permissions a plainly created file gets (`mode` less the umask); safetensors
+    writes its files private (0600) whatever the umask."""
+    os.chmod(path, mode & ~current_umask())
+
+
+def remove_temporaries(run_dir: Path, names: tuple[str, ...]) -> list[str]:
+    """Delete the temporary files (`.NAME.*`, see lgcvd_runtime.files) that a process killed while
+    writing one of `names` left in `run_dir`; return the deleted names."""
+    gone = []
+    for name in names:
+        for tmp in Path(run_dir).glob(f".{name}.*"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                gone.append(tmp.name)
+    return sorted(gone)
+
+
+def write_readable(run_dir: Path, state: dict) -> None:
+    with write_then_rename(Path(run_dir) / READABLE) as tmp:
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+
+
+def sync_readable(run_dir: Path, ckpt: Checkpoint) -> None:
+    """Write `checkpoint.json` again where it is missing or disagrees with the weights' file."""
+    path = Path(run_dir) / READABLE
+    try:
+        if json.loads(path.read_text()) == ckpt.state:
+            return
+    except (OSError, ValueError):
+        pass
+    write_readable(run_dir, ckpt.state)
+
+
 def save_checkpoint(
     run_dir: Path, model, ema, optimizer, step: int, train_cfg, extra: dict
 ) -> Path:
@@ -63,6 +122,7 @@ def save_checkpoint(
         for k, v in st.items():
             tensors[f"optim.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
     state = {
+        "format_version": FORMAT_VERSION,
         "model_config": model.cfg.to_dict(),
         "train_config": train_cfg.to_dict(),
         "step": step,
@@ -71,11 +131,18 @@ def save_checkpoint(
     }
     text = json.dumps(state)
     target = run_dir / FILENAME
-    with write_then_rename(target) as tmp:
-        weights = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-        save_file(weights, tmp, {META_KEY: text})
-    with write_then_rename(run_dir / "checkpoint.json") as tmp:
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
+    (run_dir / READABLE).unlink(missing_ok=True)  # no copy naming another step, even if killed
+    try:
+        with write_then_rename(target) as tmp:
+            weights = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+            save_file(weights, tmp, {META_KEY: text})
+            as_umask_allows(tmp)
+        write_readable(run_dir, state)
+    except (OSError, SafetensorError) as e:  # a full disk, a lost mount: the old checkpoint stays
+        raise CheckpointError(
+            f"{target}: cannot write the checkpoint of step {step} ({e}); free disk space or "
+            "pass another --out"
+        ) from None
     return target
 
 
@@ -91,14 +158,44 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise CheckpointError(f"{f}: corrupt checkpoint ({e}); use another checkpoint") from None
     if meta is None:
         raise CheckpointError(f"{f}: not an lgcvd checkpoint (no '{META_KEY}' metadata)")
-    state = json.loads(meta)
-    return Checkpoint(
-        model_config=ModelConfig.from_dict(state["model_config"]),
-        train_config=TrainConfig.from_dict(state["train_config"]),
-        step=int(state["step"]),
-        state=state,
-        tensors=tensors,
-    )
+    try:
+        state = json.loads(meta)
+        version = state.get("format_version", 1)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CheckpointError(
+                f"{f}: checkpoint format version {version} is newer than this lgcvd's "
+                f"({FORMAT_VERSION}); {UPGRADE}"
+            )
+        for cls, key in ((ModelConfig, "model_config"), (TrainConfig, "train_config")):
+            refuse_unknown(f, cls, key, state[key])
+        if "schedule" in state:
+            refuse_unknown(f, ScheduleSpec, "schedule", state["schedule"])
+            if state["schedule"].get("type", ScheduleSpec.type) not in SCHEDULES:
+                raise CheckpointError(
+                    f"{f}: schedule {state['schedule']['type']!r} is unknown to this lgcvd; "
+                    f"{UPGRADE}"
+                )
+        return Checkpoint(
+            model_config=ModelConfig.from_dict(state["model_config"]),
+            train_config=TrainConfig.from_dict(state["train_config"]),
+            step=int(state["step"]),
+            state=state,
+            tensors=tensors,
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(
+            f"{f}: corrupt checkpoint metadata ({type(e).__name__}: {e}); use another checkpoint"
+        ) from None
+
+
+def refuse_unknown(f: Path, cls, key: str, d: dict) -> None:
+    """A config with fields this lgcvd does not know comes from a newer lgcvd: say so."""
+    unknown = sorted(set(d) - {field.name for field in fields(cls)})
+    if unknown:
+        raise CheckpointError(
+            f"{f}: written by a newer lgcvd ({key} has fields {', '.join(unknown)} that this "
+            f"version does not know); {UPGRADE}"
+        )
 
 
 def restore_optimizer(optimizer, ckpt: Checkpoint) -> None:
@@ -113,9 +210,16 @@ def restore_optimizer(optimizer, ckpt: Checkpoint) -> None:
 def load_model(path: Path, ema: bool = True) -> tuple[LGCVD, Checkpoint]:
     """Rebuild the model from the checkpoint's own config; EMA weights by default (design.md)."""
     ckpt = load_checkpoint(path)
+    weights = ckpt.weights("ema." if ema else "model.")
+    bad = sorted(k for k, v in weights.items() if v.is_floating_point() and not v.isfinite().all())
+    if bad:
+        raise CheckpointError(
+            f"{resolve(path)}: {len(bad)} weight tensors hold NaN or Inf (e.g. {bad[0]}): the run "
+            "diverged; use a checkpoint from before it did"
+        )
     model = LGCVD(ckpt.model_config)
     try:
-        model.load_state_dict(ckpt.weights("ema." if ema else "model."))
+        model.load_state_dict(weights)
     except RuntimeError:  # missing, unexpected or mis-shaped tensors
         raise CheckpointError(
             f"{resolve(path)}: weights do not match the checkpoint's model config "

@@ -8,6 +8,7 @@ torchrun --nproc-per-node 4 -m lgcvd_train.cli --preset paper-bair64 --data bair
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 from dataclasses import replace
@@ -17,25 +18,53 @@ import click
 from click.core import ParameterSource
 
 from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.signals import Terminated, exit_code, sigterm_as_interrupt
 
 from . import __version__
-from .checkpoint import FILENAME
 from .config import DEFAULT_TASK_WEIGHTS, PRESETS, ModelConfig, TrainConfig, preset
 from .data import GENERATED_VIDEOS
+from .extra import train_extra
 
 TRAIN = TrainConfig()  # the defaults of every training option
+MAX_SEED = 2**64 - 1  # the largest seed torch.manual_seed takes; numpy takes any seed >= 0
 
 
 def parse_task_weights(text: str | None) -> dict:
     if not text:
         return dict(DEFAULT_TASK_WEIGHTS)
+    hint = "'--task-weights'"
     try:
         pairs = (item.split("=") for item in text.split(","))
-        return {name.strip(): float(value) for name, value in pairs}
+        weights = {name.strip(): float(value) for name, value in pairs}
     except ValueError:
         raise click.BadParameter(
-            "use NAME=WEIGHT pairs, e.g. prediction=0.5,unconditional=0.3,interpolation=0.1,random=0.1"
+            "use NAME=WEIGHT pairs, e.g. prediction=0.5,unconditional=0.3,interpolation=0.1,random=0.1",
+            param_hint=hint,
         ) from None
+    unknown = sorted(set(weights) - set(DEFAULT_TASK_WEIGHTS))
+    if unknown:
+        raise click.BadParameter(
+            f"unknown task {unknown[0]!r}; the tasks are {', '.join(DEFAULT_TASK_WEIGHTS)}",
+            param_hint=hint,
+        )
+    for name, w in weights.items():
+        if not (math.isfinite(w) and w >= 0):
+            raise click.BadParameter(
+                f"{name}={w}: weights are finite numbers >= 0", param_hint=hint
+            )
+    if sum(weights.values()) <= 0:
+        raise click.BadParameter(
+            "the weights sum to 0; give a task a positive weight", param_hint=hint
+        )
+    return weights
+
+
+def finite(ctx, param, value: float | None) -> float | None:
+    """click's FloatRange lets NaN through (every comparison with NaN is false); refuse it and
+    infinities, which would train a model of NaNs."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,7 +103,14 @@ def parse_task_weights(text: str | None) -> dict:
     show_default=True,
     help="Clips per process per step.",
 )
-@click.option("--lr", type=float, default=TRAIN.lr, show_default=True, help="Adam learning rate.")
+@click.option(
+    "--lr",
+    type=click.FloatRange(0, min_open=True),
+    callback=finite,
+    default=TRAIN.lr,
+    show_default=True,
+    help="Adam learning rate.",
+)
 @click.option(
     "--cooldown-steps",
     type=click.IntRange(min=0),
@@ -84,10 +120,19 @@ def parse_task_weights(text: str | None) -> dict:
     "like --steps, it can be changed when resuming.",
 )
 @click.option(
-    "--ema-decay", type=float, default=TRAIN.ema_decay, show_default=True, help="EMA decay."
+    "--ema-decay",
+    type=click.FloatRange(0, 1, max_open=True),
+    callback=finite,
+    default=TRAIN.ema_decay,
+    show_default=True,
+    help="EMA decay.",
 )
 @click.option(
-    "--grad-clip", type=float, default=TRAIN.grad_clip, help="Clip the gradient norm to this."
+    "--grad-clip",
+    type=click.FloatRange(0, min_open=True),
+    callback=finite,
+    default=TRAIN.grad_clip,
+    help="Clip the gradient norm to this.",
 )
 @click.option(
     "--loss",
@@ -128,7 +173,11 @@ def parse_task_weights(text: str | None) -> dict:
     help="Videos to generate for shapes / mnist / pushsim.",
 )
 @click.option(
-    "--seed", type=int, default=TRAIN.seed, show_default=True, help="Seed of data, init, noise."
+    "--seed",
+    type=click.IntRange(0, MAX_SEED),
+    default=TRAIN.seed,
+    show_default=True,
+    help="Seed of data, init, noise (0 to 2**64-1).",
 )
 @click.option(
     "--save-every",
@@ -184,10 +233,12 @@ def main(
     quiet,
 ):
     """Train LGC-VD with the two-stage algorithm; write RUN/checkpoint.safetensors."""
-    from .continuation import FLAGS, follow_checkpoint, follow_source
-    from .data import load_dataset
-    from .data.arrays import recorded_command
-    from .trainer import Trainer
+    with train_extra("lgcvd-train"):
+        from .checkpoint import FILENAME
+        from .continuation import FLAGS, follow_checkpoint, follow_source
+        from .data import load_dataset
+        from .data.arrays import recorded_command
+        from .trainer import Trainer, check_device
 
     ctx = click.get_current_context()  # options given on the command line, by name
     given = {
@@ -211,47 +262,78 @@ def main(
         amp=not no_amp,
     )
     out = out or Path("runs") / f"{preset_name}-{Path(data).stem}"
+    if (blocker := file_in_the_way(out)) is not None:
+        raise click.ClickException(
+            f"{blocker} is a file, not a directory; pass --out a run directory"
+        )
     if (out / FILENAME).exists() and not (resume or force):
         raise click.ClickException(
             f"{out} already holds a checkpoint; pass --resume to continue it or --force to start over"
         )
     if resume and not (out / FILENAME).exists():
         raise click.ClickException(f"{out} holds no checkpoint to resume; drop --resume")
+    trainer = None
     try:
-        if resume:
-            mcfg, num_videos, seed = follow_checkpoint(mcfg, given, out, data, num_videos)
-        elif init_from is not None:
-            mcfg, tcfg = follow_source(mcfg, tcfg, given, init_from)
-        videos = load_dataset(
-            data, mcfg.image_size, num_videos=num_videos, seed=seed, min_frames=tcfg.clip_frames
-        )
-        provenance = {
-            "data": data,
-            "num_videos": len(videos),
-            "data_seed": seed,
-            "command": "lgcvd-train " + shlex.join(sys.argv[1:]),
-            "data_command": recorded_command(Path(data)),
-            "lgcvd_version": __version__,
-        }
-        trainer = Trainer(
-            mcfg,
-            tcfg,
-            videos,
-            out,
-            provenance,
-            resume=resume,
-            device=device,
-            progress=not quiet,
-            init_from=init_from,
-        )
-        trainer.fit()
+        with sigterm_as_interrupt(), train_extra("lgcvd-train"):
+            check_device(device)  # before the data: that can take minutes
+            if resume:
+                mcfg, num_videos, seed = follow_checkpoint(mcfg, given, out, data, num_videos)
+            elif init_from is not None:
+                mcfg, tcfg = follow_source(mcfg, tcfg, given, init_from)
+            videos = load_dataset(
+                data,
+                mcfg.image_size,
+                num_videos=num_videos,
+                seed=seed,
+                min_frames=tcfg.clip_frames,
+            )
+            provenance = {
+                "data": data,
+                "num_videos": len(videos),
+                "data_seed": seed,
+                "command": "lgcvd-train " + shlex.join(sys.argv[1:]),
+                "data_command": recorded_command(Path(data)),
+                "lgcvd_version": __version__,
+            }
+            trainer = Trainer(
+                mcfg,
+                tcfg,
+                videos,
+                out,
+                provenance,
+                resume=resume,
+                device=device,
+                progress=not quiet,
+                init_from=init_from,
+            )
+            if resume and trainer.step >= steps:
+                raise click.ClickException(
+                    f"{out} is at step {trainer.step} already; pass --steps above {trainer.step} "
+                    "to train on"
+                )
+            trainer.fit()
     except LgcvdError as e:
         raise click.ClickException(str(e)) from None
-    except KeyboardInterrupt:
-        click.echo(f"interrupted; checkpoint saved in {out} (continue with --resume)", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        how = "terminated" if isinstance(e, Terminated) else "interrupted"
+        if trainer is None:  # still loading data or building the model
+            click.echo(f"{how} before training began; no checkpoint written", err=True)
+        else:
+            click.echo(
+                f"{how} at step {trainer.step}; checkpoint saved in {out} (continue with --resume)",
+                err=True,
+            )
+        sys.exit(exit_code(e))
     if trainer.d.main:
         click.echo(f"checkpoint: {out / FILENAME}")
+
+
+def file_in_the_way(path: Path) -> Path | None:
+    """The file (not a directory) at `path` or above it, where directories must be; else None."""
+    for p in (path, *path.parents):
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from lgcvd_runtime.bundle import MANIFEST, Manifest, load_manifest
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.schedule import ScheduleSpec
 
-from .checkpoint import FILENAME, load_checkpoint, load_model, resolve
+from .checkpoint import FILENAME, load_checkpoint, load_model, refuse_unknown, resolve
 from .config import ModelConfig
 from .model import LGCVD
 
@@ -138,6 +138,8 @@ def init_model(source: Path, cfg: ModelConfig) -> tuple[LGCVD, dict]:
     if _is_bundle(source):
         manifest = load_manifest(source)
         recorded = manifest.provenance.get("model_config")
+        if recorded:
+            refuse_unknown(source / MANIFEST, ModelConfig, "model_config", recorded)
         model = LGCVD(ModelConfig.from_dict(recorded) if recorded else cfg)
         state, facts = bundle_weights(source, manifest, model)
         load_initial(model, state, source)

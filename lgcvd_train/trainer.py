@@ -1,20 +1,26 @@
 """The training loop: Adam, EMA, checkpoints, exact resume, metrics log, DDP (paper §4.2).
 
 Single process or `torchrun` (DistributedDataParallel; NCCL on GPUs, gloo on CPUs). Rank 0 writes
-checkpoints (every `save_every` steps, at the end, and on Ctrl-C) and the metrics log
-(`metrics.jsonl`, one JSON object per logged step). `--resume` restores weights, EMA, optimizer and
-step; because batches, tasks and noise are drawn from per-step seeds (`two_stage`), the resumed
-loss curve is the uninterrupted one. `--init-from` starts a new run (step 0, fresh optimizer) from
-another model's weights (`init_weights`), to fine-tune it.
+checkpoints (every `save_every` steps, at the end, and on Ctrl-C or SIGTERM) and the metrics log
+(`metrics.jsonl`, one JSON object per logged step). `--resume` restores weights, EMA, optimizer
+and step; because batches, tasks and noise are drawn from per-step seeds (`two_stage`), the
+resumed loss curve is the uninterrupted one. `--init-from` starts a new run (step 0, fresh
+optimizer) from another model's weights (`init_weights`), to fine-tune it.
+
+Stops and crashes: a stop signal never lands inside an optimizer update or inside the checkpoint
+saved on a stop (`signals_deferred`). A resumed run survives a kill at any moment: it deletes the
+temporary files a killed save left, drops a torn last line of the log and writes `checkpoint.json`
+again where a kill left it missing. A loss or weights that become NaN or Inf stop the run; such
+weights are never saved.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import os
-import signal
-import threading
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +31,19 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .checkpoint import FILENAME, load_checkpoint, restore_optimizer, save_checkpoint
+from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.files import write_then_rename
+from lgcvd_runtime.signals import signals_deferred, sigterm_as_interrupt
+
+from .checkpoint import (
+    FILENAME,
+    READABLE,
+    load_checkpoint,
+    remove_temporaries,
+    restore_optimizer,
+    save_checkpoint,
+    sync_readable,
+)
 from .config import ModelConfig, TrainConfig
 from .init_weights import init_model
 from .model import LGCVD
@@ -45,8 +63,33 @@ class Dist:
         return self.rank == 0
 
 
+class DeviceError(LgcvdError):
+    """--device names no device, or one this machine does not have."""
+
+
+def check_device(device: str | None) -> None:
+    """Raise a one-line DeviceError unless `device` (None: the default) is usable here."""
+    if device is None:
+        return
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise DeviceError(
+            f"--device {device}: not a device name; use cpu, cuda or cuda:N"
+        ) from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise DeviceError(f"--device {device}: no CUDA GPU is usable here; use --device cpu")
+        if dev.index is not None and dev.index >= n:
+            raise DeviceError(
+                f"--device {device}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}"
+            )
+
+
 def init_distributed(device: str | None) -> Dist:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    check_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available() and device != "cpu"
     if world == 1:
@@ -64,15 +107,41 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.lerp_(p.detach(), 1.0 - decay)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+class DivergedError(LgcvdError):
+    """The loss or the weights became NaN or infinite: nothing past the last good step is kept."""
+
+
+class LogError(LgcvdError):
+    """The metrics log of a run to resume is damaged beyond a torn last line."""
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """On resume, drop log lines past the checkpoint's step (they will be written again)."""
-    if path.exists():
-        keep = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= step]
-        path.write_text("".join(ln + "\n" for ln in keep))
+    """On resume, drop log lines past the checkpoint's step (they will be written again) and a
+    last line torn by a kill; rewritten atomically."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    keep = []
+    for i, line in enumerate(lines):
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
+                raise ValueError("not a record with an integer 'step'")
+        except ValueError:
+            if i < len(lines) - 1:
+                raise LogError(
+                    f"{path}: line {i + 1} is not a metrics record; delete that line (or the "
+                    "file) and resume again"
+                ) from None
+            print(
+                f"note: {path}: dropped its torn last line (a kill while writing it)",
+                file=sys.stderr,
+            )
+            break
+        if rec["step"] <= step:
+            keep.append(line)
+    with write_then_rename(path) as tmp:
+        tmp.write_text("".join(ln + "\n" for ln in keep))
 
 
 class Trainer:
@@ -92,6 +161,15 @@ class Trainer:
         self.tcfg, self.videos, self.run_dir = tcfg, videos, Path(run_dir)
         self.provenance, self.progress = provenance, progress and self.d.main
         self.step = 0
+        self.saved_step: int | None = None  # step of the last checkpoint written or resumed
+        if self.d.main and (
+            gone := remove_temporaries(self.run_dir, (FILENAME, READABLE, METRICS))
+        ):
+            print(
+                f"note: removed {len(gone)} temporary file(s) that a killed save left in "
+                f"{self.run_dir}",
+                file=sys.stderr,
+            )
         if resume:  # the run keeps its config (but steps, cooldown, amp) and its first command
             ckpt = load_checkpoint(self.run_dir / FILENAME)
             mcfg, self.tcfg = (
@@ -117,9 +195,12 @@ class Trainer:
             self.model.load_state_dict(ckpt.weights("model."))
             self.ema.load_state_dict(ckpt.weights("ema."))
             restore_optimizer(self.opt, ckpt)
-            self.step = ckpt.step
+            self.step = self.saved_step = ckpt.step
             if self.d.main:
                 _truncate_log(self.run_dir / METRICS, self.step)
+                sync_readable(self.run_dir, ckpt)
+        elif self.d.main:  # a new run (--force): an earlier run's log is not this one's
+            (self.run_dir / METRICS).unlink(missing_ok=True)
         self.net = (
             DistributedDataParallel(
                 self.model,
@@ -130,10 +211,24 @@ class Trainer:
         )
         self.step_fn = TwoStageStep(mcfg, self.tcfg, self.d.device)
 
+    def diverged(self, what: str) -> DivergedError:
+        kept = (
+            f"the checkpoint in {self.run_dir} holds step {self.saved_step}"
+            if self.saved_step is not None
+            else "no checkpoint was written"
+        )
+        return DivergedError(
+            f"{what} at step {self.step}: training diverged; {kept}; train again (--force) with "
+            "a lower --lr or a --grad-clip"
+        )
+
     def save(self) -> Path | None:
+        """Write the checkpoint (rank 0); weights that are not finite are refused, not saved."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise self.diverged("the weights hold NaN or Inf")
         if not self.d.main:
             return None
-        return save_checkpoint(
+        path = save_checkpoint(
             self.run_dir,
             self.model,
             self.ema,
@@ -142,6 +237,8 @@ class Trainer:
             self.tcfg,
             {"provenance": self.provenance},
         )
+        self.saved_step = self.step
+        return path
 
     def train_step(self) -> dict:
         clips = sample_clips(self.videos, self.step, self.d.rank, self.d.world, self.tcfg)
@@ -153,10 +250,11 @@ class Trainer:
         lr = self.tcfg.lr_at(self.step)
         for group in self.opt.param_groups:
             group["lr"] = lr
-        self.opt.step()
-        self.step += 1
-        decay = min(self.tcfg.ema_decay, (1 + self.step) / (10 + self.step))
-        update_ema(self.ema, self.model, decay)
+        with signals_deferred():  # weights, EMA and step change together or not at all
+            self.opt.step()
+            self.step += 1
+            decay = min(self.tcfg.ema_decay, (1 + self.step) / (10 + self.step))
+            update_ema(self.ema, self.model, decay)
         return {
             "step": self.step,
             "loss": out.loss,
@@ -169,8 +267,10 @@ class Trainer:
         """Train up to `tcfg.steps`; returns the logged records of this call. Ctrl-C or SIGTERM
         (as a cluster scheduler sends) saves a checkpoint before stopping."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _raise_interrupt)
+        with sigterm_as_interrupt():
+            return self._fit()
+
+    def _fit(self) -> list[dict]:
         log = open(self.run_dir / METRICS, "a") if self.d.main else None
         bar = tqdm(
             total=self.tcfg.steps,
@@ -183,6 +283,8 @@ class Trainer:
         try:
             while self.step < self.tcfg.steps:
                 rec = self.train_step()
+                if not math.isfinite(rec["loss"]):
+                    raise self.diverged(f"the loss is {rec['loss']}")
                 records.append(rec)
                 bar.update(1)
                 bar.set_postfix(loss=f"{rec['loss']:.4f}")
@@ -197,12 +299,13 @@ class Trainer:
                     log.flush()
                 if self.step % self.tcfg.save_every == 0:
                     self.save()
-        except KeyboardInterrupt:
             self.save()
+        except KeyboardInterrupt:
+            with signals_deferred():  # a second signal does not cut this save short
+                self.save()
             raise
         finally:
             bar.close()
             if log:
                 log.close()
-        self.save()
         return records
