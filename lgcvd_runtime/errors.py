@@ -28,3 +28,7 @@ class OutputError(LgcvdError):
 
 class OutputExistsError(OutputError):
     """An output path exists and --force was not given."""
+
+
+class NonFiniteError(LgcvdError):
+    """A graph returned NaN or Inf: a broken bundle, engine or precision, never a frame."""
