@@ -74,7 +74,7 @@ def model_options(command):
         ),
         click.option(
             "--seed",
-            type=click.IntRange(min=0),
+            type=int,
             default=None,
             help="Seed for all noise, a whole number >= 0 (default: random).",
         ),
