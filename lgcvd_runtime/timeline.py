@@ -108,20 +108,17 @@ class Timeline:
 
     def next_window(self) -> WindowPlan | None:
         """Where the next window goes (the rule in the module header); None when done."""
-        if self.done:
-            return None
-        known, n, k = self.known, self.spec.frames, self.spec.cond_slots
-        first = known.index(False)
-        start = max(range(max(0, first - k), first + 1), key=lambda s: (sum(known[s : s + n]), s))
-        cover = range(start, min(start + n, self.length))
-        before = [i for i in cover if known[i] and i < first]
-        after = [i for i in cover if known[i] and i > first]
-        take_before = min(len(before), max(k - 1, 1) if after else k)
-        chosen = before[len(before) - take_before :] + after[: k - take_before]
-        positions = sorted(i - start for i in chosen)
-        positions += [ABSENT] * (k - len(positions))
-        new = tuple(i for i in cover if not known[i])
-        return WindowPlan(start, cover, tuple(positions), new)
+        return next_window(self.known, self.spec)
+
+    def plans(self) -> list[WindowPlan]:
+        """Every window still to come, in order (the rule run on a copy of the known mask),
+        e.g. to show progress as "window 2 of 5"."""
+        known, out = list(self.known), []
+        while (plan := next_window(known, self.spec)) is not None:
+            out.append(plan)
+            for i in plan.new:
+                known[i] = True
+        return out
 
     def window_frames(self, plan: WindowPlan) -> np.ndarray:
         """The frames a window sees: (..., N, ...), zero past the end of the video."""
@@ -154,6 +151,23 @@ class Timeline:
         out = _frames(self.video, slice(self.taken, end)).copy()
         self.taken = max(self.taken, end)
         return out
+
+
+def next_window(known: Sequence[bool], spec: ModelSpec) -> WindowPlan | None:
+    """The window rule (module header) on a known mask; None when every frame is known."""
+    if all(known):
+        return None
+    n, k = spec.frames, spec.cond_slots
+    first = list(known).index(False)
+    start = max(range(max(0, first - k), first + 1), key=lambda s: (sum(known[s : s + n]), s))
+    cover = range(start, min(start + n, len(known)))
+    before = [i for i in cover if known[i] and i < first]
+    after = [i for i in cover if known[i] and i > first]
+    take_before = min(len(before), max(k - 1, 1) if after else k)
+    chosen = before[len(before) - take_before :] + after[: k - take_before]
+    positions = sorted(i - start for i in chosen)
+    positions += [ABSENT] * (k - len(positions))
+    return WindowPlan(start, cover, tuple(positions), tuple(i for i in cover if not known[i]))
 
 
 def _frames(video: np.ndarray, index) -> np.ndarray:

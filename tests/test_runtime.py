@@ -218,3 +218,42 @@ def test_threads_caps_onnxruntime_and_leaves_the_prediction_unchanged(bundle):
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
     with pytest.raises(LgcvdError, match="^threads must be at least 1, got 0$"):
         api.load(bundle, threads=0)
+
+
+def test_a_bundle_that_yields_nan_is_a_one_line_error_and_writes_nothing(
+    tmp_path, bundle, monkeypatch
+):
+    """Through the Python API and `lgcvd-run predict`: exit 1, the graph and step named, no
+    output file and no temporary file left."""
+    import av
+    from click.testing import CliRunner
+
+    from lgcvd_runtime import cli
+    from lgcvd_runtime.backends import ort_backend
+    from lgcvd_runtime.errors import NonFiniteError
+
+    honest = ort_backend.OrtBackend.denoise
+    monkeypatch.setattr(
+        ort_backend.OrtBackend, "denoise", lambda self, *a: honest(self, *a) * np.float32("inf")
+    )
+    model = lgcvd_runtime.load(bundle, backend="onnxruntime", steps=2, seed=0)
+    with pytest.raises(
+        NonFiniteError, match=r"^the denoiser graph returned NaN or Inf at step 1/2"
+    ):
+        list(model.predict(frames(2), n=6))
+
+    clip = tmp_path / "clip.mkv"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("ffv1", rate=5)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "bgr0"
+        for frame in frames(4):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    out = tmp_path / "out.mkv"
+    args = ["predict", clip, "-n", 6, "-o", out, "--model", bundle, "--backend", "onnxruntime"]
+    result = CliRunner().invoke(cli.main, [str(a) for a in [*args, "--steps", 2, "--quiet"]])
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "the denoiser graph returned NaN or Inf at step 1/2 of window 1 on onnxruntime" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv"]
