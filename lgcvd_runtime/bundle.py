@@ -166,7 +166,10 @@ def load_manifest(path: Path, verify: bool = True) -> Manifest:
                 "object); export the bundle again"
             )
         if raw.get("format") != FORMAT:
-            raise BundleError(f"{mf}: not an lgcvd bundle manifest (format {raw.get('format')!r})")
+            raise BundleError(
+                f"{mf}: not an lgcvd bundle manifest (format {raw.get('format')!r}); "
+                "pass a NAME.lgcvd folder made by lgcvd-export"
+            )
         version = int(raw["format_version"])
         if version > FORMAT_VERSION:
             raise BundleError(

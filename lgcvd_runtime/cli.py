@@ -42,21 +42,10 @@ def _truth(path: Path, start: int, count: int, size: int) -> Truth:
     return Truth(frames, read)
 
 
-def window_count(timeline: Timeline) -> int:
-    """How many windows fill `timeline`: its window rule run on a copy of the known mask."""
-    shape = (timeline.length, 1, 1, 1)
-    dry = Timeline(np.zeros(shape, np.uint8), timeline.known, timeline.spec)
-    count = 0
-    while (plan := dry.next_window()) is not None:
-        dry.fill(plan, np.zeros((timeline.spec.frames, 1, 1, 1), np.uint8))
-        count += 1
-    return count
-
-
 def _run(model: api.Model, windows, timeline: Timeline, outputs, quiet: bool) -> None:
     """Write `windows` into `timeline` and every output following it, with progress.
     `outputs`: (output, truth or None) pairs."""
-    progress = Progress(model.pipeline.settings.plan.steps, window_count(timeline), quiet)
+    progress = Progress(model.pipeline.settings.plan.steps, len(timeline.plans()), quiet)
     model.on_step = progress.step
     try:
         for output, truth in outputs:
