@@ -2,4 +2,5 @@
 
 from lgcvd_runtime.cli import main
 
-main(prog_name="lgcvd-run")
+if __name__ == "__main__":  # importing the module (e.g. to check imports) runs nothing
+    main(prog_name="lgcvd-run")
