@@ -202,6 +202,11 @@ def not_a_video(tmp_path: Path) -> Path:
     return path
 
 
+def empty_file(tmp_path: Path) -> Path:
+    (tmp_path / "empty.mkv").touch()
+    return tmp_path / "empty.mkv"
+
+
 def one_frame(tmp_path: Path) -> Path:
     write_video(tmp_path / "short.mkv", 1)
     return tmp_path / "short.mkv"
@@ -218,6 +223,8 @@ def huge(tmp_path: Path) -> Path:
     ("make_input", "args", "message"),
     [
         (lambda d: d / "missing.mp4", [], "missing.mp4 does not exist; check the path"),
+        (lambda d: d, [], "is not a file; pass a video file"),
+        (empty_file, [], "empty.mkv is not a readable video"),
         (not_a_video, [], "notes.mp4 is not a readable video"),
         (truncated, ["-p", 2, "-n", 26], "cut.mkv is truncated or corrupt"),
         (one_frame, ["-p", 2], "short.mkv has 1 frames from frame 0; the task needs 2"),
@@ -230,7 +237,7 @@ def test_a_bad_input_video_is_a_one_line_error(tmp_path, bundle, make_input, arg
         "predict", path, *args, "--side-by-side", "-o", tmp_path / "o.mkv", "--model", bundle, *FAST
     )
     assert message in one_line_error(result)
-    assert not (tmp_path / "o.mkv").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".o.mkv", "o.mkv"))]
 
 
 def test_interpolation_needs_every_frame_up_to_the_last_keyframe(tmp_path, bundle, clip):
