@@ -78,6 +78,13 @@ def _as_clip(frames) -> np.ndarray:
     return np.asarray(frames)
 
 
+def _camera(index: int, fit, clip) -> np.ndarray:
+    try:
+        return fit(clip)
+    except LgcvdError as err:
+        raise LgcvdError(f"camera {index}: {err}") from None
+
+
 class Model:
     """A loaded bundle on one backend with fixed sampler settings. Build it with `load`."""
 
@@ -130,7 +137,11 @@ class Model:
         many = (isinstance(clips, np.ndarray) and clips.ndim == 5) or (
             isinstance(clips, (list, tuple)) and len(clips) > 0 and np.ndim(clips[0]) == 4
         )
-        fitted = [self.fit(c) for c in clips] if many else [self.fit(clips)]
+        fitted = (
+            [_camera(c, self.fit, clip) for c, clip in enumerate(clips)]
+            if many
+            else [self.fit(clips)]
+        )
         counts = list(dict.fromkeys(len(c) for c in fitted))
         if len(counts) > 1:
             raise LgcvdError(
@@ -235,9 +246,13 @@ class Stream:
         return self.model.predict(np.stack(self._frames), self.n, self.samples)
 
 
+def _whole(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def check_count(what: str, value: int) -> None:
     """A one-line error unless `value` is a whole number of at least 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not _whole(value) or value < 1:
         raise LgcvdError(f"{what} must be a whole number of at least 1, got {value!r}")
 
 
@@ -277,11 +292,11 @@ def load(
     path = Path(bundle) if bundle is not None else default_bundle()
     manifest = load_manifest(path)
     total = manifest.schedule.T
-    if not 1 <= steps <= total:
-        raise LgcvdError(f"steps must be in 1..{total} (the schedule's T), got {steps}")
+    if not _whole(steps) or not 1 <= steps <= total:
+        raise LgcvdError(f"steps must be in 1..{total} (the schedule's T), got {steps!r}")
     settings = SamplerSettings(respace(manifest.schedule, steps), sampler, context_mode)
-    if threads is not None and threads < 1:
-        raise LgcvdError(f"threads must be at least 1, got {threads}")
+    if threads is not None and (not _whole(threads) or threads < 1):
+        raise LgcvdError(f"threads must be at least 1, got {threads!r}")
     engine = load_backend(backend, path, manifest, log, threads)
     pipeline = Pipeline(engine, manifest.model, settings, manifest.max_batch)
     return Model(path, manifest, engine, pipeline, seed)

@@ -90,6 +90,8 @@ class LiveStream:
         stamp = time.monotonic() if stamp is None else float(stamp)
         with self._cond:
             self._raise_error()
+            if self._closing:
+                raise LgcvdError("this live stream is closed; open another with model.live()")
             cam = self._camera(camera)
             index = cam.pushed
             cam.frames.append((frame, index, stamp))
@@ -132,9 +134,14 @@ class LiveStream:
         self.close()
 
     def _camera(self, camera: int) -> _Camera:
-        if not 0 <= camera < len(self._cameras):
+        if (
+            isinstance(camera, bool)
+            or not isinstance(camera, (int, np.integer))
+            or not (0 <= camera < len(self._cameras))
+        ):
             raise LgcvdError(
-                f"camera {camera} does not exist; this stream has cameras 0..{len(self._cameras) - 1}"
+                f"camera {camera!r} does not exist; this stream has cameras "
+                f"0..{len(self._cameras) - 1}"
             )
         return self._cameras[camera]
 
@@ -176,7 +183,8 @@ class LiveStream:
 
     def _forecast(self, jobs) -> list[Forecast]:
         """One batch for all due cameras: (C, S, n, size, size, 3) through `Model.predict`."""
-        clips = [self.model.fit(np.stack(frames)) for _, frames, _, _ in jobs]  # (p, size, size, 3)
+        fit = self.model.fit  # frame by frame: a camera's frames may change size
+        clips = [np.concatenate([fit(f[None]) for f in frames]) for _, frames, _, _ in jobs]
         seeds = [self.seeds[c] for c, _, _, _ in jobs]
         given = np.stack(clips)[:, None].repeat(self.samples, axis=1)  # (C, S, p, size, size, 3)
         timeline = Timeline.prediction(given, self.n, self.model.manifest.model)

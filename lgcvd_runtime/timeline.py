@@ -26,6 +26,7 @@ import numpy as np
 
 from .bundle import ModelSpec
 from .conditioning import ABSENT
+from .errors import LgcvdError
 
 TIME_AXIS = -4  # (..., T, 3, H, W) or (..., T, H, W, 3)
 
@@ -91,7 +92,7 @@ class Timeline:
     def generation(cls, shape: tuple[int, ...], n: int, spec: ModelSpec, dtype=np.float32):
         """An all-unknown video of n frames; `shape` is the lead axes and one frame's shape."""
         lead, frame = shape[: len(shape) - 3], shape[len(shape) - 3 :]
-        return cls(np.zeros((*lead, n, *frame), dtype=dtype), generation_known(n), spec)
+        return cls(_zeros((*lead, n, *frame), dtype), generation_known(n), spec)
 
     @property
     def length(self) -> int:
@@ -178,4 +179,16 @@ def _frames(video: np.ndarray, index) -> np.ndarray:
 def _empty(like: np.ndarray, length: int) -> np.ndarray:
     shape = list(like.shape)
     shape[TIME_AXIS] = length
-    return np.zeros(shape, dtype=like.dtype)
+    return _zeros(tuple(shape), like.dtype)
+
+
+def _zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """np.zeros, or a one-line error when the video cannot fit in memory."""
+    try:
+        return np.zeros(shape, dtype=dtype)
+    except MemoryError:
+        gib = np.prod(shape, dtype=np.float64) * np.dtype(dtype).itemsize / 2**30
+        raise LgcvdError(
+            f"a video of {shape[TIME_AXIS]} frames x {int(np.prod(shape[:TIME_AXIS]))} rows needs "
+            f"{gib:,.0f} GiB, more memory than there is; ask for fewer frames or samples"
+        ) from None

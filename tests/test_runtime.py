@@ -155,8 +155,9 @@ def test_graph_inputs_are_checked_against_the_manifest_shapes(bundle):
 def test_bad_sampler_settings_are_one_line_errors(bundle):
     with pytest.raises(LgcvdError, match="unknown sampler 'euler'; choose one of ddpm"):
         lgcvd_runtime.load(bundle, sampler="euler")
-    with pytest.raises(LgcvdError, match=r"steps must be in 1\.\.1000"):
-        lgcvd_runtime.load(bundle, steps=1001)
+    for steps in (1001, 2.5):
+        with pytest.raises(LgcvdError, match=rf"^steps must be in 1\.\.1000 .*, got {steps}$"):
+            lgcvd_runtime.load(bundle, steps=steps)
 
 
 def test_auto_picks_the_fastest_usable_backend_and_says_which(bundle):
@@ -216,8 +217,9 @@ def test_threads_caps_onnxruntime_and_leaves_the_prediction_unchanged(bundle):
     a = np.concatenate([w.frames for w in capped.predict(given, n=6)], axis=1)
     b = np.concatenate([w.frames for w in default.predict(given, n=6)], axis=1)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
-    with pytest.raises(LgcvdError, match="^threads must be at least 1, got 0$"):
-        api.load(bundle, threads=0)
+    for threads in (0, 1.5):
+        with pytest.raises(LgcvdError, match=f"^threads must be at least 1, got {threads}$"):
+            api.load(bundle, threads=threads)
 
 
 def test_a_bundle_that_yields_nan_is_a_one_line_error_and_writes_nothing(
