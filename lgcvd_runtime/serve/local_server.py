@@ -82,6 +82,7 @@ class LocalServer:
         self.grpc_port = grpc_port or free_port()
         self.http_port = http_port or free_port()
         self.process: subprocess.Popen | None = None
+        self.returncode: int | None = None  # the server's exit code, once stopped
         self.workspace: Path | None = None
         self.shm_prefix = f"lgcvd_{os.getpid()}_{self.grpc_port}_"
 
@@ -171,7 +172,7 @@ class LocalServer:
                 except subprocess.TimeoutExpired:
                     self.process.kill()
                     self.process.wait()
-            code = self.process.returncode
+            code = self.returncode = self.process.returncode
             self.process = None
         for region in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
             region.unlink(missing_ok=True)
