@@ -23,7 +23,7 @@ from lgcvd_runtime.files import refuse_existing
 from lgcvd_train import __version__
 from lgcvd_train.checkpoint import Checkpoint, resolve
 from lgcvd_train.model import LGCVD
-from lgcvd_train.sampler import model_spec
+from lgcvd_train.torch_backend import model_spec
 
 from . import parity, trt_build
 from .graphs import EXPORTER, GraphIO, export_model

@@ -24,3 +24,7 @@ class DataError(LgcvdError):
 
 class OutputExistsError(LgcvdError):
     """An output path exists and --force was not given."""
+
+
+class NonFiniteError(LgcvdError):
+    """A graph returned NaN or Inf: a broken bundle, engine or precision, never a frame."""

@@ -64,7 +64,7 @@ def _provider_options(name: str, bundle: Path, graph: GraphSpec, max_batch: int)
 
 
 class OrtBackend:
-    """The `Backend` protocol on onnxruntime; `calls` counts encode and denoise calls."""
+    """The `Backend` protocol (backends.base) on onnxruntime; `calls` counts encode and denoise."""
 
     def __init__(self, name: str, bundle: Path, manifest: Manifest, threads: int | None = None):
         self.name = name
@@ -115,3 +115,7 @@ class OrtBackend:
         self.calls["denoise"] += 1
         (out,) = self._run("denoiser", (x_t, t, cond, *context))
         return out.astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        """Drop the inference sessions (onnxruntime frees them with the last reference)."""
+        self._sessions.clear()
