@@ -104,7 +104,9 @@ class TritonClient:
         for _ in clips:
             i, result, error = answers.get()
             if error is not None:
-                raise BackendError(f"the Triton server at {self.url} refused clip {i}: {_message(error)}")
+                raise BackendError(
+                    f"the Triton server at {self.url} refused clip {i}: {_message(error)}"
+                )
             results[i] = result
         return results
 
@@ -127,7 +129,9 @@ class TritonClient:
         frames = [r.as_numpy(RESPONSE_FRAMES) for r in results]  # each (S, n, size, size, 3)
         starts = [tuple(r.as_numpy(RESPONSE_STARTS).tolist()) for r in results]
         if len(set(starts)) > 1:
-            raise LgcvdError("the clips' windows start at different frames; give every camera as many frames")
+            raise LgcvdError(
+                "the clips' windows start at different frames; give every camera as many frames"
+            )
         stacked = np.stack(frames) if many else frames[0]
         return iter(_windows(stacked, list(starts[0]), axis=2 if many else 1))
 

@@ -94,7 +94,9 @@ def test_the_pipeline_model_carries_the_sampler_and_runs_the_runtime(tmp_path):
     assert re.search(r"count: 5\s*kind: KIND_CPU", text)
     assert re.search(r'key: "steps"\s*value: \{ string_value: "3" \}', text)
     shim = (repo / "lgcvd" / "1" / "model.py").read_text()
-    assert "from lgcvd_runtime.serve.triton_models import PipelineModel as TritonPythonModel" in shim
+    assert (
+        "from lgcvd_runtime.serve.triton_models import PipelineModel as TritonPythonModel" in shim
+    )
     graph_config = (repo / "denoiser" / "config.pbtxt").read_text()
     assert 'backend: "python"' in graph_config and "kind: KIND_CPU" in graph_config
 
@@ -113,7 +115,9 @@ def test_an_existing_repository_is_refused_without_force_and_replaced_with_it(tm
 
 
 def test_a_missing_bundle_is_one_line(tmp_path):
-    result = CliRunner().invoke(main, ["triton-repo", str(tmp_path / "no.lgcvd"), "-o", str(tmp_path / "r")])
+    result = CliRunner().invoke(
+        main, ["triton-repo", str(tmp_path / "no.lgcvd"), "-o", str(tmp_path / "r")]
+    )
     assert result.exit_code == 1
     assert result.output == (
         f"Error: {tmp_path / 'no.lgcvd'}: no such bundle directory; pass a NAME.lgcvd folder "
@@ -195,9 +199,13 @@ SERVER_CHECK = textwrap.dedent(
 
 @pytest.mark.slow
 def test_a_real_triton_server_answers_concurrent_clients_exactly_like_the_library(tmp_path):
-    assert SERVE_PYTHON.is_file(), "no serving environment: run `make test`, which creates .venv-serve"
+    assert SERVE_PYTHON.is_file(), (
+        "no serving environment: run `make test`, which creates .venv-serve"
+    )
     repo = tmp_path / "repo"
-    options = RepoOptions(graphs="python", pipelines=4, queue_delay_us=20000, sampler="dpmpp", steps=2)
+    options = RepoOptions(
+        graphs="python", pipelines=4, queue_delay_us=20000, sampler="dpmpp", steps=2
+    )
     write_repository(default_bundle(), repo, options)
     result = subprocess.run(
         [str(SERVE_PYTHON), "-c", SERVER_CHECK, str(repo), str(default_bundle()), "8"],

@@ -124,7 +124,7 @@ class PipelineModel:
         plan = respace(manifest.schedule, int(params["steps"]))
         settings = SamplerSettings(plan, params["sampler"], params["context_mode"])
         self.backend = BlsBackend(manifest, graphs)
-        pipeline = Pipeline(self.backend, manifest.model, settings)
+        pipeline = Pipeline(self.backend, manifest.model, settings, manifest.max_batch)
         self.model = api.Model(folder, manifest, self.backend, pipeline, None)
 
     def _forecast(self, pb, request):
@@ -132,8 +132,7 @@ class PipelineModel:
         n = _scalar(pb, request, REQUEST_N)
         seed = _scalar(pb, request, REQUEST_SEED)
         samples = _scalar(pb, request, REQUEST_SAMPLES, 1)
-        self.model.rng = np.random.default_rng(seed)
-        windows = list(self.model.predict(frames, n, samples))
+        windows = list(self.model.predict(frames, n, samples, seed=seed))
         predicted = np.concatenate([w.frames for w in windows], axis=1)
         starts = np.array([w.start for w in windows], dtype=np.int32)
         return pb.InferenceResponse(
