@@ -72,6 +72,14 @@ class TritonClient:
                 f"the Triton server at {url} has no ready {PIPELINE_MODEL!r} model; serve a "
                 "repository made by lgcvd-serve triton-repo"
             )
+        config = self._client.get_model_config(PIPELINE_MODEL, as_json=True)["config"]
+        # sampler, steps, context_mode, image_size: what the server was generated with
+        self.settings = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+
+    @property
+    def size(self) -> int:
+        """Frame side of the served model (its forecasts are size x size)."""
+        return int(self.settings["image_size"])
 
     def _inputs(self, clip: np.ndarray, n: int, seed: int, samples: int) -> list:
         g = self._grpc

@@ -188,8 +188,13 @@ SERVER_CHECK = textwrap.dedent(
         report["shape"] = list(answers[1][0].frames.shape)
         batches = stats["model_stats"][0].get("batch_stats", [])
         report["batches"] = {b["batch_size"]: int(b["compute_infer"]["count"]) for b in batches}
+        report["settings"] = client.settings
         prefix, workspace = server.shm_prefix, server.workspace
     report["exit"] = server.returncode
+    try:
+        TritonClient(server.grpc_url)
+    except lgcvd_runtime.BackendError as err:
+        report["unreachable"] = str(err)
     report["shm_left"] = sorted(p.name for p in Path("/dev/shm").glob(prefix + "*"))
     report["workspace_left"] = workspace.exists()
     print(json.dumps(report))
@@ -221,4 +226,9 @@ def test_a_real_triton_server_answers_concurrent_clients_exactly_like_the_librar
     assert max(int(size) for size in report["batches"]) > 1, report["batches"]
     assert report["refusal"].endswith("refused clip 0: n must be at least 1, got 0")
     assert report["exit"] == 0  # stopped by SIGTERM
+    assert report["settings"]["sampler"] == "dpmpp" and report["settings"]["image_size"] == "64"
+    assert report["unreachable"].startswith("no Triton server answers at 127.0.0.1:")
+    assert report["unreachable"].endswith(
+        "or check HOST:PORT (Triton's gRPC port, 8001 by default)"
+    )
     assert report["shm_left"] == [] and not report["workspace_left"]

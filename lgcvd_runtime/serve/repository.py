@@ -99,6 +99,7 @@ def _write_pipeline(root: Path, bundle: Path, manifest: Manifest, options: RepoO
         "steps": str(options.steps),
         "context_mode": options.context_mode,
         "graphs": ",".join(required_graphs(manifest)),
+        "image_size": str(manifest.model.image_size),  # for clients (TritonClient.size)
     }
     version = root / PIPELINE_MODEL / "1"
     version.mkdir(parents=True)
