@@ -143,6 +143,13 @@ class TritonClient:
         stacked = np.stack(frames) if many else frames[0]
         return iter(_windows(stacked, list(starts[0]), axis=2 if many else 1))
 
+    def batch_counts(self, model: str = "denoiser") -> dict[int, int]:
+        """Triton's statistics of `model` since it loaded: batch size -> executions of that size
+        (how well dynamic batching merges the clients' calls)."""
+        stats = self._client.get_inference_statistics(model, as_json=True)
+        batches = stats["model_stats"][0].get("batch_stats", [])
+        return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in batches}
+
     def close(self) -> None:
         self._client.close()
 

@@ -125,6 +125,26 @@ def test_a_missing_bundle_is_one_line(tmp_path):
     )
 
 
+def test_local_serving_says_what_is_missing(tmp_path, monkeypatch):
+    from lgcvd_runtime.serve import local_server
+
+    not_repo = CliRunner().invoke(main, ["local", str(tmp_path)])
+    assert not_repo.exit_code == 1
+    assert not_repo.output == (
+        f"Error: {tmp_path.resolve()} is not a repository from lgcvd-serve triton-repo; "
+        "generate one first\n"
+    )
+    repo = tmp_path / "repo"
+    write_repository(default_bundle(), repo, RepoOptions(graphs="python"))
+    monkeypatch.setattr(local_server.importlib.util, "find_spec", lambda name: None)
+    no_wheel = CliRunner().invoke(main, ["local", str(repo)])
+    assert no_wheel.exit_code == 1
+    assert (
+        no_wheel.output
+        == 'Error: nvidia-pytriton is not installed; pip install "numpy<2" nvidia-pytriton\n'
+    )
+
+
 def test_the_client_says_what_to_install_without_tritonclient(monkeypatch):
     from lgcvd_runtime.client import TritonClient
 
@@ -172,7 +192,7 @@ SERVER_CHECK = textwrap.dedent(
         for t in threads: t.join()
         with TritonClient(server.grpc_url) as client:  # 4 cameras in one call, another order
             cameras = list(client.predict(clips[::-1], n, seed=seeds[::-1]))
-            stats = client._client.get_inference_statistics("denoiser", as_json=True)
+            report["batches"] = client.batch_counts("denoiser")
             try:
                 client.predict(clips[0], 0, seed=1)
             except lgcvd_runtime.BackendError as err:
@@ -186,10 +206,9 @@ SERVER_CHECK = textwrap.dedent(
             for i in range(4)]
         report["starts"] = [w.start for w in answers[0]]
         report["shape"] = list(answers[1][0].frames.shape)
-        batches = stats["model_stats"][0].get("batch_stats", [])
-        report["batches"] = {b["batch_size"]: int(b["compute_infer"]["count"]) for b in batches}
         report["settings"] = client.settings
         prefix, workspace = server.shm_prefix, server.workspace
+        report["shm_during"] = len(list(Path("/dev/shm").glob(prefix + "*")))
     report["exit"] = server.returncode
     try:
         TritonClient(server.grpc_url)
@@ -231,4 +250,5 @@ def test_a_real_triton_server_answers_concurrent_clients_exactly_like_the_librar
     assert report["unreachable"].endswith(
         "or check HOST:PORT (Triton's gRPC port, 8001 by default)"
     )
+    assert report["shm_during"] > 0  # the regions the cleanup looks for are the server's
     assert report["shm_left"] == [] and not report["workspace_left"]

@@ -49,12 +49,6 @@ def _library(model, clips, n: int, requests: int) -> dict:
     return {"sequential_s": seq, "batched_s": batched}
 
 
-def _denoiser_batches(client: TritonClient) -> dict[int, int]:
-    stats = client._client.get_inference_statistics("denoiser", as_json=True)
-    batches = stats["model_stats"][0].get("batch_stats", [])
-    return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in batches}
-
-
 def _triton(url: str, clips, n: int, requests: int) -> tuple[list[float], float]:
     """C threads, `requests` requests each; per-request latencies and the wall time."""
     latencies: list[float] = []
@@ -109,9 +103,9 @@ def main() -> None:
             for c in counts:
                 clips = _clips(c, 2)
                 lib = _library(model, clips, args.n, args.requests)
-                before = _denoiser_batches(probe)
+                before = probe.batch_counts()
                 latencies, wall = _triton(server.grpc_url, clips, args.n, args.requests)
-                after = _denoiser_batches(probe)
+                after = probe.batch_counts()
                 batches = {b: after.get(b, 0) - before.get(b, 0) for b in after}
                 done = c * args.requests * windows_per_request
                 calls = sum(batches.values())
