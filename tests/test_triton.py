@@ -82,7 +82,7 @@ def test_graph_configs_say_what_the_manifest_says(tmp_path, graphs):
         prev = manifest.graphs["context"].inputs[0]
         dims = "x".join(str(d) for d in prev.shape[1:])
         assert f"--minShapes=prev:1x{dims} " in readme
-        assert f"--maxShapes=prev:{manifest.max_batch}x{dims}" in readme
+        assert f"--maxShapes=prev:{manifest.max_batch}x{dims} --stronglyTyped" in readme
         assert "--saveEngine=/models/denoiser/1/model.plan" in readme
 
 

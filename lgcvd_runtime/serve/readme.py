@@ -23,7 +23,6 @@ def _shapes(graph, batch: int) -> str:
 
 
 def _trt_steps(manifest: Manifest, graphs: list[str]) -> str:
-    fp16 = " --fp16" if manifest.precision == "fp16" else ""
     lines = []
     for name in graphs:
         graph = manifest.graphs[name]
@@ -31,13 +30,14 @@ def _trt_steps(manifest: Manifest, graphs: list[str]) -> str:
             f"    trtexec --onnx=/models/{name}/1/model.onnx "
             f"--saveEngine=/models/{name}/1/model.plan "
             f"--minShapes={_shapes(graph, 1)} --optShapes={_shapes(graph, manifest.max_batch)} "
-            f"--maxShapes={_shapes(graph, manifest.max_batch)}{fp16}"
+            f"--maxShapes={_shapes(graph, manifest.max_batch)} --stronglyTyped"
         )
     joined = " && \\\n".join(lines)
     return (
         "## First: build the TensorRT plans on the serving GPU\n\n"
         "A plan is tied to the GPU model and the TensorRT version, so build it on the machine that\n"
-        "serves, with the TensorRT release of the Triton container below:\n\n"
+        "serves, with the TensorRT release of the Triton container below. The network is\n"
+        "strongly typed: each layer's precision is the graph's (fp16 for an fp16 bundle).\n\n"
         f"    docker run --gpus=all --rm -v $PWD:/models {TRT_CONTAINER} bash -c '\\\n"
         f"{joined}'\n\n"
     )
