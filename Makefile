@@ -33,11 +33,12 @@ $(SERVE_VENV)/.installed: pyproject.toml
 	$(SERVE_VENV)/bin/pip install -q --upgrade pip
 	$(SERVE_VENV)/bin/pip install -q "numpy<2" nvidia-pytriton -e ".[serve]"
 	touch $@
+test: $(SERVE_VENV)/.installed  # an extra prerequisite of the test target below
 
 demo: $(VENV)/.installed-runtime
 	$(BIN)/lgcvd-run demo --out demo_out --force
 
-test: $(VENV)/.installed-test $(SERVE_VENV)/.installed
+test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
