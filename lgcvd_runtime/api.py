@@ -78,6 +78,13 @@ def _as_clip(frames) -> np.ndarray:
     return np.asarray(frames)
 
 
+def _camera(index: int, fit, clip) -> np.ndarray:
+    try:
+        return fit(clip)
+    except LgcvdError as err:
+        raise LgcvdError(f"camera {index}: {err}") from None
+
+
 class Model:
     """A loaded bundle on one backend with fixed sampler settings. Build it with `load`."""
 
@@ -104,6 +111,14 @@ class Model:
 
     def fit(self, frames) -> np.ndarray:
         """(T, H, W, 3) uint8 -> (T, size, size, 3): center-crop and resample where needed."""
+        frames = self.check_frames(frames)
+        if frames.shape[1:3] == (self.size, self.size):
+            return frames
+        return np.stack([center_crop_resize(f, self.size) for f in frames])
+
+    @staticmethod
+    def check_frames(frames) -> np.ndarray:
+        """(T, H, W, 3) uint8 RGB frames of at least one pixel, as an array, or a one-line error."""
         frames = _as_clip(frames)
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             raise LgcvdError(
@@ -114,9 +129,7 @@ class Model:
             raise LgcvdError(
                 f"frames must be at least 1x1 pixels, got {frames.shape[2]}x{frames.shape[1]}"
             )
-        if frames.shape[1:3] == (self.size, self.size):
-            return frames
-        return np.stack([center_crop_resize(f, self.size) for f in frames])
+        return frames
 
     def clips(self, clips) -> tuple[list[np.ndarray], bool]:
         """Fitted clips (each (T, size, size, 3)) and whether a list of clips was given: a list
@@ -124,14 +137,18 @@ class Model:
         many = (isinstance(clips, np.ndarray) and clips.ndim == 5) or (
             isinstance(clips, (list, tuple)) and len(clips) > 0 and np.ndim(clips[0]) == 4
         )
-        fitted = [self.fit(c) for c in clips] if many else [self.fit(clips)]
+        fitted = (
+            [_camera(c, self.fit, clip) for c, clip in enumerate(clips)]
+            if many
+            else [self.fit(clips)]
+        )
         counts = list(dict.fromkeys(len(c) for c in fitted))
         if len(counts) > 1:
             raise LgcvdError(
                 f"every camera needs the same number of frames, got {counts[0]} and "
                 f"{counts[1]}; pass each camera's newest frames, as many for all"
             )
-        _check_count("frames per clip", counts[0])
+        check_count("frames per clip", counts[0])
         return fitted, many
 
     def seeds(self, seed: Seed, clips: int) -> list[int]:
@@ -148,7 +165,7 @@ class Model:
     def rows(self, clips: list[np.ndarray], samples: int, seed: Seed):
         """Fitted clips -> the batch (C·S, T, 3, size, size) float32 in [-1, 1], row c·S + s
         for clip c, sample s, and each row's noise generator."""
-        _check_count("samples", samples)
+        check_count("samples", samples)
         rngs = [g for s in self.seeds(seed, len(clips)) for g in row_generators(s, samples)]
         x = to_model(np.stack(clips))  # (C, T, 3, size, size)
         return np.ascontiguousarray(np.repeat(x, samples, axis=0)), rngs
@@ -158,7 +175,7 @@ class Model:
     ) -> Iterator[PredictedWindow]:
         """The n frames after each clip's p given frames (p, H, W, 3), window by window; frame p
         is index p. `clips`: one clip, or a list of clips (one per camera, same p, any size)."""
-        _check_count("n", n)
+        check_count("n", n)
         fitted, many = self.clips(clips)
         x, rngs = self.rows(fitted, samples, seed)
         return _to_uint8(self.pipeline.predict(x, n, rngs), len(fitted) if many else None)
@@ -176,8 +193,8 @@ class Model:
 
     def generate(self, n: int, samples: int = 1, seed: int | None = None):
         """n frames from noise alone: windows of (S, F, size, size, 3)."""
-        _check_count("n", n)
-        _check_count("samples", samples)
+        check_count("n", n)
+        check_count("samples", samples)
         rngs = row_generators(self.seeds(seed, 1)[0], samples)
         return _to_uint8(self.pipeline.generate(samples, n, rngs), None)
 
@@ -186,12 +203,18 @@ class Model:
         return Stream(self, p, n or self.manifest.model.new_frames, samples)
 
     def live(
-        self, p: int = 2, n: int | None = None, cameras: int = 1, samples: int = 1
+        self,
+        p: int = 2,
+        n: int | None = None,
+        cameras: int = 1,
+        samples: int = 1,
+        seed: Seed = None,
     ) -> LiveStream:
-        """A non-blocking forecaster with its own worker thread: see `live.LiveStream`."""
+        """A non-blocking forecaster with its own worker thread: see `live.LiveStream`. n
+        defaults to one window of new frames; `seed`: one for all cameras or one per camera."""
         from .live import LiveStream
 
-        return LiveStream(self, p, n or self.manifest.model.new_frames, cameras, samples)
+        return LiveStream(self, p, n or self.manifest.model.new_frames, cameras, samples, seed)
 
     def close(self) -> None:
         """Free the backend's sessions or engines."""
@@ -209,8 +232,8 @@ class Stream:
     the latest p (indices of the returned windows count from the oldest of those p)."""
 
     def __init__(self, model: Model, p: int, n: int, samples: int = 1):
-        _check_count("p", p)
-        _check_count("n", n)
+        check_count("p", p)
+        check_count("n", n)
         self.model, self.n, self.samples = model, n, samples
         self._frames: deque[np.ndarray] = deque(maxlen=p)
 
@@ -223,9 +246,14 @@ class Stream:
         return self.model.predict(np.stack(self._frames), self.n, self.samples)
 
 
-def _check_count(what: str, value: int) -> None:
-    if value < 1:
-        raise LgcvdError(f"{what} must be at least 1, got {value}")
+def _whole(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_count(what: str, value: int) -> None:
+    """A one-line error unless `value` is a whole number of at least 1."""
+    if not _whole(value) or value < 1:
+        raise LgcvdError(f"{what} must be a whole number of at least 1, got {value!r}")
 
 
 def _to_uint8(windows: Iterator[Window], cameras: int | None) -> Iterator[PredictedWindow]:
@@ -264,11 +292,11 @@ def load(
     path = Path(bundle) if bundle is not None else default_bundle()
     manifest = load_manifest(path)
     total = manifest.schedule.T
-    if not 1 <= steps <= total:
-        raise LgcvdError(f"steps must be in 1..{total} (the schedule's T), got {steps}")
+    if not _whole(steps) or not 1 <= steps <= total:
+        raise LgcvdError(f"steps must be in 1..{total} (the schedule's T), got {steps!r}")
     settings = SamplerSettings(respace(manifest.schedule, steps), sampler, context_mode)
-    if threads is not None and threads < 1:
-        raise LgcvdError(f"threads must be at least 1, got {threads}")
+    if threads is not None and (not _whole(threads) or threads < 1):
+        raise LgcvdError(f"threads must be at least 1, got {threads!r}")
     engine = load_backend(backend, path, manifest, log, threads)
     pipeline = Pipeline(engine, manifest.model, settings, manifest.max_batch)
     return Model(path, manifest, engine, pipeline, seed)

@@ -26,6 +26,7 @@ import numpy as np
 
 from .bundle import ModelSpec
 from .conditioning import ABSENT
+from .errors import LgcvdError
 
 TIME_AXIS = -4  # (..., T, 3, H, W) or (..., T, H, W, 3)
 
@@ -91,7 +92,7 @@ class Timeline:
     def generation(cls, shape: tuple[int, ...], n: int, spec: ModelSpec, dtype=np.float32):
         """An all-unknown video of n frames; `shape` is the lead axes and one frame's shape."""
         lead, frame = shape[: len(shape) - 3], shape[len(shape) - 3 :]
-        return cls(np.zeros((*lead, n, *frame), dtype=dtype), generation_known(n), spec)
+        return cls(_zeros((*lead, n, *frame), dtype), generation_known(n), spec)
 
     @property
     def length(self) -> int:
@@ -108,20 +109,17 @@ class Timeline:
 
     def next_window(self) -> WindowPlan | None:
         """Where the next window goes (the rule in the module header); None when done."""
-        if self.done:
-            return None
-        known, n, k = self.known, self.spec.frames, self.spec.cond_slots
-        first = known.index(False)
-        start = max(range(max(0, first - k), first + 1), key=lambda s: (sum(known[s : s + n]), s))
-        cover = range(start, min(start + n, self.length))
-        before = [i for i in cover if known[i] and i < first]
-        after = [i for i in cover if known[i] and i > first]
-        take_before = min(len(before), max(k - 1, 1) if after else k)
-        chosen = before[len(before) - take_before :] + after[: k - take_before]
-        positions = sorted(i - start for i in chosen)
-        positions += [ABSENT] * (k - len(positions))
-        new = tuple(i for i in cover if not known[i])
-        return WindowPlan(start, cover, tuple(positions), new)
+        return next_window(self.known, self.spec)
+
+    def plans(self) -> list[WindowPlan]:
+        """Every window still to come, in order (the rule run on a copy of the known mask),
+        e.g. to show progress as "window 2 of 5"."""
+        known, out = list(self.known), []
+        while (plan := next_window(known, self.spec)) is not None:
+            out.append(plan)
+            for i in plan.new:
+                known[i] = True
+        return out
 
     def window_frames(self, plan: WindowPlan) -> np.ndarray:
         """The frames a window sees: (..., N, ...), zero past the end of the video."""
@@ -156,6 +154,23 @@ class Timeline:
         return out
 
 
+def next_window(known: Sequence[bool], spec: ModelSpec) -> WindowPlan | None:
+    """The window rule (module header) on a known mask; None when every frame is known."""
+    if all(known):
+        return None
+    n, k = spec.frames, spec.cond_slots
+    first = list(known).index(False)
+    start = max(range(max(0, first - k), first + 1), key=lambda s: (sum(known[s : s + n]), s))
+    cover = range(start, min(start + n, len(known)))
+    before = [i for i in cover if known[i] and i < first]
+    after = [i for i in cover if known[i] and i > first]
+    take_before = min(len(before), max(k - 1, 1) if after else k)
+    chosen = before[len(before) - take_before :] + after[: k - take_before]
+    positions = sorted(i - start for i in chosen)
+    positions += [ABSENT] * (k - len(positions))
+    return WindowPlan(start, cover, tuple(positions), tuple(i for i in cover if not known[i]))
+
+
 def _frames(video: np.ndarray, index) -> np.ndarray:
     """video[..., index, :, :, :]: frames along the time axis (a view)."""
     return video[(Ellipsis, index, slice(None), slice(None), slice(None))]
@@ -164,4 +179,16 @@ def _frames(video: np.ndarray, index) -> np.ndarray:
 def _empty(like: np.ndarray, length: int) -> np.ndarray:
     shape = list(like.shape)
     shape[TIME_AXIS] = length
-    return np.zeros(shape, dtype=like.dtype)
+    return _zeros(tuple(shape), like.dtype)
+
+
+def _zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """np.zeros, or a one-line error when the video cannot fit in memory."""
+    try:
+        return np.zeros(shape, dtype=dtype)
+    except MemoryError:
+        gib = np.prod(shape, dtype=np.float64) * np.dtype(dtype).itemsize / 2**30
+        raise LgcvdError(
+            f"a video of {shape[TIME_AXIS]} frames x {int(np.prod(shape[:TIME_AXIS]))} rows needs "
+            f"{gib:,.0f} GiB, more memory than there is; ask for fewer frames or samples"
+        ) from None

@@ -155,8 +155,9 @@ def test_graph_inputs_are_checked_against_the_manifest_shapes(bundle):
 def test_bad_sampler_settings_are_one_line_errors(bundle):
     with pytest.raises(LgcvdError, match="unknown sampler 'euler'; choose one of ddpm"):
         lgcvd_runtime.load(bundle, sampler="euler")
-    with pytest.raises(LgcvdError, match=r"steps must be in 1\.\.1000"):
-        lgcvd_runtime.load(bundle, steps=1001)
+    for steps in (1001, 2.5):
+        with pytest.raises(LgcvdError, match=rf"^steps must be in 1\.\.1000 .*, got {steps}$"):
+            lgcvd_runtime.load(bundle, steps=steps)
 
 
 def test_auto_picks_the_fastest_usable_backend_and_says_which(bundle):
@@ -216,5 +217,45 @@ def test_threads_caps_onnxruntime_and_leaves_the_prediction_unchanged(bundle):
     a = np.concatenate([w.frames for w in capped.predict(given, n=6)], axis=1)
     b = np.concatenate([w.frames for w in default.predict(given, n=6)], axis=1)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
-    with pytest.raises(LgcvdError, match="^threads must be at least 1, got 0$"):
-        api.load(bundle, threads=0)
+    for threads in (0, 1.5):
+        with pytest.raises(LgcvdError, match=f"^threads must be at least 1, got {threads}$"):
+            api.load(bundle, threads=threads)
+
+
+def test_a_bundle_that_yields_nan_is_a_one_line_error_and_writes_nothing(
+    tmp_path, bundle, monkeypatch
+):
+    """Through the Python API and `lgcvd-run predict`: exit 1, the graph and step named, no
+    output file and no temporary file left."""
+    import av
+    from click.testing import CliRunner
+
+    from lgcvd_runtime import cli
+    from lgcvd_runtime.backends import ort_backend
+    from lgcvd_runtime.errors import NonFiniteError
+
+    honest = ort_backend.OrtBackend.denoise
+    monkeypatch.setattr(
+        ort_backend.OrtBackend, "denoise", lambda self, *a: honest(self, *a) * np.float32("inf")
+    )
+    model = lgcvd_runtime.load(bundle, backend="onnxruntime", steps=2, seed=0)
+    with pytest.raises(
+        NonFiniteError, match=r"^the denoiser graph returned NaN or Inf at step 1/2"
+    ):
+        list(model.predict(frames(2), n=6))
+
+    clip = tmp_path / "clip.mkv"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("ffv1", rate=5)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "bgr0"
+        for frame in frames(4):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    out = tmp_path / "out.mkv"
+    args = ["predict", clip, "-n", 6, "-o", out, "--model", bundle, "--backend", "onnxruntime"]
+    result = CliRunner().invoke(cli.main, [str(a) for a in [*args, "--steps", 2, "--quiet"]])
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "the denoiser graph returned NaN or Inf at step 1/2 of window 1 on onnxruntime" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv"]

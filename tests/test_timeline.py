@@ -21,10 +21,13 @@ SPEC = ModelSpec(image_size=4, channels=3, frames=8, cond_slots=2, parameterizat
 def plans(known: list[bool]) -> list[tuple[int, tuple[int, ...], tuple[int, ...]]]:
     """(start, condition positions, new frames) of every window, filling each in turn."""
     timeline = Timeline(np.zeros((1, len(known), 3, 4, 4), np.float32), known, SPEC)
+    ahead = timeline.plans()  # the dry run, before any window is filled
     out = []
     while (plan := timeline.next_window()) is not None:
         out.append((plan.start, plan.positions, plan.new))
         timeline.fill(plan, np.ones((1, SPEC.frames, 3, 4, 4), np.float32))
+    assert [(p.start, p.positions, p.new) for p in ahead] == out
+    assert timeline.plans() == []
     return out
 
 
@@ -138,8 +141,14 @@ def test_calls_larger_than_the_max_batch_are_split_into_chunks():
 @pytest.mark.parametrize(
     ("bad", "where"),
     [
-        (("denoise", 7), r"denoiser graph returned NaN or Inf at step 3/4 of window 1;"),
-        (("encode", 1), r"context graph returned NaN or Inf in window 0;"),
+        (
+            ("denoise", 7),
+            r"^the denoiser graph returned NaN or Inf at step 3/4 of window 2 on fake; the ",
+        ),
+        (
+            ("encode", 1),
+            r"^the context graph returned NaN or Inf in window 1 on fake; the bundle or engine ",
+        ),
     ],
 )
 def test_a_non_finite_graph_output_is_an_error_naming_the_graph_and_step(bad, where):
@@ -166,3 +175,10 @@ def test_auto_tries_registry_entries_fastest_first_and_says_what_it_skipped(monk
     assert isinstance(backends.load_backend("auto", ".", None, notes.append), FakeBackend)
     assert notes == ["backend: slow (auto; not usable here: fast, medium (see lgcvd-run info))"]
     assert backends.availability() == {"fast": "no GPU", "medium": None, "slow": None}
+
+
+def test_with_three_slots_a_window_sees_the_two_nearest_before_and_the_nearest_after():
+    spec = ModelSpec(image_size=4, channels=3, frames=8, cond_slots=3, parameterization="v")
+    known = [True, True, True, False, False, True, False, False]
+    (plan,) = Timeline(np.zeros((1, 8, 3, 4, 4)), known, spec).plans()
+    assert (plan.start, plan.positions, plan.new) == (0, (1, 2, 5), (3, 4, 6, 7))
