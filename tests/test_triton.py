@@ -180,6 +180,7 @@ SERVER_CHECK = textwrap.dedent(
     seeds = [11, 12, 13, 14]
     library = lgcvd_runtime.load(bundle, backend="onnxruntime", sampler="dpmpp", steps=2)
     expected = [list(library.predict(c, n, seed=s)) for c, s in zip(clips, seeds)]
+    expected_samples = list(library.predict(clips[1], n, samples=2, seed=seeds[1]))
     server = LocalServer(repo)
     report = {}
     with server:
@@ -192,6 +193,7 @@ SERVER_CHECK = textwrap.dedent(
         for t in threads: t.join()
         with TritonClient(server.grpc_url) as client:  # 4 cameras in one call, another order
             cameras = list(client.predict(clips[::-1], n, seed=seeds[::-1]))
+            samples = list(client.predict(clips[1], n, samples=2, seed=seeds[1]))
             report["batches"] = client.batch_counts("denoiser")
             try:
                 client.predict(clips[0], 0, seed=1)
@@ -208,6 +210,7 @@ SERVER_CHECK = textwrap.dedent(
         report["cameras_equal"] = [
             same([type(w)(w.index, w.start, w.frames[3 - i]) for w in cameras], expected[i])
             for i in range(4)]
+        report["samples_equal"] = same(samples, expected_samples)
         report["starts"] = [w.start for w in answers[0]]
         report["shape"] = list(answers[1][0].frames.shape)
         report["settings"] = client.settings
@@ -245,6 +248,7 @@ def test_a_real_triton_server_answers_concurrent_clients_exactly_like_the_librar
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["equal"] == [True] * 4 and report["cameras_equal"] == [True] * 4
+    assert report["samples_equal"]
     assert report["starts"] == [2, 8] and report["shape"] == [1, 6, 64, 64, 3]
     assert max(int(size) for size in report["batches"]) > 1, report["batches"]
     assert report["refusal"] == report["library_refusal"]  # the library's one line, passed on

@@ -103,13 +103,11 @@ class BlsBackend:
         """Nothing to release: the graph models belong to the server."""
 
 
-def _scalar(pb, request, name: str, default: int | None = None) -> int:
+def _scalar(pb, request, name: str, default: int = 1) -> int:
+    """One int input; `default` where an optional input was left out (Triton itself refuses a
+    request that lacks a required one)."""
     tensor = pb.get_input_tensor_by_name(request, name)
-    if tensor is None:
-        if default is None:
-            raise LgcvdError(f"request has no {name!r} input; send {name} with the frames")
-        return default
-    return int(tensor.as_numpy().reshape(-1)[0])
+    return default if tensor is None else int(tensor.as_numpy().reshape(-1)[0])
 
 
 class PipelineModel:
@@ -131,7 +129,7 @@ class PipelineModel:
         frames = pb.get_input_tensor_by_name(request, REQUEST_FRAMES).as_numpy()
         n = _scalar(pb, request, REQUEST_N)
         seed = _scalar(pb, request, REQUEST_SEED)
-        samples = _scalar(pb, request, REQUEST_SAMPLES, 1)
+        samples = _scalar(pb, request, REQUEST_SAMPLES)
         windows = list(self.model.predict(frames, n, samples, seed=seed))
         predicted = np.concatenate([w.frames for w in windows], axis=1)
         starts = np.array([w.start for w in windows], dtype=np.int32)
