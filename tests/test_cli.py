@@ -543,3 +543,51 @@ def test_a_provenance_tree_nests_mappings_and_lists():
         "  - g: {}",
         "h: []",
     ]
+
+
+def test_predict_on_a_server_writes_what_the_same_model_writes_here(
+    tmp_path, bundle, clip, monkeypatch
+):
+    """A stand-in for TritonClient that runs the bundle here, as the server's Pipeline does."""
+    from lgcvd_runtime import client
+
+    class Server:
+        def __init__(self, url, seed=None):
+            self.model = api.load(bundle, backend="onnxruntime", steps=2, seed=seed)
+            self.settings = {"sampler": "ddpm", "steps": "2", "image_size": "32"}
+
+        @property
+        def size(self):
+            return int(self.settings["image_size"])
+
+        def predict(self, clips, n, samples=1, seed=None):
+            return self.model.predict(clips, n, samples, seed=seed)
+
+    monkeypatch.setattr(client, "TritonClient", Server)
+    args = ["-n", 8, "--samples", 2, "--seed", 5, "--quiet"]
+    result = run("predict", clip, "--server", "gpu-box:8001", "-o", tmp_path / "a.mkv", *args)
+    assert result.exit_code == 0, result.output
+    local = ["--model", bundle, "--backend", "onnxruntime", "--steps", 2]
+    assert run("predict", clip, *local, "-o", tmp_path / "b.mkv", *args).exit_code == 0
+    np.testing.assert_array_equal(read_frames(tmp_path / "a.mkv"), read_frames(tmp_path / "b.mkv"))
+
+
+def test_predict_on_a_server_refuses_local_model_options(tmp_path, clip):
+    result = run("predict", clip, "--server", "h:1", "--steps", 5, "--model", "x.lgcvd")
+    assert result.exit_code == 2
+    assert (
+        "--model, --steps choose a local model; with --server the server's model, sampler and "
+        "steps apply: drop them" in result.stderr
+    )
+
+
+def test_predict_on_an_unreachable_server_is_one_line_and_writes_nothing(tmp_path, clip):
+    result = run("predict", clip, "--server", "127.0.0.1:9", "-o", tmp_path / "o.mkv", "--quiet")
+    line = one_line_error(result)
+    try:
+        import tritonclient.grpc  # noqa: F401
+    except ImportError:
+        assert line == "Error: tritonclient is not installed; pip install 'lgcvd[serve]'"
+    else:
+        assert line.startswith("Error: no Triton server answers at 127.0.0.1:9 (")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv"]
