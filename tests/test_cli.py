@@ -591,3 +591,20 @@ def test_predict_on_an_unreachable_server_is_one_line_and_writes_nothing(tmp_pat
     else:
         assert line.startswith("Error: no Triton server answers at 127.0.0.1:9 (")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv"]
+
+
+@pytest.mark.parametrize(
+    ("command", "labels"),
+    [
+        (["interpolate", "{clip}", "--gaps", 2], ["given", "filled"]),  # keyframes 0, 7, 14
+        (["generate", "-n", 9, "--samples", 2], ["generated 1", "generated 2"]),
+    ],
+)
+def test_interpolate_and_generate_write_labelled_grids(tmp_path, bundle, clip, command, labels):
+    out = tmp_path / "o.png"
+    args = [str(clip) if a == "{clip}" else a for a in command]
+    assert run(*args, "-o", out, "--model", bundle, *FAST).exit_code == 0
+    picture = read_frames(out)[0]
+    frames = 15 if command[0] == "interpolate" else 9
+    label_w = max(len(label) for label in ["frame", *labels]) * 6 - 1 + 4
+    assert picture.shape == (9 + len(labels) * 34, label_w + frames * 34, 3)
