@@ -22,7 +22,11 @@ class DataError(LgcvdError):
     """A training data source is empty, unreadable or of the wrong shape."""
 
 
-class OutputExistsError(LgcvdError):
+class OutputError(LgcvdError):
+    """An output cannot be written where it was asked for (folder missing or not writable)."""
+
+
+class OutputExistsError(OutputError):
     """An output path exists and --force was not given."""
 
 

@@ -1,11 +1,12 @@
 """`lgcvd-run` through click's CliRunner: each command end to end on the tiny exported bundle,
-outputs read back (lossless .mkv), and every bad input ending in one line and an exit code."""
+outputs read back (lossless .mkv, the grid PNG, the GIF). Bad input, signals: test_cli_errors.py."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,9 +15,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import debian_video, export_tiny_bundle
 
-from lgcvd_runtime import api, cli
-from lgcvd_runtime.bundle import MANIFEST
-from lgcvd_runtime.video import VideoWriter, read_frames
+from lgcvd_runtime import api, cli, info, progress
+from lgcvd_runtime.pictures import EMPTY
+from lgcvd_runtime.video import read_frames
+from lgcvd_runtime.writer import VideoWriter
 
 FAST = ["--backend", "onnxruntime", "--steps", "2", "--seed", "0", "--quiet"]
 
@@ -102,12 +104,6 @@ def test_generate_writes_n_frames(tmp_path, bundle):
     assert read_frames(out).shape == (9, 32, 32, 3)
 
 
-def test_predict_writes_a_png_strip_of_all_frames(tmp_path, bundle, clip):
-    out = tmp_path / "strip.png"
-    assert run("predict", clip, "-n", 6, "-o", out, "--model", bundle, *FAST).exit_code == 0
-    assert read_frames(out).shape == (1, 32, 8 * 32, 3)
-
-
 def test_auto_says_which_backend_it_chose_and_where_the_output_is(tmp_path, bundle, clip):
     out = tmp_path / "out.mkv"
     result = run("predict", clip, "-n", 6, "-o", out, "--model", bundle, "--steps", 2)
@@ -154,15 +150,20 @@ def test_demo_writes_a_video_and_a_strip_from_the_shipped_assets(tmp_path, bundl
     result = run("demo", "--out", tmp_path / "demo", "--backend", "onnxruntime", "--quiet")
     assert result.exit_code == 0, result.output
     assert read_frames(tmp_path / "demo" / "prediction.mp4").shape == (30, 32, 32, 3)
+    label_w = len("prediction") * 6 - 1 + 4  # widest label, then 2 px either side
+    header = 7 + 2  # frame numbers: the 7-px font and 2 px
     strip = read_frames(tmp_path / "demo" / "prediction.png")
-    assert strip.shape == (1, 3 * 32 + 2 * 2, 28 * 32, 3)  # rows: given, truth, prediction
+    assert strip.shape == (1, header + 3 * (32 + 2), label_w + 30 * (32 + 2), 3)  # 30 columns
     args = ("demo", "--out", tmp_path / "demo", "--backend", "onnxruntime", "--quiet")
     result = run(*args, "--every", 3, "--force")
     assert result.exit_code == 0, result.output
     strip = read_frames(tmp_path / "demo" / "prediction.png")[0]
-    assert strip.shape == (3 * 32 + 2 * 2, 10 * 32, 3)  # frames 3, 6, ..., 30 of 28 predicted
+    assert strip.shape == (header + 3 * 34, label_w + 12 * 34, 3)  # 2 given, frames 2, 5, .., 29
     truth = read_frames(assets / "demo.mkv", size=32)
-    assert np.array_equal(strip[34:66], np.concatenate(list(truth[2::3]), axis=1))
+    row = header + 34  # the truth row
+    for column, index in enumerate([0, 1, *range(2, 30, 3)]):
+        x = label_w + column * 34
+        assert np.array_equal(strip[row : row + 32, x : x + 32], truth[index])
 
 
 def test_demo_without_its_assets_is_a_one_line_error(tmp_path, monkeypatch):
@@ -171,130 +172,32 @@ def test_demo_without_its_assets_is_a_one_line_error(tmp_path, monkeypatch):
     assert line.startswith("Error: demo clip") and "is missing" in line
 
 
-def test_ctrl_c_exits_130_and_leaves_no_output(tmp_path, bundle, clip, monkeypatch):
-    def interrupt(self, window):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(cli._Assembler, "add", interrupt)
-    out = tmp_path / "out.mkv"
-    result = run("predict", clip, "-n", 6, "-o", out, "--model", bundle, *FAST)
-    assert result.exit_code == 130
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv"]
-
-
-def truncated(tmp_path: Path) -> Path:
-    path = tmp_path / "cut.mkv"
-    write_video(path, 30)
-    path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
-    return path
-
-
-def not_a_video(tmp_path: Path) -> Path:
-    path = tmp_path / "notes.mp4"
-    path.write_text("hello")
-    return path
-
-
-def one_frame(tmp_path: Path) -> Path:
-    write_video(tmp_path / "short.mkv", 1)
-    return tmp_path / "short.mkv"
-
-
-def huge(tmp_path: Path) -> Path:
-    path = tmp_path / "huge.mkv"
-    with VideoWriter(path) as writer:
-        writer.write(np.zeros((1, 2, 8200, 3), np.uint8))
-    return path
-
-
-@pytest.mark.parametrize(
-    ("make_input", "args", "message"),
-    [
-        (lambda d: d / "missing.mp4", [], "missing.mp4 does not exist; check the path"),
-        (not_a_video, [], "notes.mp4 is not a readable video"),
-        (truncated, ["-p", 2, "-n", 26], "cut.mkv is truncated or corrupt"),
-        (one_frame, ["-p", 2], "short.mkv has 1 frames from frame 0; the task needs 2"),
-        (huge, [], "has frames of 8200x2 pixels; lgcvd reads 1 to 8192 pixels per side"),
-    ],
-)
-def test_a_bad_input_video_is_a_one_line_error(tmp_path, bundle, make_input, args, message):
-    path = make_input(tmp_path)
-    result = run(
-        "predict", path, *args, "--side-by-side", "-o", tmp_path / "o.mkv", "--model", bundle, *FAST
-    )
-    assert message in one_line_error(result)
-    assert not (tmp_path / "o.mkv").exists()
-
-
-def test_interpolation_needs_every_frame_up_to_the_last_keyframe(tmp_path, bundle, clip):
-    result = run("interpolate", clip, "--gaps", 3, "--model", bundle, *FAST)  # 22 frames
-    assert "clip.mkv has 20 frames from frame 0; the task needs 22" in one_line_error(result)
-
-
-def test_a_non_positive_frame_count_is_a_usage_error(clip):
-    result = run("predict", clip, "-n", 0)
-    assert result.exit_code == 2
-    assert "Invalid value for '-n': 0 is not in the range x>=1" in result.stderr
-
-
-def tamper(bundle: str, tmp_path: Path, change) -> Path:
-    copy = tmp_path / "copy.lgcvd"
-    shutil.copytree(bundle, copy)
-    change(copy)
-    return copy
-
-
-def newer_version(path: Path) -> None:
-    manifest = json.loads((path / MANIFEST).read_text())
-    manifest["format_version"] = 99
-    (path / MANIFEST).write_text(json.dumps(manifest))
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (lambda p: shutil.rmtree(p), "no such bundle directory; pass a NAME.lgcvd folder"),
-        (lambda p: (p / MANIFEST).write_text("{not json"), "corrupt manifest"),
-        (lambda p: (p / "denoiser.onnx").write_bytes(b"x"), "sha256 does not match the manifest"),
-        (newer_version, "bundle format version 99 is newer than this runtime's (1); upgrade lgcvd"),
-    ],
-)
-def test_a_bad_bundle_is_a_one_line_error(tmp_path, bundle, clip, change, message):
-    broken = tamper(bundle, tmp_path, change)
-    result = run("predict", clip, "-n", 6, "--model", broken, "-o", tmp_path / "o.mkv", *FAST)
-    assert message in one_line_error(result)
-
-
-def test_an_existing_output_is_kept_without_force(tmp_path, bundle, clip):
-    out = tmp_path / "out.mkv"
-    out.write_bytes(b"keep me")
-    result = run("predict", clip, "-n", 6, "-o", out, "--model", bundle, *FAST)
-    assert one_line_error(result) == f"Error: {out} already exists; pass --force to overwrite it"
-    assert out.read_bytes() == b"keep me"
-    assert (
-        run("predict", clip, "-n", 6, "-o", out, "--model", bundle, "--force", *FAST).exit_code == 0
-    )
-    assert read_frames(out).shape == (8, 32, 32, 3)
-
-
-def test_an_unavailable_backend_is_a_one_line_error_naming_the_package(tmp_path, bundle, clip):
-    from lgcvd_runtime.backends import unavailable
-
-    if unavailable("tensorrt") is None:
-        pytest.skip("tensorrt is available here")
-    result = run("predict", clip, "--model", bundle, "--backend", "tensorrt", "--quiet")
-    assert "pip install 'lgcvd[tensorrt]'" in one_line_error(result)
-
-
 @pytest.mark.parametrize("quiet", [False, True])
-def test_progress_counts_windows_and_steps_on_a_terminal_unless_quiet(monkeypatch, capsys, quiet):
+def test_progress_counts_windows_and_steps_with_the_time_left_unless_quiet(
+    monkeypatch, capsys, quiet
+):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    progress = cli._Progress(steps=2, quiet=quiet)
+    now = iter([100.0, 110.0, 120.0, 130.0, 140.0])  # start, then 10 s per step
+    bar = progress.Progress(steps=2, windows=2, quiet=quiet, clock=lambda: next(now))
     for step in (1, 2, 1, 2):
-        progress.step(step)
-    progress.close()
-    expected = "\rwindow 1: step 1/2\rwindow 1: step 2/2\rwindow 2: step 1/2\rwindow 2: step 2/2\n"
+        bar.step(step)
+    bar.close()
+    expected = (
+        "\rwindow 1/2: step 1/2, 0:30 left"  # 1 of 4 steps in 10 s: 3 more at 10 s each
+        "\rwindow 1/2: step 2/2, 0:20 left"
+        "\rwindow 2/2: step 1/2, 0:10 left"
+        "\rwindow 2/2: step 2/2, 0:00 left\n"
+    )
     assert capsys.readouterr().err == ("" if quiet else expected)
+
+
+def test_time_left_reads_as_a_clock():
+    assert [progress.clock_time(s) for s in (0, 41.4, 725, 3723)] == [
+        "0:00",
+        "0:41",
+        "12:05",
+        "1:02:03",
+    ]
 
 
 def test_threads_option_is_passed_to_the_runtime_and_checked(tmp_path, bundle, clip, monkeypatch):
@@ -307,3 +210,118 @@ def test_threads_option_is_passed_to_the_runtime_and_checked(tmp_path, bundle, c
     assert seen["threads"] == 1 and read_frames(out).shape == (8, 32, 32, 3)
     result = run("predict", clip, "-n", 6, "--model", bundle, "--threads", 0, *FAST)
     assert result.exit_code == 2 and "Invalid value for '--threads'" in result.output
+
+
+def test_python_m_lgcvd_runtime_is_lgcvd_run():
+    result = subprocess.run(
+        [sys.executable, "-m", "lgcvd_runtime", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("Usage: lgcvd-run [OPTIONS] COMMAND [ARGS]...")
+
+
+def test_a_png_grid_holds_given_truth_and_each_sample_as_the_video_does(tmp_path, bundle, clip):
+    """The same run as a lossless video (truth | sample 1 | sample 2) and as a grid."""
+    args = ["-n", 6, "-p", 2, "--samples", 2, "--side-by-side", "--model", bundle, *FAST]
+    assert run("predict", clip, "-o", tmp_path / "o.mkv", *args).exit_code == 0
+    assert run("predict", clip, "-o", tmp_path / "o.png", *args).exit_code == 0
+    video = read_frames(tmp_path / "o.mkv")  # (8, 32, 3 * 32 + 2 * 2, 3)
+    panels = [video[:, :, 34 * k : 34 * k + 32] for k in range(3)]  # truth, sample 1, sample 2
+    picture = read_frames(tmp_path / "o.png")[0]
+    label_w = len("prediction 1") * 6 - 1 + 4
+    header = 9
+    assert picture.shape == (header + 4 * 34 - 2 + 2, label_w + 8 * 34, 3)
+    for index in range(8):
+        x = label_w + index * 34
+
+        def cell(row, index=index, x=x):
+            y = header + row * 34
+            return picture[y : y + 32, x : x + 32]
+
+        given = index < 2
+        assert (cell(0) == (panels[0][index] if given else EMPTY)).all()  # given row
+        assert (cell(1) == panels[0][index]).all()  # truth row
+        for s in (1, 2):  # the prediction rows: made frames only
+            assert (cell(1 + s) == (EMPTY if given else panels[s][index])).all()
+
+
+def test_a_gif_shows_the_frames_of_the_lossless_video_closely(tmp_path, bundle):
+    clip = api.ASSETS / "demo.mkv"  # rendered robot-pushing frames, as people would look at
+    args = ["-n", 12, "--side-by-side", "--model", bundle, *FAST]
+    assert run("predict", clip, "-o", tmp_path / "o.mkv", *args).exit_code == 0
+    assert run("predict", clip, "-o", tmp_path / "o.gif", *args).exit_code == 0
+    lossless = read_frames(tmp_path / "o.mkv").astype(float).mean(-1)
+    gif = read_frames(tmp_path / "o.gif").astype(float).mean(-1)
+    assert gif.shape == lossless.shape
+    assert np.abs(gif - lossless).mean() < 2.0  # grey levels: 1.19 here; the fixed palette 6.35
+
+
+def test_info_prints_nested_provenance_as_an_indented_tree(bundle):
+    result = run("info", "--model", bundle)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) < 200
+    start = next(i for i, line in enumerate(lines) if line.startswith("provenance  "))
+    assert lines[start].startswith("provenance  checkpoint: ")
+    config = lines.index(" " * 12 + "training_config:")
+    assert lines[config + 1] == " " * 14 + "steps: 200"
+    assert " " * 16 + "prediction: 0.45" in lines  # task_weights, one level deeper
+    assert " " * 14 + "mults: [1, 2]" in lines  # a list of numbers stays on one line
+
+
+def test_a_provenance_tree_nests_mappings_and_lists():
+    history = {"a": 1, "b": {"c": None, "d": [1, 2]}, "e": [{"f": 3}, {"g": {}}], "h": []}
+    assert info.tree(history) == [
+        "a: 1",
+        "b:",
+        "  c: none",
+        "  d: [1, 2]",
+        "e:",
+        "  - f: 3",
+        "  - g: {}",
+        "h: []",
+    ]
+
+
+def test_predict_on_a_server_writes_what_the_same_model_writes_here(
+    tmp_path, bundle, clip, monkeypatch
+):
+    """A stand-in for TritonClient that runs the bundle here, as the server's Pipeline does."""
+    from lgcvd_runtime import client
+
+    class Server:
+        def __init__(self, url, seed=None):
+            self.model = api.load(bundle, backend="onnxruntime", steps=2, seed=seed)
+            self.settings = {"sampler": "ddpm", "steps": "2", "image_size": "32"}
+
+        @property
+        def size(self):
+            return int(self.settings["image_size"])
+
+        def predict(self, clips, n, samples=1, seed=None):
+            return self.model.predict(clips, n, samples, seed=seed)
+
+    monkeypatch.setattr(client, "TritonClient", Server)
+    args = ["-n", 8, "--samples", 2, "--seed", 5, "--quiet"]
+    result = run("predict", clip, "--server", "gpu-box:8001", "-o", tmp_path / "a.mkv", *args)
+    assert result.exit_code == 0, result.output
+    local = ["--model", bundle, "--backend", "onnxruntime", "--steps", 2]
+    assert run("predict", clip, *local, "-o", tmp_path / "b.mkv", *args).exit_code == 0
+    np.testing.assert_array_equal(read_frames(tmp_path / "a.mkv"), read_frames(tmp_path / "b.mkv"))
+
+
+@pytest.mark.parametrize(
+    ("command", "labels"),
+    [
+        (["interpolate", "{clip}", "--gaps", 2], ["given", "filled"]),  # keyframes 0, 7, 14
+        (["generate", "-n", 9, "--samples", 2], ["generated 1", "generated 2"]),
+    ],
+)
+def test_interpolate_and_generate_write_labelled_grids(tmp_path, bundle, clip, command, labels):
+    out = tmp_path / "o.png"
+    args = [str(clip) if a == "{clip}" else a for a in command]
+    assert run(*args, "-o", out, "--model", bundle, *FAST).exit_code == 0
+    picture = read_frames(out)[0]
+    frames = 15 if command[0] == "interpolate" else 9
+    label_w = max(len(label) for label in ["frame", *labels]) * 6 - 1 + 4
+    assert picture.shape == (9 + len(labels) * 34, label_w + frames * 34, 3)

@@ -1,4 +1,4 @@
-"""Video reading and writing (lgcvd_runtime/video.py) and the video-folder dataset.
+"""Video reading and writing (lgcvd_runtime/video.py, writer.py) and the video-folder dataset.
 
 Pixel values are only checked through lossless paths (FFV1 .mkv, PNG, GIF palette colours);
 H.264 .mp4 is checked for frame count and size only (design.md: yuv420p loses much at 64x64).
@@ -14,19 +14,16 @@ import numpy as np
 import pytest
 from conftest import debian_video
 
-from lgcvd_runtime.errors import DataError, OutputExistsError, VideoError
+from lgcvd_runtime.errors import DataError, VideoError
 from lgcvd_runtime.video import (
     MAX_SIDE,
-    SEPARATOR,
     VideoInfo,
-    VideoWriter,
     center_crop_resize,
     iter_frames,
     probe,
     read_frames,
-    side_by_side,
-    write_strip,
 )
+from lgcvd_runtime.writer import VideoWriter
 from lgcvd_train.data.videos import load_video_folder
 
 BAIR_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "bair-real"
@@ -135,6 +132,37 @@ def test_probe_reports_header_facts(tmp_path):
     }
 
 
+@pytest.mark.parametrize("degrees", [90, -90, 180])
+def test_a_display_rotation_is_honoured_so_frames_come_out_upright(tmp_path, degrees):
+    """A player turns the stored picture counter-clockwise by the display matrix's angle
+    (PyAV's convention for `set_display_rotation` and `VideoFrame.rotation`)."""
+    upright = np.zeros((6, 4, 3), np.uint8)  # portrait: 6 rows, 4 columns
+    upright[0, 0] = (255, 0, 0)  # red top-left
+    upright[5, 1] = (0, 0, 255)  # blue near the bottom-left
+    # the stored picture: turned clockwise, so the player's counter-clockwise turn undoes it
+    stored = {
+        90: upright.transpose(1, 0, 2)[:, ::-1],  # clockwise quarter turn: (4, 6)
+        -90: upright.transpose(1, 0, 2)[::-1],  # counter-clockwise quarter turn
+        180: upright[::-1, ::-1],
+    }[degrees]
+    if degrees == 90:
+        assert (stored[0, -1] == (255, 0, 0)).all()  # top-left goes to the top-right corner
+    path = tmp_path / "phone.mkv"
+    if not hasattr(av.VideoStream, "set_display_rotation"):
+        pytest.skip(f"PyAV {av.__version__} cannot write a display matrix (PyAV >= 17 can)")
+    with av.open(str(path), "w", format="matroska") as container:
+        stream = container.add_stream("ffv1", rate=5)
+        stream.width, stream.height, stream.pix_fmt = stored.shape[1], stored.shape[0], "bgr0"
+        stream.set_display_rotation(degrees)
+        for _ in range(2):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(stored), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    frames = read_frames(path)
+    assert frames.shape == (2, 6, 4, 3)
+    np.testing.assert_array_equal(frames[1], upright)
+
+
 # ----------------------------------------------------------------------------- bad inputs
 
 
@@ -211,99 +239,6 @@ def test_enormous_frames_are_refused_before_decoding(tmp_path):
     assert str(err.value) == (
         f"{path} has frames of {MAX_SIDE + 8}x2 pixels; lgcvd reads 1 to {MAX_SIDE} pixels "
         "per side: resize the video first"
-    )
-
-
-# ----------------------------------------------------------------------------- writing
-
-
-def test_mp4_has_the_frame_count_and_even_padded_size(tmp_path):
-    path = tmp_path / "odd.mp4"
-    with VideoWriter(path, fps=10) as writer:
-        assert writer.codec == "libx264"
-        writer.write(numbered_frames(7, 17, 33))
-    with av.open(str(path)) as container:
-        assert container.streams.video[0].codec_context.name == "h264"
-    assert decode_with_pyav(path).shape == (7, 18, 34, 3)
-
-
-def test_mp4_falls_back_to_mpeg4_with_a_warning(tmp_path, monkeypatch):
-    monkeypatch.setattr(av, "codecs_available", av.codecs_available - {"libx264"})
-    path = tmp_path / "clip.mp4"
-    with pytest.warns(UserWarning, match=r"no libx264: writing .* as MPEG-4 Part 2 \(mpeg4\)"):
-        writer = VideoWriter(path)
-    with writer:
-        writer.write(numbered_frames(5, 16, 16))
-    assert probe(path).codec == "mpeg4"
-    assert read_frames(path).shape == (5, 16, 16, 3)
-
-
-def test_gif_has_the_right_size_and_keeps_palette_colours(tmp_path):
-    frames = np.zeros((4, 12, 20, 3), dtype=np.uint8)
-    frames[:, :, :10] = (255, 0, 0)
-    frames[:, :, 10:] = (0, 255, 255)
-    path = tmp_path / "clip.gif"
-    with VideoWriter(path) as writer:
-        writer.write(frames)
-    np.testing.assert_array_equal(read_frames(path), frames)
-
-
-def test_png_writer_puts_all_frames_side_by_side(tmp_path):
-    frames = np.random.default_rng(4).integers(0, 256, (3, 8, 10, 3), dtype=np.uint8)
-    path = tmp_path / "strip.png"
-    with VideoWriter(path) as writer:
-        for frame in frames:
-            writer.write(frame)
-    np.testing.assert_array_equal(decode_with_pyav(path)[0], np.concatenate(frames, axis=1))
-
-
-def test_write_strip_stacks_rows_with_separators_and_padding(tmp_path):
-    given = numbered_frames(2, 8, 8)
-    predicted = numbered_frames(3, 8, 8)
-    path = tmp_path / "demo.png"
-    write_strip(path, [given, predicted])
-    image = decode_with_pyav(path)[0]
-    assert image.shape == (8 + 2 + 8, 24, 3)
-    assert (image[8:10] == SEPARATOR).all()
-    assert (image[:8, 16:] == SEPARATOR).all()  # the short row is padded
-    np.testing.assert_array_equal(image[10:], np.concatenate(predicted, axis=1))
-
-
-def test_side_by_side_adds_a_two_pixel_separator():
-    a, b = numbered_frames(3, 4, 5), numbered_frames(3, 4, 6)
-    both = side_by_side(a, b)
-    assert both.shape == (3, 4, 13, 3)
-    assert (both[:, :, 5:7] == SEPARATOR).all()
-    np.testing.assert_array_equal(both[:, :, 7:], b)
-
-
-@pytest.mark.parametrize("interrupt", [RuntimeError, KeyboardInterrupt])
-def test_interrupted_writer_leaves_no_file_and_no_temp_file(tmp_path, interrupt):
-    path = tmp_path / "clip.mp4"
-    with pytest.raises(interrupt):
-        with VideoWriter(path) as writer:
-            writer.write(numbered_frames(3, 16, 16))
-            raise interrupt()
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_existing_output_is_refused_without_force(tmp_path):
-    path = write_mkv(tmp_path / "clip.mkv", numbered_frames(2))
-    with pytest.raises(OutputExistsError) as err:
-        VideoWriter(path)
-    assert str(err.value) == f"{path} already exists; pass --force to overwrite it"
-    with VideoWriter(path, force=True) as writer:
-        writer.write(numbered_frames(4))
-    assert len(read_frames(path)) == 4
-    assert [p.name for p in tmp_path.iterdir()] == ["clip.mkv"]
-
-
-def test_unknown_output_suffix_is_one_line_error(tmp_path):
-    path = tmp_path / "clip.xyz"
-    with pytest.raises(VideoError) as err:
-        VideoWriter(path)
-    assert str(err.value) == (
-        f"cannot write {path}: unknown suffix '.xyz'; use one of .mp4, .mkv, .gif, .png"
     )
 
 

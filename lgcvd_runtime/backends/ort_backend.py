@@ -17,7 +17,7 @@ import onnxruntime as ort
 from lgcvd_runtime.bundle import GraphSpec, Manifest
 from lgcvd_runtime.errors import BackendError
 
-from .graph_io import concrete_shape, engine_cache_dir, prepare_inputs
+from .graph_io import check_ort_session, concrete_shape, engine_cache_dir, prepare_inputs
 
 # backend name -> execution providers, in onnxruntime's order of preference
 PROVIDERS = {
@@ -94,6 +94,7 @@ class OrtBackend:
                 f"onnxruntime could not start {wanted} (GPU driver or CUDA libraries missing?); "
                 "install them or choose --backend onnxruntime"
             )
+        check_ort_session(graph, session, bundle / graph.file)
         return session
 
     def _run(self, graph_name: str, arrays) -> list[np.ndarray]:
