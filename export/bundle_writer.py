@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -29,17 +29,8 @@ from lgcvd_train.torch_backend import model_spec
 
 from . import parity, trt_build
 from .graphs import EXPORTER, GraphIO, export_model
+from .options import ExportOptions
 from .precision import to_fp16
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    precision: str = "fp32"  # "fp32" | "fp16"
-    max_batch: int = 8  # largest batch the runtime (and TensorRT profiles) accept
-    opset: int = 17
-    tensorrt: bool = False  # also build this machine's TensorRT engines
-    force: bool = False  # replace an existing bundle
-    real_frames: Path | None = None  # clips for the parity gate; random frames when absent
 
 
 def provenance(ckpt: Checkpoint, checkpoint: Path, opts: ExportOptions, worst: float) -> dict:

@@ -20,6 +20,8 @@ from lgcvd_runtime.signals import Terminated, exit_code, sigterm_as_interrupt
 from lgcvd_train.cli import file_in_the_way
 from lgcvd_train.extra import train_extra
 
+from .options import ExportOptions
+
 # The four real BAIR clips of the project's shared data, when run from a source checkout.
 DEFAULT_REAL_FRAMES = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "bair-real" / "bair_real_clips.npz"
@@ -70,7 +72,7 @@ def main(
     with train_extra("lgcvd-export"):
         from lgcvd_train.checkpoint import load_model
 
-        from .bundle_writer import ExportOptions, export_bundle
+        from .bundle_writer import export_bundle
         from .trt_build import require_tensorrt
     opts = ExportOptions(
         precision="fp16" if fp16 else "fp32",
