@@ -168,12 +168,12 @@ def load_checkpoint(path: Path) -> Checkpoint:
             )
         for cls, key in ((ModelConfig, "model_config"), (TrainConfig, "train_config")):
             refuse_unknown(f, cls, key, state[key])
-        if "schedule" in state:
-            refuse_unknown(f, ScheduleSpec, "schedule", state["schedule"])
-            if state["schedule"].get("type", ScheduleSpec.type) not in SCHEDULES:
+        schedule = state["train_config"].get("schedule")  # absent before schedules travelled
+        if schedule is not None:
+            refuse_unknown(f, ScheduleSpec, "schedule", schedule)
+            if schedule.get("type", ScheduleSpec.type) not in SCHEDULES:
                 raise CheckpointError(
-                    f"{f}: schedule {state['schedule']['type']!r} is unknown to this lgcvd; "
-                    f"{UPGRADE}"
+                    f"{f}: schedule {schedule['type']!r} is unknown to this lgcvd; {UPGRADE}"
                 )
         return Checkpoint(
             model_config=ModelConfig.from_dict(state["model_config"]),

@@ -118,14 +118,23 @@ def _is_bundle(source: Path) -> bool:
     )
 
 
+def _bundle_config(source: Path, manifest: Manifest) -> ModelConfig | None:
+    """The architecture a bundle's provenance records (None before bundles carried it); fields
+    this lgcvd does not know mean a newer lgcvd wrote it."""
+    recorded = manifest.provenance.get("model_config")
+    if not recorded:
+        return None
+    refuse_unknown(source / MANIFEST, ModelConfig, "model_config", recorded)
+    return ModelConfig.from_dict(recorded)
+
+
 def recorded_config(source: Path) -> tuple[ModelConfig | None, ScheduleSpec]:
     """(architecture, noise schedule) that SOURCE records; the architecture is None for bundles
     written before they carried `model_config`."""
     source = Path(source)
     if _is_bundle(source):
         manifest = load_manifest(source)
-        recorded = manifest.provenance.get("model_config")
-        return (ModelConfig.from_dict(recorded) if recorded else None), manifest.schedule
+        return _bundle_config(source, manifest), manifest.schedule
     ckpt = load_checkpoint(source)
     return ckpt.model_config, ckpt.schedule
 
@@ -137,10 +146,7 @@ def init_model(source: Path, cfg: ModelConfig) -> tuple[LGCVD, dict]:
     source = Path(source)
     if _is_bundle(source):
         manifest = load_manifest(source)
-        recorded = manifest.provenance.get("model_config")
-        if recorded:
-            refuse_unknown(source / MANIFEST, ModelConfig, "model_config", recorded)
-        model = LGCVD(ModelConfig.from_dict(recorded) if recorded else cfg)
+        model = LGCVD(_bundle_config(source, manifest) or cfg)
         state, facts = bundle_weights(source, manifest, model)
         load_initial(model, state, source)
         return model, facts

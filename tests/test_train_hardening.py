@@ -274,7 +274,7 @@ def newer_checkpoint(run: Path, change: str) -> Path:
     if change == "format version":
         state["format_version"] = 2
     elif change == "schedule":
-        state["schedule"]["type"] = "sigmoid"
+        state["train_config"]["schedule"]["type"] = "sigmoid"
     else:
         state[change]["hyper_attention"] = True
     run.mkdir(parents=True)

@@ -13,7 +13,6 @@ sizes come from Triton's statistics. Needs the serving environment (`make test` 
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
@@ -21,11 +20,13 @@ import threading
 import time
 from pathlib import Path
 
+import click
 import numpy as np
 
 import lgcvd_runtime
 from lgcvd_runtime.api import default_bundle
 from lgcvd_runtime.client import TritonClient
+from lgcvd_runtime.samplers import SAMPLERS
 from lgcvd_runtime.serve.local_server import LocalServer
 from lgcvd_runtime.serve.repository import RepoOptions, write_repository
 
@@ -71,43 +72,68 @@ def _triton(url: str, clips, n: int, requests: int) -> tuple[list[float], float]
     return latencies, time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", default="1,4,8", help="concurrent clients, comma-separated")
-    parser.add_argument("--requests", type=int, default=3, help="requests per client")
-    parser.add_argument("-n", type=int, default=6, help="frames per request (6: one window)")
-    parser.add_argument("--sampler", default="dpmpp")
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--queue-delay-us", type=int, default=5000)
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = parser.parse_args()
-    counts = [int(c) for c in args.clients.split(",")]
+@click.command(help=(__doc__ or "").split("\n\n")[0])
+@click.option(
+    "--clients", default="1,4,8", show_default=True, help="Concurrent clients, comma-separated."
+)
+@click.option(
+    "--requests", type=click.IntRange(1), default=3, show_default=True, help="Requests per client."
+)
+@click.option(
+    "-n",
+    type=click.IntRange(1),
+    default=6,
+    show_default=True,
+    help="Frames per request (6: one window).",
+)
+@click.option(
+    "--sampler",
+    type=click.Choice(SAMPLERS),
+    default="dpmpp",
+    show_default=True,
+    help="Sampler of every request.",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="Denoising steps per window.",
+)
+@click.option(
+    "--queue-delay-us",
+    type=click.IntRange(0),
+    default=5000,
+    show_default=True,
+    help="Triton's dynamic-batching queue delay.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def main(clients, requests, n, sampler, steps, queue_delay_us, as_json) -> None:
+    counts = [int(c) for c in clients.split(",")]
     bundle = default_bundle()
-    model = lgcvd_runtime.load(
-        bundle, backend="onnxruntime", sampler=args.sampler, steps=args.steps
-    )
-    windows_per_request = len(list(model.predict(_clips(1, 2)[0], args.n, seed=0)))
+    model = lgcvd_runtime.load(bundle, backend="onnxruntime", sampler=sampler, steps=steps)
+    windows_per_request = len(list(model.predict(_clips(1, 2)[0], n, seed=0)))
     options = RepoOptions(
         graphs="python",
         pipelines=max(counts),
-        queue_delay_us=args.queue_delay_us,
-        sampler=args.sampler,
-        steps=args.steps,
+        queue_delay_us=queue_delay_us,
+        sampler=sampler,
+        steps=steps,
     )
     rows = []
     with tempfile.TemporaryDirectory(prefix="lgcvd-bench-") as tmp:
         repo = Path(tmp) / "repo"
         write_repository(bundle, repo, options)
         with LocalServer(repo) as server, TritonClient(server.grpc_url) as probe:
-            list(probe.predict(_clips(1, 2)[0], args.n, seed=0))  # warm every model once
+            list(probe.predict(_clips(1, 2)[0], n, seed=0))  # warm every model once
             for c in counts:
                 clips = _clips(c, 2)
-                lib = _library(model, clips, args.n, args.requests)
+                lib = _library(model, clips, n, requests)
                 before = probe.batch_counts()
-                latencies, wall = _triton(server.grpc_url, clips, args.n, args.requests)
+                latencies, wall = _triton(server.grpc_url, clips, n, requests)
                 after = probe.batch_counts()
                 batches = {b: after.get(b, 0) - before.get(b, 0) for b in after}
-                done = c * args.requests * windows_per_request
+                done = c * requests * windows_per_request
                 calls = sum(batches.values())
                 rows.append(
                     {
@@ -124,15 +150,15 @@ def main() -> None:
                     }
                 )
     settings = {
-        "sampler": args.sampler,
-        "steps": args.steps,
-        "n": args.n,
-        "requests": args.requests,
+        "sampler": sampler,
+        "steps": steps,
+        "n": n,
+        "requests": requests,
     }
-    if args.json:
+    if as_json:
         print(json.dumps({"settings": settings, "rows": rows}, indent=2))
         return
-    print(f"settings: {settings}, queue delay {args.queue_delay_us} µs")
+    print(f"settings: {settings}, queue delay {queue_delay_us} µs")
     print(
         "C  triton w/s  lat s | lib seq w/s  lat s | lib C-batch w/s  lat s | triton/seq  triton/batch | mean batch"
     )
