@@ -1,4 +1,4 @@
-"""Assemble a bundle: export, fp16, parity gate, engines, manifest; atomically (design.md "Bundle").
+"""Assemble a bundle: export, fp16 / int8, gates, engines, manifest; atomically (design.md "Bundle").
 
 Everything is written into a temporary directory beside the target and renamed into place only
 when complete. Any failure, the gate included, or an interrupt removes the temporary directory,
@@ -18,6 +18,7 @@ from pathlib import Path
 import onnx
 import torch
 
+from lgcvd_runtime.backends import trt_backend
 from lgcvd_runtime.bundle import GraphSpec, Manifest, sha256_file, write_manifest
 from lgcvd_runtime.files import refuse_existing
 from lgcvd_train import __version__
@@ -25,19 +26,26 @@ from lgcvd_train.checkpoint import Checkpoint, resolve
 from lgcvd_train.model import LGCVD
 from lgcvd_train.sampler import model_spec
 
-from . import parity, trt_build
+from . import int8_gate, parity, quantize, trt_build
 from .graphs import EXPORTER, GraphIO, export_model
 from .precision import to_fp16
 
 
 @dataclass(frozen=True)
 class ExportOptions:
-    precision: str = "fp32"  # "fp32" | "fp16"
+    precision: str = "fp32"  # "fp32" | "fp16" | "int8"
     max_batch: int = 8  # largest batch the runtime (and TensorRT profiles) accept
     opset: int = 17
     tensorrt: bool = False  # also build this machine's TensorRT engines
     force: bool = False  # replace an existing bundle
     real_frames: Path | None = None  # clips for the parity gate; random frames when absent
+    cuda_graph: bool = False  # with tensorrt: check and enable CUDA-graph replay of the denoiser
+    int8_float_ops: str = quantize.DEFAULT_FLOAT_OPS  # which ops an int8 bundle keeps in float
+    calib_frames: Path | None = None  # int8 calibration clips (training clips); None: real_frames
+    calib_clips: int = 8
+    gate_frames: Path | None = None  # held-out clips of the int8 end-to-end gate; None: real_frames
+    gate_clips: int = 8
+    gate: int8_gate.GateTolerance = int8_gate.GateTolerance()
 
 
 def provenance(ckpt: Checkpoint, checkpoint: Path, opts: ExportOptions, worst: float) -> dict:
@@ -92,15 +100,33 @@ def fill(directory: Path, model, ckpt, checkpoint, opts, echo) -> None:
         for name in specs:
             to_fp16(directory / f"{name}.onnx")
     schedule = ckpt.schedule
+    gate = None
+    if opts.precision == "int8":
+        gate = int8_gate.int8_export(
+            directory, list(specs), model_spec(model.cfg), schedule, opts, echo
+        )
     checks = parity.check_parity(model, directory, opts.precision, schedule, opts.real_frames)
     echo(parity.format_table(checks))
     parity.require_parity(checks)
     worst = max(c.rel_err for c in checks)
     prov = provenance(ckpt, checkpoint, opts, worst)
+    if gate is not None:
+        prov["int8"] = {
+            "float_ops": opts.int8_float_ops,
+            "gate_psnr_vs_fp32": gate.psnr,
+            "gate_ssim_vs_fp32": gate.ssim,
+            "gate_clips": gate.clips,
+            "gate_min_psnr": gate.tolerance.min_psnr,
+            "gate_min_ssim": gate.tolerance.min_ssim,
+        }
     manifest = build_manifest(directory, model, specs, schedule, opts, prov)
     if opts.tensorrt:
         engines = trt_build.build_engines(directory, manifest, echo)
-        manifest = replace(manifest, provenance={**prov, "engines": engines})
+        prov = {**prov, "engines": engines}
+        manifest = replace(manifest, provenance=prov)
+        if opts.cuda_graph:
+            trt_build.check_cuda_graph(directory, manifest, echo)
+            manifest = replace(manifest, provenance={**prov, trt_backend.CUDA_GRAPH: True})
     write_manifest(directory, manifest)
 
 
