@@ -13,12 +13,15 @@ Which ops stay in float is a named choice (`FLOAT_OPS`), chosen by measurement
 normalisations, softmax and the time embedding in float, "weighted" quantizes only the inputs and
 weights of convolutions and matrix products (where TensorRT places Q/DQ; their outputs, which
 feed a normalisation with outliers up to ~100, stay float), "weighted-io" also keeps the first
-convolution (x_t at small t carries noise below int8's step) and the output one in float.
+convolution (x_t at small t carries noise below int8's step) and the output one in float,
+"conv-io" quantizes only the convolutions (attention and the time MLP stay float).
 Knows nothing about torch or the model.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +44,7 @@ from lgcvd_runtime.schedule import Plan
 from .precision import time_embedding_nodes
 
 WEIGHTED = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+CONVS = ("Conv", "ConvTranspose")
 NORMS_SOFTMAX = (
     "InstanceNormalization",
     "GroupNormalization",
@@ -59,6 +63,7 @@ class FloatChoice:
     time_embedding: bool = False  # keep t -> sin/cos in float (t reaches ~1000)
     io_convs: bool = False  # keep the first conv (reads x_t) and the output conv in float
     outputs: bool = True  # False: Q/DQ only on the inputs of quantized ops, none on outputs
+    percentile: float | None = None  # activation range: this percentile of |x|; None: min/max
 
 
 FLOAT_OPS = {
@@ -66,8 +71,15 @@ FLOAT_OPS = {
     "sensitive": FloatChoice(None, NORMS_SOFTMAX + ("Sin", "Cos"), time_embedding=True),
     "weighted": FloatChoice(WEIGHTED, time_embedding=True, outputs=False),
     "weighted-io": FloatChoice(WEIGHTED, time_embedding=True, io_convs=True, outputs=False),
+    "conv-io": FloatChoice(CONVS, time_embedding=True, io_convs=True, outputs=False),
+    "weighted-io-p9999": FloatChoice(
+        WEIGHTED, time_embedding=True, io_convs=True, outputs=False, percentile=99.99
+    ),
+    "weighted-io-p999": FloatChoice(
+        WEIGHTED, time_embedding=True, io_convs=True, outputs=False, percentile=99.9
+    ),
 }
-DEFAULT_FLOAT_OPS = "weighted-io"
+DEFAULT_FLOAT_OPS = "weighted-io-p9999"
 CALIB_BATCH = 4  # samples per calibration call: onnxruntime holds every activation of a call
 
 
@@ -142,26 +154,28 @@ def float_nodes(model: onnx.ModelProto, choice: str) -> list[str]:
 def to_int8(src: Path, dst: Path, calls: list[dict[str, np.ndarray]], choice: str) -> None:
     """Write the Q/DQ int8 version of the fp32 graph `src` to `dst`, calibrated on `calls`."""
     model, c = onnx.load(str(src)), FLOAT_OPS[choice]
-    no_outputs = (
-        {} if c.outputs else {"OpTypesToExcludeOutputQuantization": list(c.quantized or ())}
-    )
+    extra = {} if c.outputs else {"OpTypesToExcludeOutputQuantization": list(c.quantized or ())}
+    method = CalibrationMethod.MinMax
+    if c.percentile is not None:
+        method, extra["CalibPercentile"] = CalibrationMethod.Percentile, c.percentile
     logging.getLogger().setLevel(logging.ERROR)  # onnxruntime's pre-processing advice
-    quantize_static(
-        str(src),
-        str(dst),
-        TrajectoryReader(calls),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=None if c.quantized is None else list(c.quantized),
-        nodes_to_exclude=float_nodes(model, choice),
-        calibrate_method=CalibrationMethod.MinMax,
-        extra_options={
-            "ActivationSymmetric": True,  # TensorRT takes zero-point-0 int8 only
-            "WeightSymmetric": True,
-            "CalibStridedMinMax": 1,  # ranges merged call by call: bounded memory
-            **no_outputs,
-        },
-    )
+    with contextlib.redirect_stdout(io.StringIO()):  # and its histogram progress lines
+        quantize_static(
+            str(src),
+            str(dst),
+            TrajectoryReader(calls),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=None if c.quantized is None else list(c.quantized),
+            nodes_to_exclude=float_nodes(model, choice),
+            calibrate_method=method,
+            extra_options={
+                "ActivationSymmetric": True,  # TensorRT takes zero-point-0 int8 only
+                "WeightSymmetric": True,
+                "CalibStridedMinMax": 1,  # ranges (or histograms) merged call by call: bounded memory
+                **extra,
+            },
+        )
     onnx.checker.check_model(str(dst))
