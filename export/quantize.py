@@ -14,7 +14,9 @@ normalisations, softmax and the time embedding in float, "weighted" quantizes on
 weights of convolutions and matrix products (where TensorRT places Q/DQ; their outputs, which
 feed a normalisation with outliers up to ~100, stay float), "weighted-io" also keeps the first
 convolution (x_t at small t carries noise below int8's step) and the output one in float,
-"conv-io" quantizes only the convolutions (attention and the time MLP stay float).
+"conv-io" quantizes only the convolutions (attention and the time MLP stay float), and the
+"-p9999" / "-p999" variants take activation ranges at that percentile of |x| instead of min/max
+(outliers otherwise set the scale). The default is the best of them by the end-to-end gate.
 Knows nothing about torch or the model.
 """
 
