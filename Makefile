@@ -33,13 +33,23 @@ $(SERVE_VENV)/.installed: pyproject.toml
 	$(SERVE_VENV)/bin/pip install -q --upgrade pip
 	$(SERVE_VENV)/bin/pip install -q "numpy<2" nvidia-pytriton -e ".[serve]"
 	touch $@
-test: $(SERVE_VENV)/.installed  # an extra prerequisite of the test target below
+
+# TensorRT's type stubs, for mypy only: into their own folder (pyproject's mypy_path), not the
+# environment, where their bare `tensorrt` package would pass for TensorRT; --no-deps, or pip
+# looks for TensorRT itself on NVIDIA's index. tools/trt_stubs.py fixes the lines mypy rejects.
+TRT_STUBS := tensorrt-stubs==10.13.0.35.1
+$(VENV)/trt-stubs/.installed: | $(BIN)/python
+	rm -rf $(VENV)/trt-stubs
+	$(BIN)/pip install -q --no-deps --target $(VENV)/trt-stubs "$(TRT_STUBS)"
+	$(BIN)/python tools/trt_stubs.py $(VENV)/trt-stubs
+	touch $@
 
 demo: $(VENV)/.installed-runtime
 	$(BIN)/lgcvd-run demo --out demo_out --force
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(VENV)/trt-stubs/.installed $(SERVE_VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 clean:

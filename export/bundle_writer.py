@@ -1,4 +1,4 @@
-"""Assemble a bundle: export, fp16, parity gate, engines, manifest; atomically (design.md "Bundle").
+"""Assemble a bundle: export, fp16 / int8, gates, engines, manifest; atomically (design.md "Bundle").
 
 Everything is written into a temporary directory beside the target and renamed into place only
 when complete. Any failure, the gate included, or an interrupt removes the temporary directory,
@@ -19,6 +19,7 @@ from pathlib import Path
 import onnx
 import torch
 
+from lgcvd_runtime.backends import trt_backend
 from lgcvd_runtime.bundle import GraphSpec, Manifest, sha256_file, write_manifest
 from lgcvd_runtime.files import refuse_existing
 from lgcvd_runtime.signals import signals_deferred
@@ -27,7 +28,7 @@ from lgcvd_train.checkpoint import Checkpoint, current_umask, resolve
 from lgcvd_train.model import LGCVD
 from lgcvd_train.torch_backend import model_spec
 
-from . import parity, trt_build
+from . import int8_gate, parity, trt_build
 from .graphs import EXPORTER, GraphIO, export_model
 from .options import ExportOptions
 from .precision import to_fp16
@@ -85,15 +86,33 @@ def fill(directory: Path, model, ckpt, checkpoint, opts, echo) -> None:
         for name in specs:
             to_fp16(directory / f"{name}.onnx")
     schedule = ckpt.schedule
+    gate = None
+    if opts.precision == "int8":
+        gate = int8_gate.int8_export(
+            directory, list(specs), model_spec(model.cfg), schedule, opts, echo
+        )
     checks = parity.check_parity(model, directory, opts.precision, schedule, opts.real_frames)
     echo(parity.format_table(checks))
     parity.require_parity(checks)
     worst = max(c.rel_err for c in checks)
     prov = provenance(ckpt, checkpoint, opts, worst)
+    if gate is not None:
+        prov["int8"] = {
+            "float_ops": opts.int8_float_ops,
+            "gate_psnr_vs_fp32": gate.psnr,
+            "gate_ssim_vs_fp32": gate.ssim,
+            "gate_clips": gate.clips,
+            "gate_min_psnr": gate.tolerance.min_psnr,
+            "gate_min_ssim": gate.tolerance.min_ssim,
+        }
     manifest = build_manifest(directory, model, specs, schedule, opts, prov)
     if opts.tensorrt:
         engines = trt_build.build_engines(directory, manifest, echo)
-        manifest = replace(manifest, provenance={**prov, "engines": engines})
+        prov = {**prov, "engines": engines}
+        manifest = replace(manifest, provenance=prov)
+        if opts.cuda_graph:
+            trt_build.check_cuda_graph(directory, manifest, echo)
+            manifest = replace(manifest, provenance={**prov, trt_backend.CUDA_GRAPH: True})
     write_manifest(directory, manifest)
 
 

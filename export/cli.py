@@ -1,10 +1,11 @@
 """`lgcvd-export`: a training checkpoint -> a model bundle NAME.lgcvd (design.md "Bundle").
 
 Loads the EMA weights, exports the context and denoiser graphs, optionally converts them to fp16
-and builds TensorRT engines, and writes the bundle only if the parity gate passes. Errors are one
-line and leave nothing behind; so do Ctrl-C (exit 130) and SIGTERM (exit 143). Torch and onnx are
-imported only once the command runs, so a runtime-only install gets a one-line "install the train
-extra" instead of a traceback.
+or quantizes them to int8 (then also gated end to end against the fp32 graphs) and builds
+TensorRT engines, and writes the bundle only if the gates pass. Errors are one line and leave
+nothing behind; so do Ctrl-C (exit 130) and SIGTERM (exit 143). Torch and onnx are imported only
+once the command runs, so a runtime-only install gets a one-line "install the train extra"
+instead of a traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from lgcvd_runtime.signals import Terminated, exit_code, sigterm_as_interrupt
 from lgcvd_train.cli import file_in_the_way
 from lgcvd_train.extra import train_extra
 
-from .options import ExportOptions
+from .options import DEFAULT_FLOAT_OPS, FLOAT_OPS, ExportOptions, GateTolerance
 
 # The four real BAIR clips of the project's shared data, when run from a source checkout.
 DEFAULT_REAL_FRAMES = (
@@ -34,7 +35,53 @@ DEFAULT_REAL_FRAMES = (
     "-o", "--output", type=click.Path(path_type=Path), required=True, help="Bundle to write."
 )
 @click.option("--fp16", is_flag=True, help="fp16 weights and arithmetic (norms, softmax in fp32).")
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="int8 Q/DQ graphs, calibrated along sampler trajectories on real clips and gated end "
+    "to end against the fp32 export (for TensorRT; on this CPU see docs/precision.md).",
+)
+@click.option(
+    "--int8-float-ops",
+    type=click.Choice(sorted(FLOAT_OPS)),
+    default=DEFAULT_FLOAT_OPS,
+    show_default=True,
+    help="Which ops an int8 bundle keeps in float (measured in docs/precision.md).",
+)
+@click.option(
+    "--calib-frames",
+    type=click.Path(path_type=Path),
+    help="int8 calibration clips (.npy/.npz video array, e.g. the training clips) "
+    "[default: --real-frames].",
+)
+@click.option(
+    "--gate-frames",
+    type=click.Path(path_type=Path),
+    help="Held-out real clips for the int8 end-to-end gate [default: --real-frames].",
+)
+@click.option(
+    "--gate-clips", type=click.IntRange(1), default=ExportOptions.gate_clips, show_default=True, help="Clips per gate."
+)
+@click.option(
+    "--gate-min-psnr",
+    type=float,
+    default=GateTolerance.min_psnr,
+    show_default=True,
+    help="int8 gate: least PSNR (dB) of int8 predictions against the fp32 ones.",
+)
+@click.option(
+    "--gate-min-ssim",
+    type=float,
+    default=GateTolerance.min_ssim,
+    show_default=True,
+    help="int8 gate: least SSIM of int8 predictions against the fp32 ones.",
+)
 @click.option("--tensorrt", is_flag=True, help="Also build this machine's TensorRT engines.")
+@click.option(
+    "--cuda-graph",
+    is_flag=True,
+    help="With --tensorrt: check CUDA-graph replay of the denoiser and make it the bundle's default.",
+)
 @click.option(
     "--max-batch",
     type=click.IntRange(1),
@@ -62,25 +109,43 @@ def main(
     checkpoint: Path,
     output: Path,
     fp16: bool,
+    int8: bool,
+    int8_float_ops: str,
+    calib_frames: Path | None,
+    gate_frames: Path | None,
+    gate_clips: int,
+    gate_min_psnr: float,
+    gate_min_ssim: float,
     tensorrt: bool,
+    cuda_graph: bool,
     max_batch: int,
     opset: int,
     force: bool,
     real_frames: Path,
 ) -> None:
     """Export CHECKPOINT (a run directory or its checkpoint.safetensors) as a bundle."""
+    if fp16 and int8:
+        raise click.UsageError("--fp16 and --int8 exclude each other; choose one precision")
+    if cuda_graph and not tensorrt:
+        raise click.UsageError("--cuda-graph needs --tensorrt (it checks this machine's engines)")
     with train_extra("lgcvd-export"):
         from lgcvd_train.checkpoint import load_model
 
         from .bundle_writer import export_bundle
         from .trt_build import require_tensorrt
     opts = ExportOptions(
-        precision="fp16" if fp16 else "fp32",
+        precision="int8" if int8 else "fp16" if fp16 else "fp32",
         max_batch=max_batch,
         opset=opset,
         tensorrt=tensorrt,
         force=force,
         real_frames=real_frames,
+        cuda_graph=cuda_graph,
+        int8_float_ops=int8_float_ops,
+        calib_frames=calib_frames,
+        gate_frames=gate_frames,
+        gate_clips=gate_clips,
+        gate=GateTolerance(gate_min_psnr, gate_min_ssim),
     )
     if (blocker := file_in_the_way(output.parent)) is not None:
         raise click.ClickException(

@@ -6,10 +6,19 @@ sizes, and the median time of one denoiser call at batch 1. Everything lives in 
 folder that is deleted at the end.
 
     .venv/bin/python tools/bench_export.py --preset small --preset paper-bair64
+
+With --checkpoint and --int8-choice, instead: for a trained checkpoint, each choice of ops kept
+in float (`lgcvd_export.quantize.FLOAT_OPS`) is quantized from one fp32 export with the same
+calibration, and its per-call parity (worst relative error against torch, the export's parity
+checks) and batch-1 context / denoiser call times (median) are printed beside fp32's.
+
+    .venv/bin/python tools/bench_export.py --checkpoint RUN --int8-choice none \
+        --int8-choice weighted-io --calib-frames CLIPS.npy --real-frames CLIPS.npy
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -18,13 +27,16 @@ import click
 import numpy as np
 import onnxruntime as ort
 import torch
-from lgcvd_export import ExportOptions, export_bundle
+from lgcvd_export import ExportOptions, export_bundle, int8_gate, parity
 from lgcvd_export.cli import DEFAULT_REAL_FRAMES
+from lgcvd_export.graphs import export_model
+from lgcvd_export.quantize import FLOAT_OPS
 
 from lgcvd_runtime.bundle import load_manifest
 from lgcvd_train.benchmarks import median_ms, random_checkpoint
 from lgcvd_train.checkpoint import load_model
 from lgcvd_train.model import LGCVD
+from lgcvd_train.torch_backend import model_spec
 
 
 def denoiser_inputs(model: LGCVD) -> list[np.ndarray]:
@@ -66,6 +78,45 @@ def bench_preset(name: str, work: Path, repeats: int) -> list[str]:
     return rows
 
 
+def call_ms(directory: Path, inputs: list[np.ndarray], prev: np.ndarray, repeats: int):
+    """Median ms of one context and one denoiser call at batch 1 (onnxruntime CPU)."""
+    times = []
+    for graph, feed in (("context", [prev]), ("denoiser", inputs)):
+        sess = ort.InferenceSession(
+            str(directory / f"{graph}.onnx"), providers=["CPUExecutionProvider"]
+        )
+        feeds = dict(zip([i.name for i in sess.get_inputs()], feed, strict=True))
+        times.append(median_ms(lambda s=sess, f=feeds: s.run(None, f), repeats))
+    return times
+
+
+def bench_int8(checkpoint: Path, choices, calib: Path, real: Path, work: Path, repeats: int):
+    model, ckpt = load_model(checkpoint)
+    inputs = denoiser_inputs(model)
+    prev = np.random.default_rng(1).uniform(-1, 1, inputs[0].shape).astype(np.float32)
+    fp32 = work / "fp32"
+    fp32.mkdir()
+    export_model(model, fp32, 17)
+    checks = parity.check_parity(model, fp32, "fp32", ckpt.schedule, real)
+    rows = [("fp32", max(c.rel_err for c in checks), *call_ms(fp32, inputs, prev, repeats))]
+    names = ["context", "denoiser"]
+    for choice in choices:
+        out = work / choice
+        out.mkdir()
+        for name in names:
+            shutil.copy(fp32 / f"{name}.onnx", out / f"{name}.onnx")
+        start = time.perf_counter()
+        moved = int8_gate.quantize_graphs(
+            out, names, model_spec(model.cfg), ckpt.schedule, calib, 8, choice
+        )
+        seconds = time.perf_counter() - start
+        shutil.rmtree(moved)
+        checks = parity.check_parity(model, out, "int8", ckpt.schedule, real)
+        worst = {g: max(c.rel_err for c in checks if c.graph == g) for g in names}
+        rows.append((choice, worst, *call_ms(out, inputs, prev, repeats), seconds))
+    return rows
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--preset",
@@ -89,9 +140,39 @@ def bench_preset(name: str, work: Path, repeats: int) -> list[str]:
     show_default=True,
     help="torch intra-op threads (onnxruntime uses its default).",
 )
-def main(presets: tuple[str, ...], repeats: int, threads: int) -> None:
+@click.option(
+    "--checkpoint", type=click.Path(path_type=Path), help="Trained run for --int8-choice."
+)
+@click.option(
+    "--int8-choice",
+    "choices",
+    multiple=True,
+    type=click.Choice(sorted(FLOAT_OPS)),
+    help="With --checkpoint: compare these int8 choices of ops kept in float (repeatable).",
+)
+@click.option("--calib-frames", type=click.Path(path_type=Path), help="int8 calibration clips.")
+@click.option(
+    "--real-frames",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_REAL_FRAMES,
+    help="Real clips for the parity checks.",
+)
+def main(presets, repeats, threads, checkpoint, choices, calib_frames, real_frames) -> None:
     """Print graph sizes, parity and batch-1 denoiser time (onnxruntime CPU vs torch eager)."""
     torch.set_num_threads(threads)
+    if checkpoint is not None:
+        with tempfile.TemporaryDirectory(prefix="lgcvd-int8-") as tmp:
+            rows = bench_int8(checkpoint, choices, calib_frames, real_frames, Path(tmp), repeats)
+        click.echo(
+            f"{'choice':<12} {'ctx rel.err':>11} {'den. rel.err':>12} {'ctx ms':>7} {'den. ms':>8} {'quant. s':>8}"
+        )
+        for name, worst, ctx_ms, den_ms, *secs in rows:
+            w = worst if isinstance(worst, dict) else {"context": worst, "denoiser": worst}
+            q = f"{secs[0]:8.0f}" if secs else f"{'-':>8}"
+            click.echo(
+                f"{name:<12} {w['context']:11.2e} {w['denoiser']:12.2e} {ctx_ms:7.1f} {den_ms:8.1f} {q}"
+            )
+        return
     header = (
         f"{'preset':<13} {'prec':<5} {'ctx MB':>8} {'den. MB':>9} {'max rel.err':>10} "
         f"{'export s':>8} {'ort ms':>8} {'torch ms':>8}"

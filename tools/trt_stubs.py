@@ -1,0 +1,32 @@
+"""Make tensorrt-stubs 10.13 parse under mypy (run by `make test` after installing them).
+
+The stubs on PyPI are generated from the bindings and hold three things mypy rejects, all outside
+the API lgcvd uses: plugin methods with a parameter named `in` (a keyword), one signature with a
+required parameter after defaulted ones (`add_scale_nd`), and an import of `tensorrt_libs`, a
+runtime-only package. This rewrites those lines in place and nothing else.
+
+    .venv/bin/python tools/trt_stubs.py .venv/trt-stubs
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+
+def patch(folder: Path) -> None:
+    bindings = folder / "tensorrt_bindings" / "tensorrt.pyi"
+    text = bindings.read_text()
+    text = re.sub(r"(\bdef \w+\(self(?:: \w+)?, )in: ", r"\1in_: ", text)
+    text = text.replace(
+        "channel_axis: int) -> IScaleLayer", "channel_axis: int = ...) -> IScaleLayer"
+    )
+    bindings.write_text(text)
+    package = folder / "tensorrt" / "__init__.pyi"
+    lines = package.read_text().splitlines(keepends=True)
+    package.write_text("".join(x for x in lines if not x.startswith("import tensorrt_libs")))
+
+
+if __name__ == "__main__":
+    patch(Path(sys.argv[1]))
