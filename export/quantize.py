@@ -39,7 +39,7 @@ from onnxruntime.quantization import (
 )
 
 from lgcvd_runtime.bundle import ModelSpec
-from lgcvd_runtime.pipeline import Pipeline, SamplerSettings
+from lgcvd_runtime.pipeline import Pipeline, SamplerSettings, row_generators
 from lgcvd_runtime.schedule import Plan
 
 from .options import FLOAT_OPS
@@ -78,7 +78,7 @@ class GraphRunner:
 def predict(runner: GraphRunner, spec: ModelSpec, plan: Plan, sampler: str, clips, p, n, seed):
     """clips (S, p+n, 3, H, W) in [-1, 1] -> predicted frames (S, n, 3, H, W), seeded."""
     pipe = Pipeline(runner, spec, SamplerSettings(plan, sampler))
-    windows = list(pipe.predict(clips[:, :p], n, np.random.default_rng(seed)))
+    windows = list(pipe.predict(clips[:, :p], n, row_generators(seed, len(clips))))
     return np.concatenate([w.frames for w in windows], axis=1)
 
 

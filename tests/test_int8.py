@@ -127,7 +127,7 @@ class Sessions:
 
 
 def test_calibration_records_the_denoiser_at_every_timestep_of_the_plan(tiny_model):
-    from lgcvd_train.sampler import model_spec
+    from lgcvd_train.torch_backend import model_spec
 
     spec = model_spec(tiny_model.cfg)
     schedule = ScheduleSpec()

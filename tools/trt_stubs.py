@@ -11,8 +11,9 @@ runtime-only package. This rewrites those lines in place and nothing else.
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
+
+import click
 
 
 def patch(folder: Path) -> None:
@@ -28,5 +29,11 @@ def patch(folder: Path) -> None:
     package.write_text("".join(x for x in lines if not x.startswith("import tensorrt_libs")))
 
 
+@click.command(help=(__doc__ or "").split("\n\n")[0])
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def main(folder: Path) -> None:
+    patch(folder)
+
+
 if __name__ == "__main__":
-    patch(Path(sys.argv[1]))
+    main()
