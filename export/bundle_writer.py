@@ -20,8 +20,10 @@ import torch
 
 from lgcvd_runtime.bundle import GraphSpec, Manifest, sha256_file, write_manifest
 from lgcvd_runtime.files import refuse_existing
+from lgcvd_runtime.trust import calibrate
 from lgcvd_train import __version__
 from lgcvd_train.checkpoint import Checkpoint, resolve
+from lgcvd_train.data.arrays import load_videos, recorded_command
 from lgcvd_train.model import LGCVD
 from lgcvd_train.sampler import model_spec
 
@@ -38,6 +40,7 @@ class ExportOptions:
     tensorrt: bool = False  # also build this machine's TensorRT engines
     force: bool = False  # replace an existing bundle
     real_frames: Path | None = None  # clips for the parity gate; random frames when absent
+    calibrate: Path | None = None  # held-out clips: record the input score's calibration
 
 
 def provenance(ckpt: Checkpoint, checkpoint: Path, opts: ExportOptions, worst: float) -> dict:
@@ -101,6 +104,11 @@ def fill(directory: Path, model, ckpt, checkpoint, opts, echo) -> None:
     if opts.tensorrt:
         engines = trt_build.build_engines(directory, manifest, echo)
         manifest = replace(manifest, provenance={**prov, "engines": engines})
+    if opts.calibrate is not None:
+        clips, data = load_videos(opts.calibrate), opts.calibrate
+        ood = calibrate(directory, manifest, clips, str(data), recorded_command(data))
+        manifest = replace(manifest, ood=ood)
+        echo(f"ood score calibrated on {len(clips)} clips: {ood['percentiles']}")
     write_manifest(directory, manifest)
 
 

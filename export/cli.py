@@ -46,6 +46,13 @@ DEFAULT_REAL_FRAMES = (
     help="Real clips for the parity gate: the real BAIR npz, or a .npy/.npz video array like "
     "lgcvd-train's (random frames only if the file is absent).",
 )
+@click.option(
+    "--calibrate",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Held-out clips of the training distribution (.npy/.npz at the model's size): record "
+    "the input score's percentiles, for lgcvd-run's out-of-distribution warning (docs/ood.md).",
+)
 def main(
     checkpoint: Path,
     output: Path,
@@ -55,6 +62,7 @@ def main(
     opset: int,
     force: bool,
     real_frames: Path,
+    calibrate: Path | None,
 ) -> None:
     """Export CHECKPOINT (a run directory or its checkpoint.safetensors) as a bundle."""
     opts = ExportOptions(
@@ -64,6 +72,7 @@ def main(
         tensorrt=tensorrt,
         force=force,
         real_frames=real_frames,
+        calibrate=calibrate,
     )
     try:
         refuse_existing(output, force)

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from .backends import load_backend
 from .bundle import Manifest, ModelSpec
 from .conditioning import ABSENT, build_condition, stack_window, to_model, unknown_window
 from .errors import BundleError, LgcvdError
@@ -116,14 +118,17 @@ def scores_of_clips(backend: Backend, manifest: Manifest, inputs: np.ndarray) ->
 
 
 def calibrate(
-    backend: Backend,
+    bundle: Path,
     manifest: Manifest,
     clips: np.ndarray,
     data: str,
     data_command: str | None = None,
+    threads: int | None = None,
 ) -> dict[str, object]:
-    """The manifest's "ood" record from held-out clips (C, T, H, W, 3) uint8 of the training
-    distribution; `data` (and the command that made it, if known) says where they came from."""
+    """The manifest's "ood" record of `bundle` (its graphs on onnxruntime's CPU provider) from
+    held-out clips (C, T, H, W, 3) uint8 of the training distribution; `data` (and the command
+    that made it, if known) says where they came from."""
+    backend = load_backend("onnxruntime", bundle, manifest, None, threads)
     if len(clips) < 20:
         raise LgcvdError(
             f"calibration needs at least 20 held-out clips for a 99th percentile, got {len(clips)}"

@@ -38,10 +38,6 @@ from lgcvd_runtime.video import read_frames
 from lgcvd_train.data.arrays import ARRAY_SUFFIXES, load_videos, recorded_command
 
 
-def _backend(bundle: Path, manifest: Manifest, threads: int | None):
-    return load_backend("onnxruntime", bundle, manifest, None, threads)
-
-
 def add_calibration(bundle: Path, data: Path, force: bool, threads: int | None = None) -> dict:
     """Calibrate `bundle` on the clips in `data` and record it in its manifest. -> the record."""
     manifest = load_manifest(bundle)  # refuses a bundle whose graphs do not match their hashes
@@ -51,8 +47,7 @@ def add_calibration(bundle: Path, data: Path, force: bool, threads: int | None =
             "pass --force to replace it"
         )
     clips = load_videos(data)
-    backend = _backend(bundle, manifest, threads)
-    record = calibrate(backend, manifest, clips, str(data), recorded_command(data))
+    record = calibrate(bundle, manifest, clips, str(data), recorded_command(data), threads)
     write_manifest(bundle, dataclasses.replace(manifest, ood=record))
     return record
 
@@ -112,7 +107,7 @@ def score_command(bundle: Path, inputs, starts: str, threads: int | None, as_jso
         calibration = Calibration.of(manifest)
         if calibration is None:
             raise LgcvdError(f"{bundle} has no calibration for this score; run calibrate first")
-        backend = _backend(bundle, manifest, threads)
+        backend = load_backend("onnxruntime", bundle, manifest, None, threads)
         first = tuple(int(s) for s in starts.split(","))
         result = {}
         for path in inputs:
