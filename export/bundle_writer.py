@@ -25,7 +25,7 @@ from lgcvd_train import __version__
 from lgcvd_train.checkpoint import Checkpoint, resolve
 from lgcvd_train.data.arrays import load_videos, recorded_command
 from lgcvd_train.model import LGCVD
-from lgcvd_train.sampler import model_spec
+from lgcvd_train.torch_backend import model_spec
 
 from . import parity, trt_build
 from .graphs import EXPORTER, GraphIO, export_model

@@ -22,7 +22,7 @@ from torch import nn
 
 from lgcvd_runtime.bundle import BATCH, TensorSpec, graph_io
 from lgcvd_train.model import LGCVD
-from lgcvd_train.sampler import model_spec
+from lgcvd_train.torch_backend import model_spec
 
 EXPORTER = "torch.onnx.export (TorchScript, dynamo=False)"
 TRACE_BATCH = 2  # not 1, so that no size-1 batch can be specialised into the graph

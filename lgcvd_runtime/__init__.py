@@ -3,6 +3,7 @@
     import lgcvd_runtime
     model = lgcvd_runtime.load("model.lgcvd")          # see lgcvd_runtime.api
     for window in model.predict(frames, n=28): ...
+    with model.live(p=2, n=6) as live: ...              # see lgcvd_runtime.live
 
 The embedding API is imported on first use, so that `lgcvd_runtime.schedule` and the other
 shared tables stay cheap to import for the training side.
@@ -10,16 +11,40 @@ shared tables stay cheap to import for the training side.
 
 from __future__ import annotations
 
-from .errors import BackendError, BundleError, LgcvdError, OutputExistsError, VideoError
+from .errors import (
+    BackendError,
+    BundleError,
+    LgcvdError,
+    NonFiniteError,
+    OutputExistsError,
+    VideoError,
+)
 
-_API = ("load", "Model", "PredictedWindow", "Stream", "default_bundle")
+# name -> the module that defines it, imported on first use
+_LAZY = {
+    "load": "api",
+    "Model": "api",
+    "PredictedWindow": "api",
+    "Stream": "api",
+    "default_bundle": "api",
+    "LiveStream": "live",
+    "Forecast": "live",
+}
 
-__all__ = [*_API, "LgcvdError", "BackendError", "BundleError", "OutputExistsError", "VideoError"]
+__all__ = [
+    *_LAZY,
+    "LgcvdError",
+    "BackendError",
+    "BundleError",
+    "NonFiniteError",
+    "OutputExistsError",
+    "VideoError",
+]
 
 
 def __getattr__(name: str):
-    if name in _API:
-        from . import api
+    if name in _LAZY:
+        from importlib import import_module
 
-        return getattr(api, name)
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'lgcvd_runtime' has no attribute {name!r}")

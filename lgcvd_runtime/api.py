@@ -1,43 +1,54 @@
 """The embedding API: load a bundle once, then predict, interpolate, generate or stream.
 
-    model = lgcvd_runtime.load("bair.lgcvd", sampler="ddpm", steps=50, seed=0)
-    for window in model.predict(frames, n=28):       # frames: (p, H, W, 3) uint8
-        use(window.start, window.frames)             # (samples, F, size, size, 3) uint8
+    model = lgcvd_runtime.load("bair.lgcvd", sampler="ddpm", steps=50)
+    for window in model.predict(frames, n=28, seed=0):   # frames: (p, H, W, 3) uint8
+        use(window.start, window.frames)                 # (samples, F, size, size, 3) uint8
+    for window in model.predict([front, left, right], n=6, seed=[1, 2, 3]):  # three cameras
+        use(window.frames)                               # (3, samples, F, size, size, 3)
 
 Everything expensive (manifest check, inference sessions, the sampling plan) happens in `load`;
 calls only run windows. Frames are uint8 RGB; frames of another size are center-cropped and
-resampled to the model's (video.center_crop_resize). The window logic is `pipeline.Pipeline`.
-This module knows no engine package and no torch.
+resampled to the model's (video.center_crop_resize). Cameras and samples are rows of one batch;
+each row's noise comes from its clip's seed (`pipeline.row_generators`), so a clip's forecast
+does not depend on the other cameras. The window logic is `pipeline.Pipeline`; the live stream
+is `live.LiveStream`. This module knows no engine package and no torch.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .backends import load_backend
+from .backends.base import Backend
 from .bundle import Manifest, load_manifest
 from .conditioning import to_model, to_uint8
 from .errors import BundleError, LgcvdError
-from .pipeline import CONTEXT_MODES, Backend, Pipeline, SamplerSettings, Window
+from .pipeline import CONTEXT_MODES, Pipeline, SamplerSettings, Window, draw_seeds, row_generators
 from .samplers import SAMPLERS
 from .schedule import respace
 from .video import center_crop_resize
+
+if TYPE_CHECKING:
+    from .live import LiveStream
 
 ASSETS = Path(__file__).parent / "assets"  # default.lgcvd and demo.mkv, when shipped
 # Chosen by measurement; the numbers behind it are in docs/results.md (sampler study).
 DEFAULT_SAMPLER = "ddpm"
 DEFAULT_STEPS = 50
+Seed = int | Sequence[int] | None  # one for all clips, one per clip, or drawn from the model
 
 
 @dataclass(frozen=True)
 class PredictedWindow:
-    """One finished window: `frames` (S, F, H, W, 3) uint8 are video frames start .. start+F-1,
-    for each of the S samples. Indices count from the first frame given to the call."""
+    """One finished window: `frames` (S, F, H, W, 3) uint8 (one clip) or (C, S, F, H, W, 3) (a
+    list of C clips) are video frames start .. start+F-1 for each sample. Indices count from the
+    first frame given to the call."""
 
     index: int
     start: int
@@ -55,6 +66,25 @@ def default_bundle() -> Path:
     return path
 
 
+def _as_clip(frames) -> np.ndarray:
+    """One clip from an array or a list of frames; a ragged list is a one-line error."""
+    if isinstance(frames, (list, tuple)):
+        shapes = list(dict.fromkeys(np.shape(f) for f in frames))
+        if len(shapes) > 1:
+            raise LgcvdError(
+                f"frames of one clip must share one shape, got {shapes[0]} and {shapes[1]}; "
+                "resize them first, or pass a list of clips (one (T, H, W, 3) array per camera)"
+            )
+    return np.asarray(frames)
+
+
+def _camera(index: int, fit, clip) -> np.ndarray:
+    try:
+        return fit(clip)
+    except LgcvdError as err:
+        raise LgcvdError(f"camera {index}: {err}") from None
+
+
 class Model:
     """A loaded bundle on one backend with fixed sampler settings. Build it with `load`."""
 
@@ -63,7 +93,7 @@ class Model:
     ):
         self.bundle, self.manifest = bundle, manifest
         self.backend, self.pipeline = backend, pipeline
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(seed)  # draws the seeds of calls given none
 
     @property
     def size(self) -> int:
@@ -79,46 +109,122 @@ class Model:
     def on_step(self, callback: Callable[[int], None] | None) -> None:
         self.pipeline.on_step = callback
 
-    def fit(self, frames: np.ndarray) -> np.ndarray:
+    def fit(self, frames) -> np.ndarray:
         """(T, H, W, 3) uint8 -> (T, size, size, 3): center-crop and resample where needed."""
-        frames = np.asarray(frames)
+        frames = self.check_frames(frames)
+        if frames.shape[1:3] == (self.size, self.size):
+            return frames
+        return np.stack([center_crop_resize(f, self.size) for f in frames])
+
+    @staticmethod
+    def check_frames(frames) -> np.ndarray:
+        """(T, H, W, 3) uint8 RGB frames of at least one pixel, as an array, or a one-line error."""
+        frames = _as_clip(frames)
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             raise LgcvdError(
                 f"frames must be uint8 RGB of shape (T, H, W, 3), got {frames.dtype} "
                 f"{frames.shape}; convert them first"
             )
-        if frames.shape[1:3] == (self.size, self.size):
-            return frames
-        return np.stack([center_crop_resize(f, self.size) for f in frames])
+        if 0 in frames.shape[1:3]:
+            raise LgcvdError(
+                f"frames must be at least 1x1 pixels, got {frames.shape[2]}x{frames.shape[1]}"
+            )
+        return frames
 
-    def _batch(self, frames: np.ndarray, samples: int) -> np.ndarray:
-        """(T, H, W, 3) uint8 -> (S, T, 3, size, size) float32 in [-1, 1]."""
-        _check_count("samples", samples, self.manifest.max_batch)
-        x = to_model(self.fit(frames))
-        return np.ascontiguousarray(np.broadcast_to(x, (samples, *x.shape)))
+    def clips(self, clips) -> tuple[list[np.ndarray], bool]:
+        """Fitted clips (each (T, size, size, 3)) and whether a list of clips was given: a list
+        or tuple of (T, H, W, 3) arrays or a (C, T, H, W, 3) array; else one clip."""
+        many = (isinstance(clips, np.ndarray) and clips.ndim == 5) or (
+            isinstance(clips, (list, tuple)) and len(clips) > 0 and np.ndim(clips[0]) == 4
+        )
+        fitted = (
+            [_camera(c, self.fit, clip) for c, clip in enumerate(clips)]
+            if many
+            else [self.fit(clips)]
+        )
+        counts = list(dict.fromkeys(len(c) for c in fitted))
+        if len(counts) > 1:
+            raise LgcvdError(
+                f"every camera needs the same number of frames, got {counts[0]} and "
+                f"{counts[1]}; pass each camera's newest frames, as many for all"
+            )
+        check_count("frames per clip", counts[0])
+        return fitted, many
 
-    def predict(self, frames: np.ndarray, n: int, samples: int = 1) -> Iterator[PredictedWindow]:
-        """The n frames after `frames` (p, H, W, 3), window by window; frame p is index p."""
-        _check_count("given frames", len(frames))
-        _check_count("n", n)
-        return _to_uint8(self.pipeline.predict(self._batch(frames, samples), n, self.rng))
+    def seeds(self, seed: Seed, clips: int) -> list[int]:
+        """One seed per clip: `seed` for all, one given per clip, or drawn from the model's rng."""
+        if seed is None:
+            return draw_seeds(self.rng, clips)
+        if isinstance(seed, (int, np.integer)):
+            return [int(seed)] * clips
+        seeds = list(seed)
+        if len(seeds) != clips:
+            raise LgcvdError(f"got {len(seeds)} seeds for {clips} clips; give one per clip")
+        return seeds
 
-    def interpolate(self, keyframes: np.ndarray, samples: int = 1) -> Iterator[PredictedWindow]:
+    def rows(self, clips: list[np.ndarray], samples: int, seed: Seed):
+        """Fitted clips -> the batch (C·S, T, 3, size, size) float32 in [-1, 1], row c·S + s
+        for clip c, sample s, and each row's noise generator."""
+        check_count("samples", samples)
+        rngs = [g for s in self.seeds(seed, len(clips)) for g in row_generators(s, samples)]
+        x = to_model(np.stack(clips))  # (C, T, 3, size, size)
+        return np.ascontiguousarray(np.repeat(x, samples, axis=0)), rngs
+
+    def predict(
+        self, clips, n: int, samples: int = 1, seed: Seed = None
+    ) -> Iterator[PredictedWindow]:
+        """The n frames after each clip's p given frames (p, H, W, 3), window by window; frame p
+        is index p. `clips`: one clip, or a list of clips (one per camera, same p, any size)."""
+        check_count("n", n)
+        fitted, many = self.clips(clips)
+        x, rngs = self.rows(fitted, samples, seed)
+        return _to_uint8(self.pipeline.predict(x, n, rngs), len(fitted) if many else None)
+
+    def interpolate(
+        self, keyframes, samples: int = 1, seed: Seed = None
+    ) -> Iterator[PredictedWindow]:
         """Fill the N-2 frames between consecutive keyframes (G+1, H, W, 3), G >= 1; keyframe g
-        is frame g (N-1) of the result."""
-        if len(keyframes) < 2:
-            raise LgcvdError(f"interpolation needs at least 2 keyframes, got {len(keyframes)}")
-        return _to_uint8(self.pipeline.interpolate(self._batch(keyframes, samples), self.rng))
+        is frame g (N-1) of the result. A list of such clips: one per camera."""
+        fitted, many = self.clips(keyframes)
+        if len(fitted[0]) < 2:
+            raise LgcvdError(f"interpolation needs at least 2 keyframes, got {len(fitted[0])}")
+        x, rngs = self.rows(fitted, samples, seed)
+        return _to_uint8(self.pipeline.interpolate(x, rngs), len(fitted) if many else None)
 
-    def generate(self, n: int, samples: int = 1) -> Iterator[PredictedWindow]:
-        """n frames from noise alone."""
-        _check_count("n", n)
-        _check_count("samples", samples, self.manifest.max_batch)
-        return _to_uint8(self.pipeline.generate(samples, n, self.rng))
+    def generate(self, n: int, samples: int = 1, seed: int | None = None):
+        """n frames from noise alone: windows of (S, F, size, size, 3)."""
+        check_count("n", n)
+        check_count("samples", samples)
+        rngs = row_generators(self.seeds(seed, 1)[0], samples)
+        return _to_uint8(self.pipeline.generate(samples, n, rngs), None)
 
     def stream(self, p: int = 2, n: int | None = None, samples: int = 1) -> Stream:
-        """A frame-by-frame forecaster: see `Stream`. n defaults to one window of new frames."""
+        """A frame-by-frame forecaster that runs in the caller's thread: see `Stream`."""
         return Stream(self, p, n or self.manifest.model.new_frames, samples)
+
+    def live(
+        self,
+        p: int = 2,
+        n: int | None = None,
+        cameras: int = 1,
+        samples: int = 1,
+        seed: Seed = None,
+    ) -> LiveStream:
+        """A non-blocking forecaster with its own worker thread: see `live.LiveStream`. n
+        defaults to one window of new frames; `seed`: one for all cameras or one per camera."""
+        from .live import LiveStream
+
+        return LiveStream(self, p, n or self.manifest.model.new_frames, cameras, samples, seed)
+
+    def close(self) -> None:
+        """Free the backend's sessions or engines."""
+        self.backend.close()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class Stream:
@@ -126,29 +232,37 @@ class Stream:
     the latest p (indices of the returned windows count from the oldest of those p)."""
 
     def __init__(self, model: Model, p: int, n: int, samples: int = 1):
-        _check_count("p", p)
-        _check_count("n", n)
+        check_count("p", p)
+        check_count("n", n)
         self.model, self.n, self.samples = model, n, samples
         self._frames: deque[np.ndarray] = deque(maxlen=p)
 
     def push(self, frame: np.ndarray) -> Iterator[PredictedWindow]:
-        """Add one (H, W, 3) uint8 frame now; returns the forecast's windows (lazily), or
-        nothing while fewer than p frames have arrived."""
+        """Add one (H, W, 3) uint8 frame now; returns the forecast's windows (lazily, computed
+        as the caller consumes them), or nothing while fewer than p frames have arrived."""
         self._frames.append(self.model.fit(np.asarray(frame)[None])[0])
         if len(self._frames) < self._frames.maxlen:
             return iter(())
         return self.model.predict(np.stack(self._frames), self.n, self.samples)
 
 
-def _check_count(what: str, value: int, most: int | None = None) -> None:
-    if value < 1 or (most is not None and value > most):
-        upper = f" and at most {most} (the bundle's max batch)" if most is not None else ""
-        raise LgcvdError(f"{what} must be at least 1{upper}, got {value}")
+def _whole(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _to_uint8(windows: Iterator[Window]) -> Iterator[PredictedWindow]:
+def check_count(what: str, value: int) -> None:
+    """A one-line error unless `value` is a whole number of at least 1."""
+    if not _whole(value) or value < 1:
+        raise LgcvdError(f"{what} must be a whole number of at least 1, got {value!r}")
+
+
+def _to_uint8(windows: Iterator[Window], cameras: int | None) -> Iterator[PredictedWindow]:
+    """Float windows (C·S, F, 3, H, W) -> uint8 (S, F, H, W, 3), or (C, S, ...) for C cameras."""
     for w in windows:
-        yield PredictedWindow(w.index, w.start, to_uint8(w.frames))
+        frames = to_uint8(w.frames)
+        if cameras is not None:
+            frames = frames.reshape(cameras, -1, *frames.shape[1:])
+        yield PredictedWindow(w.index, w.start, frames)
 
 
 def load(
@@ -163,9 +277,9 @@ def load(
 ) -> Model:
     """Load a bundle (None: the default one) on a backend, with a sampler and step count.
 
-    `seed` fixes all noise (None: fresh each run); `log` receives one-line notes such as the
-    backend `auto` chose; `threads` caps onnxruntime's CPU threads (None: one per physical
-    core), e.g. to leave cores to the rest of a robot's stack.
+    `seed` fixes the seeds of calls that pass none (None: fresh each run); `log` receives
+    one-line notes such as the backend `auto` chose; `threads` caps onnxruntime's CPU threads
+    (None: one per physical core), e.g. to leave cores to the rest of a robot's stack.
     """
     if sampler not in SAMPLERS:
         raise LgcvdError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
@@ -173,13 +287,16 @@ def load(
         raise LgcvdError(
             f"unknown context mode {context_mode!r}; choose one of {', '.join(CONTEXT_MODES)}"
         )
+    if seed is not None:
+        row_generators(seed, 1)  # the seed rule's own check: a one-line error now, not later
     path = Path(bundle) if bundle is not None else default_bundle()
     manifest = load_manifest(path)
     total = manifest.schedule.T
-    if not 1 <= steps <= total:
-        raise LgcvdError(f"steps must be in 1..{total} (the schedule's T), got {steps}")
+    if not _whole(steps) or not 1 <= steps <= total:
+        raise LgcvdError(f"steps must be in 1..{total} (the schedule's T), got {steps!r}")
     settings = SamplerSettings(respace(manifest.schedule, steps), sampler, context_mode)
-    if threads is not None and threads < 1:
-        raise LgcvdError(f"threads must be at least 1, got {threads}")
+    if threads is not None and (not _whole(threads) or threads < 1):
+        raise LgcvdError(f"threads must be at least 1, got {threads!r}")
     engine = load_backend(backend, path, manifest, log, threads)
-    return Model(path, manifest, engine, Pipeline(engine, manifest.model, settings), seed)
+    pipeline = Pipeline(engine, manifest.model, settings, manifest.max_batch)
+    return Model(path, manifest, engine, pipeline, seed)

@@ -1,8 +1,9 @@
 """`lgcvd-run bench`: how fast a loaded bundle runs on its backend.
 
 Times the two graphs on their own (one context call per window, one denoiser call per step),
-then whole windows through the pipeline (the context call, every step, conditioning and sampler
-arithmetic), on random inputs of the manifest's shapes. Reports median and 90th percentile over
+the check that a denoiser output is finite (run on every call), then whole windows through the
+pipeline (the context call, every step, conditioning and sampler arithmetic), on random inputs
+of the manifest's shapes. Reports median and 90th percentile over
 repeats, after one warm-up call each, plus the process's peak resident memory. Knows no engine.
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from .api import Model
 from .backends.graph_io import concrete_shape
+from .pipeline import check_finite
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class BenchResult:
     repeats: int
     context_ms: dict  # {"median": ..., "p90": ...} per context-graph call
     denoiser_ms: dict  # per denoiser-graph call
+    finite_check_ms: dict  # the NaN / Inf check of one denoiser output
     window_ms: dict  # per window: 1 context call + `steps` denoiser calls + numpy work
     frames_per_second: float  # new frames (all samples) per second, from the median window
     peak_rss_mb: float | None  # whole process, from getrusage (None where unsupported)
@@ -65,6 +68,8 @@ def run_bench(model: Model, samples: int = 1, repeats: int = 10, windows: int = 
     cond = rng.uniform(0, 1, concrete_shape(cond_spec, samples)).astype(np.float32)
     t = np.full((samples,), model.manifest.schedule.T // 2, dtype=np.float32)
     given = rng.integers(0, 256, (spec.cond_slots, model.size, model.size, 3), dtype=np.uint8)
+    out = backend.denoise(x_t, t, cond, context)
+    finite_ms = _latency_ms(lambda: check_finite((out,), "denoiser", "", backend.name), 100)
     window_ms = _latency_ms(lambda: list(model.predict(given, spec.new_frames, samples)), windows)
     settings = model.pipeline.settings
     return BenchResult(
@@ -75,6 +80,7 @@ def run_bench(model: Model, samples: int = 1, repeats: int = 10, windows: int = 
         repeats=repeats,
         context_ms=_latency_ms(lambda: backend.encode(prev), repeats),
         denoiser_ms=_latency_ms(lambda: backend.denoise(x_t, t, cond, context), repeats),
+        finite_check_ms=finite_ms,
         window_ms=window_ms,
         frames_per_second=samples * spec.new_frames / (window_ms["median"] / 1e3),
         peak_rss_mb=peak_rss_mb(),
@@ -93,6 +99,9 @@ def format_result(r: BenchResult) -> str:
             f"backend {r.backend}, sampler {r.sampler}, {r.steps} steps, batch {r.samples}",
             row("context call", r.context_ms),
             row("denoiser call", r.denoiser_ms),
+            f"  {'finite check':<16} median {1e3 * r.finite_check_ms['median']:9.1f} us   "
+            f"({100 * r.finite_check_ms['median'] / r.denoiser_ms['median']:.3f}% of a "
+            "denoiser call)",
             row("window", r.window_ms),
             f"  frames per second {r.frames_per_second:.2f}",
             f"  peak memory       {memory}",

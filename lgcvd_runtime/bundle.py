@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from .errors import BundleError
@@ -165,16 +165,25 @@ def load_manifest(path: Path, verify: bool = True) -> Manifest:
         raise BundleError(f"{path}: no {MANIFEST}; the bundle is incomplete, export it again")
     try:
         raw = json.loads(mf.read_text())
+        if not isinstance(raw, dict):
+            raise BundleError(
+                f"{mf}: not an lgcvd bundle manifest (a JSON {type(raw).__name__}, not an "
+                "object); export the bundle again"
+            )
         if raw.get("format") != FORMAT:
-            raise BundleError(f"{mf}: not an lgcvd bundle manifest (format {raw.get('format')!r})")
+            raise BundleError(
+                f"{mf}: not an lgcvd bundle manifest (format {raw.get('format')!r}); "
+                "pass a NAME.lgcvd folder made by lgcvd-export"
+            )
         version = int(raw["format_version"])
         if version > FORMAT_VERSION:
             raise BundleError(
                 f"{path}: bundle format version {version} is newer than this runtime's "
                 f"({FORMAT_VERSION}); upgrade lgcvd"
             )
+        _refuse_unknown_fields(path, raw)
         manifest = Manifest.from_dict(raw)
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise BundleError(f"{mf}: corrupt manifest ({e}); export the bundle again") from None
     for name in required_graphs(manifest):
         if name not in manifest.graphs:
@@ -182,6 +191,17 @@ def load_manifest(path: Path, verify: bool = True) -> Manifest:
         if verify:
             verify_graph(path, manifest.graphs[name])
     return manifest
+
+
+def _refuse_unknown_fields(path: Path, raw: dict) -> None:
+    """A model field this runtime does not know means a newer lgcvd made the bundle."""
+    known = {f.name for f in fields(ModelSpec)}
+    unknown = sorted(set(raw.get("model", {})) - known)
+    if unknown:
+        raise BundleError(
+            f"{path}: the bundle's model has fields this lgcvd does not know "
+            f"({', '.join(unknown)}); it was made by a newer lgcvd: upgrade lgcvd"
+        )
 
 
 def required_graphs(manifest: Manifest) -> tuple[str, ...]:

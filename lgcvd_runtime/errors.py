@@ -22,5 +22,13 @@ class DataError(LgcvdError):
     """A training data source is empty, unreadable or of the wrong shape."""
 
 
-class OutputExistsError(LgcvdError):
+class OutputError(LgcvdError):
+    """An output cannot be written where it was asked for (folder missing or not writable)."""
+
+
+class OutputExistsError(OutputError):
     """An output path exists and --force was not given."""
+
+
+class NonFiniteError(LgcvdError):
+    """A graph returned NaN or Inf: a broken bundle, engine or precision, never a frame."""

@@ -1,20 +1,99 @@
 """Writing outputs so that nothing is lost: a reader sees the old file or the complete new one,
-never a partial one, and nothing is overwritten without --force (style.md 14)."""
+never a partial one, and nothing is overwritten without --force (style.md 14).
+
+Every output is written under a temporary name beside its target, then renamed. The temporary
+name is hidden (leading dot), unique, and never longer than the file system's name limit, however
+long the target's name; the renamed file gets the permissions the user's umask gives, as if it
+had been created under its own name (a temporary file is often private). This module knows
+nothing about what is written.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import OutputExistsError
+from .errors import OutputError, OutputExistsError
+
+NAME_MAX = 255  # bytes per file name where the file system does not say (ext4, xfs, btrfs, tmpfs)
+_FILE_MODE, _DIR_MODE = 0o666, 0o777  # before the umask, as open() and mkdir() use them
 
 
 def refuse_existing(path: Path, force: bool) -> None:
     """Raise OutputExistsError if `path` exists and `force` is not given."""
     if not force and Path(path).exists():
         raise OutputExistsError(f"{path} already exists; pass --force to overwrite it")
+
+
+def _name_limit(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return NAME_MAX
+
+
+def temporary_path(path: Path) -> Path:
+    """A fresh hidden name beside `path`: `.NAME.<pid>-<random>.tmp`, NAME shortened (at a
+    character boundary) so that the whole name fits the folder's name limit."""
+    path = Path(path)
+    tag = f".{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    room = _name_limit(path.parent) - 1 - len(tag)
+    stem = os.fsencode(path.name)[:room].decode("utf-8", "ignore")
+    return path.with_name(f".{stem}{tag}")
+
+
+def create_temporary(path: Path) -> Path:
+    """Create an empty temporary file beside `path` (see `temporary_path`) and return its name;
+    a folder that cannot be written is an OutputError."""
+    while True:
+        tmp = temporary_path(path)
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _FILE_MODE))
+            return tmp
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise OutputError(
+                f"cannot write {path} ({err.strerror}); choose a folder you can write to"
+            ) from None
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows (threads may be
+    creating files meanwhile), else by setting and restoring it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def give_umask_permissions(path: Path) -> None:
+    """Set `path` (a file, or a folder and everything in it) to the mode it would have had if
+    created under its final name: 0666 (files) or 0777 (folders) less the umask."""
+    mask = _umask()
+    path = Path(path)
+    if path.is_dir():
+        for folder, _, files in os.walk(path):
+            os.chmod(folder, _DIR_MODE & ~mask)
+            for name in files:
+                os.chmod(os.path.join(folder, name), _FILE_MODE & ~mask)
+    else:
+        os.chmod(path, _FILE_MODE & ~mask)
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Give `tmp` the umask's permissions and rename it onto `path`."""
+    give_umask_permissions(tmp)
+    os.replace(tmp, path)
 
 
 @contextmanager
@@ -24,9 +103,9 @@ def write_then_rename(path: Path, force: bool = True) -> Iterator[Path]:
     path = Path(path)
     refuse_existing(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
     try:
         yield tmp
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

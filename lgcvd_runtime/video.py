@@ -1,11 +1,10 @@
-"""Video files in and out, with PyAV (design.md Runtime "Streaming" and Data).
+"""Reading video files with PyAV (design.md Runtime "Streaming" and Data).
 
-Reading: `iter_frames` decodes one frame at a time (so a caller stops decoding as soon as it has
-what it needs), `read_frames` collects a clip, `probe` describes a file without decoding it.
-Frames are uint8 RGB (H, W, 3); `size` center-crops to a square and area-resamples it.
-Writing: `VideoWriter` encodes frames as they come into a temporary file beside the target and
-renames it into place only when the `with` block ends normally (.mp4 H.264, .mkv lossless
-FFV1, .gif, .png strip); `write_strip` and `side_by_side` build demo pictures.
+`iter_frames` decodes one frame at a time (so a caller stops decoding as soon as it has what it
+needs), `read_frames` collects a clip, `probe` describes a file without decoding it. Frames are
+uint8 RGB (H, W, 3), turned upright where the file carries a display rotation (phone clips: a
+display matrix in the stream's side data, read per frame); `size` center-crops to a square and
+area-resamples it (`center_crop_resize`). Writing is `writer.py`, pictures `pictures.py`.
 
 Every bad input becomes a one-line `VideoError` naming the file and the fix; PyAV errors never
 escape. This module knows nothing about models; it must not import torch or onnx.
@@ -15,38 +14,23 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from types import TracebackType
 
 import av
 import numpy as np
 
 from lgcvd_runtime.errors import VideoError
-from lgcvd_runtime.files import refuse_existing
 
 MAX_SIDE = 8192  # largest frame side we decode, in pixels
-SEPARATOR = 255  # value of the 2-px lines between pictures in strips and side-by-side videos
-
-# Output suffix -> (container format, codec, encoder pixel format).
-_OUTPUTS = {
-    ".mp4": ("mp4", "libx264", "yuv420p"),
-    ".mkv": ("matroska", "ffv1", "bgr0"),  # lossless: frames read back bit-exactly
-    ".gif": ("gif", "gif", "pal8"),
-    ".png": ("png", "png", "rgb24"),  # all frames side by side in one picture
-}
-_MP4_FALLBACK = "mpeg4"  # when this PyAV build has no libx264; needs an explicit bit rate
-_GIF_LEVELS = (6, 7, 6)  # uniform GIF palette: levels per R, G, B channel (252 colours)
 
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a video file's header says (frames is None where the container does not know)."""
+    """What a video file's header says (frames is None where the container does not know);
+    width and height are the stored frames', before any display rotation."""
 
     frames: int | None
     fps: float | None
@@ -128,10 +112,20 @@ def center_crop_resize(frame: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def upright(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as (H, W, 3) uint8 RGB, turned as its display matrix says: PyAV's
+    `rotation` is the counter-clockwise angle a player turns the stored picture by, rounded here
+    to quarter turns (np.rot90 turns counter-clockwise). Flips in the matrix are not applied."""
+    image = frame.to_ndarray(format="rgb24")  # (H, W, 3) as stored
+    turns = round(frame.rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
 def iter_frames(
     path: str | os.PathLike[str], *, start: int = 0, size: int | None = None
 ) -> Iterator[np.ndarray]:
-    """Yield frames start, start+1, ... of a video as (H, W, 3) uint8 RGB, decoding lazily.
+    """Yield frames start, start+1, ... of a video as upright (H, W, 3) uint8 RGB, decoding
+    lazily.
 
     With `size`, each frame is center-cropped to a square and resampled to (size, size, 3).
     Raises VideoError for a missing, unreadable, truncated or corrupt file, or a `start` beyond
@@ -148,7 +142,7 @@ def iter_frames(
             for frame in container.decode(stream):
                 decoded += 1
                 if decoded > start:
-                    image = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+                    image = upright(frame)  # (H, W, 3)
                     yield image if size is None else center_crop_resize(image, size)
         except av.FFmpegError as err:
             raise _corrupt(
@@ -206,195 +200,3 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
             height=stream.height,
             codec=stream.codec_context.name,
         )
-
-
-# ----------------------------------------------------------------------------- writing
-
-
-def _check_target(path: Path, force: bool) -> None:
-    refuse_existing(path, force)
-    if not path.parent.is_dir():
-        raise VideoError(f"folder {path.parent} does not exist; create it or choose another path")
-
-
-def _check_frames(frames: np.ndarray) -> np.ndarray:
-    """(H, W, 3) or (T, H, W, 3) uint8 -> (T, H, W, 3)."""
-    if frames.dtype != np.uint8 or frames.ndim not in (3, 4) or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
-    return frames[None] if frames.ndim == 3 else frames
-
-
-def _pad_even(frame: np.ndarray) -> np.ndarray:
-    """Repeat the last row / column where a side is odd (yuv420p needs even sides)."""
-    h, w, _ = frame.shape
-    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-
-
-def _gif_palette() -> np.ndarray:
-    """(256, 4) ARGB palette: a uniform grid of _GIF_LEVELS colours, the rest unused black."""
-    levels = [np.linspace(0, 255, n).round() for n in _GIF_LEVELS]
-    grid = np.stack(np.meshgrid(*levels, indexing="ij"), axis=-1).reshape(-1, 3)  # (252, 3)
-    palette = np.zeros((256, 4), dtype=np.uint8)
-    palette[:, 0] = 255
-    palette[: len(grid), 1:] = grid
-    return palette
-
-
-def _gif_frame(frame: np.ndarray) -> av.VideoFrame:
-    """(H, W, 3) uint8 -> pal8 frame: each channel rounded to the nearest palette level."""
-    index = np.zeros(frame.shape[:2], dtype=np.int64)
-    for channel, n in enumerate(_GIF_LEVELS):
-        level = np.rint(frame[..., channel].astype(np.float32) * ((n - 1) / 255))
-        index = index * n + level.astype(np.int64)
-    return av.VideoFrame.from_ndarray((index.astype(np.uint8), _gif_palette()), format="pal8")
-
-
-def _png_bytes(image: np.ndarray) -> bytes:
-    """(H, W, 3) uint8 -> the bytes of a PNG file, with PyAV's png encoder."""
-    codec = av.CodecContext.create("png", "w")
-    codec.width, codec.height, codec.pix_fmt = image.shape[1], image.shape[0], "rgb24"
-    codec.time_base = Fraction(1, 1)
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-    return b"".join(bytes(packet) for packet in [*codec.encode(frame), *codec.encode(None)])
-
-
-class VideoWriter:
-    """Write frames to `path` as they come; the file appears only when the `with` block succeeds.
-
-    Format by suffix: .mp4 H.264 (libx264, yuv420p, odd sides padded by one repeated row or
-    column; mpeg4 with a warning where libx264 is missing), .mkv FFV1 (lossless), .gif (252-colour
-    uniform palette), .png (every frame side by side in one picture, written at close).
-    `codec` names the encoder used.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], fps: float = 10, *, force: bool = False):
-        self.path = Path(path)
-        self.fps = Fraction(fps).limit_denominator(1001)
-        self.force = force
-        suffix = self.path.suffix.lower()
-        if suffix not in _OUTPUTS:
-            raise VideoError(
-                f"cannot write {self.path}: unknown suffix {suffix!r}; use one of "
-                f"{', '.join(_OUTPUTS)}"
-            )
-        _check_target(self.path, force)
-        self._format, self.codec, self._pix_fmt = _OUTPUTS[suffix]
-        if suffix == ".mp4" and "libx264" not in av.codecs_available:
-            self.codec = _MP4_FALLBACK
-            warnings.warn(
-                f"this PyAV build has no libx264: writing {self.path} as MPEG-4 Part 2 (mpeg4)",
-                stacklevel=2,
-            )
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=suffix
-        )
-        os.close(fd)
-        self._tmp = Path(tmp)
-        self._container: av.container.OutputContainer | None = None
-        self._stream: av.VideoStream | None = None
-        self._frames: list[np.ndarray] = []  # PNG strip frames, kept until close
-        self._shape: tuple[int, ...] | None = None
-        self._count = 0
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    def _open_stream(self, height: int, width: int) -> av.VideoStream:
-        self._container = av.open(str(self._tmp), "w", format=self._format)
-        options = {"crf": "18"} if self.codec == "libx264" else {}
-        stream = self._container.add_stream(self.codec, rate=self.fps, options=options)
-        stream.width, stream.height, stream.pix_fmt = width, height, self._pix_fmt
-        if self.codec == _MP4_FALLBACK:
-            stream.bit_rate = max(1_000_000, int(width * height * self.fps / 4))
-        return stream
-
-    def _encode(self, frame: np.ndarray) -> None:
-        """Encode one (H, W, 3) frame into the open stream."""
-        if self._pix_fmt == "yuv420p":
-            frame = _pad_even(frame)
-        if self._stream is None:
-            self._stream = self._open_stream(frame.shape[0], frame.shape[1])
-        if self._pix_fmt == "pal8":
-            av_frame = _gif_frame(frame)
-        else:
-            av_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        assert self._container is not None
-        self._container.mux(self._stream.encode(av_frame))
-
-    def write(self, frames: np.ndarray) -> None:
-        """Append (H, W, 3) or (T, H, W, 3) uint8 RGB frames; every frame must have one size."""
-        for frame in _check_frames(frames):
-            if self._shape is None:
-                self._shape = frame.shape
-            elif frame.shape != self._shape:
-                raise ValueError(f"frame size changed from {self._shape} to {frame.shape}")
-            if self._format == "png":
-                self._frames.append(frame)
-            else:
-                self._encode(frame)
-            self._count += 1
-
-    def close(self) -> None:
-        """Finish the file and rename it to `path`; on any failure nothing appears at `path`."""
-        try:
-            if self._count == 0:
-                raise VideoError(f"no frames were written to {self.path}; nothing was saved")
-            if self._format == "png":
-                self._tmp.write_bytes(_png_bytes(np.concatenate(self._frames, axis=1)))
-            else:
-                assert self._container is not None and self._stream is not None
-                self._container.mux(self._stream.encode(None))
-                self._container.close()
-            _check_target(self.path, self.force)  # it may have appeared while we wrote
-            os.replace(self._tmp, self.path)
-        except BaseException:
-            self.abort()
-            raise
-
-    def abort(self) -> None:
-        """Drop everything written so far: close the encoder and delete the temporary file."""
-        if self._container is not None:
-            with contextlib.suppress(av.FFmpegError, OSError):
-                self._container.close()
-        self._tmp.unlink(missing_ok=True)
-
-
-# ----------------------------------------------------------------------------- pictures
-
-
-def side_by_side(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Two (T, H, W, 3) videos -> (T, H, Wa + 2 + Wb, 3), with a 2-px separator between them."""
-    if a.shape[:2] != b.shape[:2]:
-        raise ValueError(f"videos need equal frames and height, got {a.shape} and {b.shape}")
-    line = np.full((*a.shape[:2], 2, 3), SEPARATOR, dtype=np.uint8)
-    return np.concatenate([a, line, b], axis=2)
-
-
-def write_strip(path: str | os.PathLike[str], rows: list[np.ndarray], force: bool = False) -> None:
-    """Write a PNG grid: row r holds the frames of rows[r] (T_r, H, W, 3) left to right.
-
-    Rows are separated by 2-px lines; shorter rows are padded with the separator colour.
-    """
-    if Path(path).suffix.lower() != ".png":
-        raise VideoError(f"cannot write {path}: a strip is a .png file; use a .png path")
-    strips = [np.concatenate(list(row), axis=1) for row in rows]  # each (H, T_r * W, 3)
-    width = max(strip.shape[1] for strip in strips)
-    pieces: list[np.ndarray] = []
-    for strip in strips:
-        if pieces:
-            pieces.append(np.full((2, width, 3), SEPARATOR, dtype=np.uint8))
-        pad = ((0, 0), (0, width - strip.shape[1]), (0, 0))
-        pieces.append(np.pad(strip, pad, constant_values=SEPARATOR))
-    with VideoWriter(path, force=force) as writer:
-        writer.write(np.concatenate(pieces, axis=0))  # (R * H + 2 (R - 1), width, 3)

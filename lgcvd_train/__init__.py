@@ -1,4 +1,4 @@
-"""lgcvd training side (PyTorch): networks, two-stage training, torch reference sampler, metrics."""
+"""lgcvd training side (PyTorch): networks, two-stage training, the torch backend, metrics."""
 
 from importlib.metadata import PackageNotFoundError, version
 

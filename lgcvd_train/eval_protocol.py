@@ -20,7 +20,7 @@ through the torch reference pipeline) and measured only through `Candidate.predi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +31,13 @@ from lgcvd_runtime.api import load as runtime_load
 from lgcvd_runtime.bundle import MANIFEST
 from lgcvd_runtime.conditioning import to_model, to_uint8
 from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.pipeline import draw_seeds, row_generators
+from lgcvd_runtime.timeline import Timeline
 
 from .checkpoint import load_model, resolve
 from .data import load_dataset
 from .metrics import I3D, LPIPS, frechet_distance, i3d_features, lpips_frames, psnr, ssim
-from .sampler import reference_pipeline
+from .torch_backend import reference_pipeline
 
 # metric -> True if higher is better (decides the best of S samples)
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
@@ -135,12 +137,14 @@ def _bundle_candidate(label: str, path: Path, choice: SamplerChoice, log) -> Can
         log=log,
         threads=choice.threads,
     )
+    spec = model.manifest.model
 
     def predict(given: np.ndarray, n: int, samples: int) -> np.ndarray:
-        windows = model.predict(given, n, samples)
-        return _assemble(((w.start, w.frames) for w in windows), given.shape[0], n, samples)
+        timeline = Timeline.prediction(np.broadcast_to(given, (samples, *given.shape)), n, spec)
+        for w in model.predict(given, n, samples):
+            timeline.write(w.start, w.frames)
+        return timeline.video[:, len(given) :]
 
-    spec = model.manifest.model
     return Candidate(label, "bundle", path, spec.image_size, spec.new_frames, predict)
 
 
@@ -153,13 +157,16 @@ def _checkpoint_candidate(label: str, path: Path, choice: SamplerChoice) -> Cand
     pipeline = reference_pipeline(
         model, choice.sampler, choice.steps, schedule=schedule, device=choice.device
     )
-    rng = np.random.default_rng(choice.seed)
+    seeds = np.random.default_rng(choice.seed)  # one seed per clip, as the runtime draws them
 
     def predict(given: np.ndarray, n: int, samples: int) -> np.ndarray:
         x = to_model(given)  # (p, 3, H, W)
         batch = np.ascontiguousarray(np.broadcast_to(x, (samples, *x.shape)))  # (S, p, 3, H, W)
-        windows = pipeline.predict(batch, n, rng)
-        return _assemble(((w.start, to_uint8(w.frames)) for w in windows), len(given), n, samples)
+        rngs = row_generators(draw_seeds(seeds, 1)[0], samples)
+        timeline = Timeline.prediction(batch, n, pipeline.spec)
+        for _ in pipeline.fill(timeline, rngs):
+            pass
+        return to_uint8(timeline.video[:, len(given) :])
 
     cfg = model.cfg
     return Candidate(label, "checkpoint", path, cfg.image_size, cfg.new_frames, predict)
@@ -218,17 +225,6 @@ def load_clips(source: str, size: int, clips: int, frames: int, seed: int) -> np
                 f"lower -n or use clips of at least {frames} frames"
             )
     return np.stack([video[:frames] for video in videos[:clips]])
-
-
-def _assemble(windows: Iterable[tuple[int, np.ndarray]], p: int, n: int, s: int) -> np.ndarray:
-    """Windows (start, frames (S, F, H, W, 3) uint8) -> the n predicted frames (S, n, H, W, 3)."""
-    out: np.ndarray | None = None
-    for start, frames in windows:
-        if out is None:
-            out = np.empty((s, n, *frames.shape[2:]), np.uint8)
-        out[:, start - p : start - p + frames.shape[1]] = frames
-    assert out is not None, "the pipeline produced no window"
-    return out
 
 
 def clip_metrics(real: np.ndarray, fakes: np.ndarray, lpips: LPIPS | None) -> dict[str, np.ndarray]:

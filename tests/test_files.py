@@ -1,9 +1,18 @@
 """Outputs appear whole or not at all, and are never overwritten without force."""
 
+import os
+import stat
+from pathlib import Path
+
 import pytest
 
-from lgcvd_runtime.errors import OutputExistsError
-from lgcvd_runtime.files import write_then_rename
+from lgcvd_runtime.errors import OutputError, OutputExistsError
+from lgcvd_runtime.files import (
+    create_temporary,
+    give_umask_permissions,
+    temporary_path,
+    write_then_rename,
+)
 
 
 def test_the_file_appears_only_when_the_block_succeeds(tmp_path):
@@ -34,3 +43,57 @@ def test_an_existing_file_is_replaced_only_with_force(tmp_path):
     with write_then_rename(path, force=True) as tmp:
         tmp.write_text("new")
     assert path.read_text() == "new"
+
+
+def test_temporary_names_fit_the_name_limit_and_cut_at_a_character(tmp_path):
+    for name in ["a" * 254, "é" * 127, "clip.mkv", "ü" * 100 + "x" * 55]:
+        tmp = temporary_path(tmp_path / name)
+        encoded = os.fsencode(tmp.name)
+        assert len(encoded) <= 255 and tmp.parent == tmp_path
+        assert tmp.name.startswith(".") and tmp.name.endswith(".tmp")
+        encoded.decode("utf-8")  # no character cut in half
+    assert temporary_path(tmp_path / "x") != temporary_path(tmp_path / "x")
+
+
+def test_a_long_output_name_is_written_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / ("n" * 250 + ".npy")  # 254 bytes: legal, one under the limit
+    with write_then_rename(path) as tmp:
+        tmp.write_bytes(b"data")
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_a_private_temporary_file_gets_the_umask_permissions_once_renamed(tmp_path, umask):
+    path = tmp_path / "weights.bin"
+    old = os.umask(umask)
+    try:
+        with write_then_rename(path) as tmp:
+            os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600))  # as mkstemp would
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_folder_gets_the_umask_permissions_throughout(tmp_path):
+    folder = tmp_path / "bundle"
+    (folder / "engines").mkdir(parents=True, mode=0o700)
+    (folder / "engines" / "a.plan").write_bytes(b"x")
+    os.chmod(folder / "engines" / "a.plan", 0o600)
+    old = os.umask(0o002)
+    try:
+        give_umask_permissions(folder)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((folder / "engines").stat().st_mode) == 0o775
+    assert stat.S_IMODE((folder / "engines" / "a.plan").stat().st_mode) == 0o664
+
+
+def test_create_temporary_in_a_folder_that_cannot_be_written_is_one_line_error(tmp_path):
+    folder = Path("/sys") if os.geteuid() == 0 else tmp_path / "locked"  # root writes anywhere
+    if folder != Path("/sys"):
+        folder.mkdir(mode=0o500)
+    with pytest.raises(OutputError) as err:
+        create_temporary(folder / "out.mkv")
+    assert str(err.value) == (
+        f"cannot write {folder / 'out.mkv'} (Permission denied); choose a folder you can write to"
+    )

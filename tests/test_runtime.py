@@ -18,8 +18,8 @@ from lgcvd_runtime.backends import load_backend
 from lgcvd_runtime.backends.trt_backend import current_engine, save_engine
 from lgcvd_runtime.bundle import load_manifest
 from lgcvd_runtime.errors import BackendError, BundleError, LgcvdError
-from lgcvd_runtime.pipeline import Pipeline
-from lgcvd_train.sampler import reference_pipeline
+from lgcvd_runtime.pipeline import Pipeline, row_generators
+from lgcvd_train.torch_backend import reference_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +55,8 @@ def test_onnxruntime_matches_the_torch_reference_given_the_same_noise(
         load_backend("onnxruntime", bundle, manifest), manifest.model, reference.settings
     )
     given = np.random.default_rng(2).uniform(-1, 1, (2, 2, 3, 32, 32)).astype(np.float32)
-    ours = list(runtime.predict(given, 10, np.random.default_rng(7)))  # two windows
-    theirs = list(reference.predict(given, 10, np.random.default_rng(7)))
+    ours = list(runtime.predict(given, 10, row_generators(7, 2)))  # two windows
+    theirs = list(reference.predict(given, 10, row_generators(7, 2)))
     assert [w.start for w in ours] == [w.start for w in theirs] == [2, 8]
     for a, b in zip(ours, theirs, strict=True):
         assert a.frames.dtype == np.float32
@@ -74,8 +74,8 @@ def test_a_model_without_global_context_runs_on_its_denoiser_graph_alone(
         load_backend("onnxruntime", bundle, manifest), manifest.model, reference.settings
     )
     given = np.random.default_rng(2).uniform(-1, 1, (1, 2, 3, 32, 32)).astype(np.float32)
-    (ours,) = runtime.predict(given, 6, np.random.default_rng(7))
-    (theirs,) = reference.predict(given, 6, np.random.default_rng(7))
+    (ours,) = runtime.predict(given, 6, row_generators(7, 1))
+    (theirs,) = reference.predict(given, 6, row_generators(7, 1))
     assert np.abs(ours.frames - theirs.frames).max() < 1e-5
 
 
@@ -137,10 +137,13 @@ def test_a_stream_forecasts_from_the_latest_p_frames_once_it_has_p(bundle):
     assert np.array_equal(pushed.frames, expected.frames)
 
 
-def test_more_samples_than_the_bundle_batch_are_refused_with_the_limit(bundle):
+def test_more_rows_than_the_bundle_batch_run_in_chunks_of_the_max_batch(bundle):
     model = lgcvd_runtime.load(bundle, backend="onnxruntime", steps=2)
-    with pytest.raises(LgcvdError, match=r"samples must be at least 1 and at most 4 .* got 5"):
-        model.predict(frames(2), n=6, samples=5)
+    (window,) = model.predict(frames(2), n=6, samples=5, seed=3)  # max batch 4: chunks 4 + 1
+    assert window.frames.shape == (5, 6, 32, 32, 3)
+    assert model.backend.calls == {"encode": 2, "denoise": 4}
+    (four,) = model.predict(frames(2), n=6, samples=4, seed=3)
+    assert np.array_equal(window.frames[:4], four.frames)
 
 
 def test_graph_inputs_are_checked_against_the_manifest_shapes(bundle):
@@ -152,8 +155,9 @@ def test_graph_inputs_are_checked_against_the_manifest_shapes(bundle):
 def test_bad_sampler_settings_are_one_line_errors(bundle):
     with pytest.raises(LgcvdError, match="unknown sampler 'euler'; choose one of ddpm"):
         lgcvd_runtime.load(bundle, sampler="euler")
-    with pytest.raises(LgcvdError, match=r"steps must be in 1\.\.1000"):
-        lgcvd_runtime.load(bundle, steps=1001)
+    for steps in (1001, 2.5):
+        with pytest.raises(LgcvdError, match=rf"^steps must be in 1\.\.1000 .*, got {steps}$"):
+            lgcvd_runtime.load(bundle, steps=steps)
 
 
 def test_auto_picks_the_fastest_usable_backend_and_says_which(bundle):
@@ -213,5 +217,45 @@ def test_threads_caps_onnxruntime_and_leaves_the_prediction_unchanged(bundle):
     a = np.concatenate([w.frames for w in capped.predict(given, n=6)], axis=1)
     b = np.concatenate([w.frames for w in default.predict(given, n=6)], axis=1)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
-    with pytest.raises(LgcvdError, match="^threads must be at least 1, got 0$"):
-        api.load(bundle, threads=0)
+    for threads in (0, 1.5):
+        with pytest.raises(LgcvdError, match=f"^threads must be at least 1, got {threads}$"):
+            api.load(bundle, threads=threads)
+
+
+def test_a_bundle_that_yields_nan_is_a_one_line_error_and_writes_nothing(
+    tmp_path, bundle, monkeypatch
+):
+    """Through the Python API and `lgcvd-run predict`: exit 1, the graph and step named, no
+    output file and no temporary file left."""
+    import av
+    from click.testing import CliRunner
+
+    from lgcvd_runtime import cli
+    from lgcvd_runtime.backends import ort_backend
+    from lgcvd_runtime.errors import NonFiniteError
+
+    honest = ort_backend.OrtBackend.denoise
+    monkeypatch.setattr(
+        ort_backend.OrtBackend, "denoise", lambda self, *a: honest(self, *a) * np.float32("inf")
+    )
+    model = lgcvd_runtime.load(bundle, backend="onnxruntime", steps=2, seed=0)
+    with pytest.raises(
+        NonFiniteError, match=r"^the denoiser graph returned NaN or Inf at step 1/2"
+    ):
+        list(model.predict(frames(2), n=6))
+
+    clip = tmp_path / "clip.mkv"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("ffv1", rate=5)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "bgr0"
+        for frame in frames(4):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    out = tmp_path / "out.mkv"
+    args = ["predict", clip, "-n", 6, "-o", out, "--model", bundle, "--backend", "onnxruntime"]
+    result = CliRunner().invoke(cli.main, [str(a) for a in [*args, "--steps", 2, "--quiet"]])
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "the denoiser graph returned NaN or Inf at step 1/2 of window 1 on onnxruntime" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv"]

@@ -1,4 +1,4 @@
-"""Video reading and writing (lgcvd_runtime/video.py) and the video-folder dataset.
+"""Video reading and writing (lgcvd_runtime/video.py, writer.py) and the video-folder dataset.
 
 Pixel values are only checked through lossless paths (FFV1 .mkv, PNG, GIF palette colours);
 H.264 .mp4 is checked for frame count and size only (design.md: yuv420p loses much at 64x64).
@@ -6,6 +6,8 @@ H.264 .mp4 is checked for frame count and size only (design.md: yuv420p loses mu
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -14,19 +16,16 @@ import numpy as np
 import pytest
 from conftest import debian_video
 
-from lgcvd_runtime.errors import DataError, OutputExistsError, VideoError
+from lgcvd_runtime.errors import DataError, OutputError, OutputExistsError, VideoError
 from lgcvd_runtime.video import (
     MAX_SIDE,
-    SEPARATOR,
     VideoInfo,
-    VideoWriter,
     center_crop_resize,
     iter_frames,
     probe,
     read_frames,
-    side_by_side,
-    write_strip,
 )
+from lgcvd_runtime.writer import VideoWriter
 from lgcvd_train.data.videos import load_video_folder
 
 BAIR_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "bair-real"
@@ -248,35 +247,6 @@ def test_gif_has_the_right_size_and_keeps_palette_colours(tmp_path):
     np.testing.assert_array_equal(read_frames(path), frames)
 
 
-def test_png_writer_puts_all_frames_side_by_side(tmp_path):
-    frames = np.random.default_rng(4).integers(0, 256, (3, 8, 10, 3), dtype=np.uint8)
-    path = tmp_path / "strip.png"
-    with VideoWriter(path) as writer:
-        for frame in frames:
-            writer.write(frame)
-    np.testing.assert_array_equal(decode_with_pyav(path)[0], np.concatenate(frames, axis=1))
-
-
-def test_write_strip_stacks_rows_with_separators_and_padding(tmp_path):
-    given = numbered_frames(2, 8, 8)
-    predicted = numbered_frames(3, 8, 8)
-    path = tmp_path / "demo.png"
-    write_strip(path, [given, predicted])
-    image = decode_with_pyav(path)[0]
-    assert image.shape == (8 + 2 + 8, 24, 3)
-    assert (image[8:10] == SEPARATOR).all()
-    assert (image[:8, 16:] == SEPARATOR).all()  # the short row is padded
-    np.testing.assert_array_equal(image[10:], np.concatenate(predicted, axis=1))
-
-
-def test_side_by_side_adds_a_two_pixel_separator():
-    a, b = numbered_frames(3, 4, 5), numbered_frames(3, 4, 6)
-    both = side_by_side(a, b)
-    assert both.shape == (3, 4, 13, 3)
-    assert (both[:, :, 5:7] == SEPARATOR).all()
-    np.testing.assert_array_equal(both[:, :, 7:], b)
-
-
 @pytest.mark.parametrize("interrupt", [RuntimeError, KeyboardInterrupt])
 def test_interrupted_writer_leaves_no_file_and_no_temp_file(tmp_path, interrupt):
     path = tmp_path / "clip.mp4"
@@ -303,8 +273,100 @@ def test_unknown_output_suffix_is_one_line_error(tmp_path):
     with pytest.raises(VideoError) as err:
         VideoWriter(path)
     assert str(err.value) == (
-        f"cannot write {path}: unknown suffix '.xyz'; use one of .mp4, .mkv, .gif, .png"
+        f"cannot write {path}: unknown suffix '.xyz'; use one of .mp4, .mkv, .gif"
     )
+
+
+def test_a_frame_rate_that_is_not_a_positive_number_is_one_line_error(tmp_path):
+    for fps in (float("nan"), float("inf"), 0.0, -5.0, 1e-9):
+        with pytest.raises(VideoError) as err:
+            VideoWriter(tmp_path / "clip.mkv", fps=fps)
+        assert str(err.value) == (
+            f"frame rate {fps} is not a positive number of frames per second; "
+            "pass --fps such as 10 or 29.97"
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_an_output_gets_the_permissions_the_umask_gives(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        write_mkv(tmp_path / "clip.mkv", numbered_frames(2))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "clip.mkv").stat().st_mode) == 0o666 & ~umask
+
+
+def test_an_output_name_at_the_file_system_limit_is_written(tmp_path):
+    path = tmp_path / ("é" * 123 + "abcd.mkv")  # 2 bytes per é: 254 bytes, one under the limit
+    assert len(os.fsencode(path.name)) == 254
+    write_mkv(path, numbered_frames(3))
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    assert len(read_frames(path)) == 3
+
+
+def test_a_folder_that_cannot_be_written_is_one_line_error(tmp_path):
+    folder = Path("/sys") if os.geteuid() == 0 else tmp_path / "locked"  # root writes anywhere
+    if folder != Path("/sys"):
+        folder.mkdir(mode=0o500)
+    with pytest.raises(OutputError) as err:
+        VideoWriter(folder / "clip.mkv")
+    assert str(err.value) == (
+        f"cannot write {folder / 'clip.mkv'} (Permission denied); choose a folder you can write to"
+    )
+
+
+def test_a_missing_folder_is_one_line_error(tmp_path):
+    with pytest.raises(OutputError) as err:
+        VideoWriter(tmp_path / "nope" / "clip.mkv")
+    assert str(err.value) == (
+        f"folder {tmp_path / 'nope'} does not exist; create it or choose another path"
+    )
+
+
+def test_gif_uses_one_adaptive_palette_close_to_the_frames():
+    demo = Path(__file__).resolve().parents[1] / "lgcvd_runtime" / "assets" / "demo.mkv"
+    frames = read_frames(demo)  # 30 rendered 64x64 frames, far more than 252 grid colours apart
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"lgcvd-test-{os.getpid()}.gif"
+    try:
+        with VideoWriter(path) as writer:
+            writer.write(frames)
+        gif = read_frames(path).astype(np.float64)
+    finally:
+        path.unlink(missing_ok=True)
+    grey_error = np.abs(gif.mean(-1) - frames.mean(-1))
+    assert grey_error.mean() < 0.5 and grey_error.max() < 8  # a fixed 6x7x6 grid: 6.5 and 22
+    assert len(np.unique(gif.reshape(-1, 3), axis=0)) <= 256  # one palette for the clip
+
+
+@pytest.mark.parametrize("degrees", [90, -90, 180])
+def test_a_display_rotation_is_honoured_so_frames_come_out_upright(tmp_path, degrees):
+    """A player turns the stored picture counter-clockwise by the display matrix's angle
+    (PyAV's convention for `set_display_rotation` and `VideoFrame.rotation`)."""
+    upright = np.zeros((6, 4, 3), np.uint8)  # portrait: 6 rows, 4 columns
+    upright[0, 0] = (255, 0, 0)  # red top-left
+    upright[5, 1] = (0, 0, 255)  # blue near the bottom-left
+    # the stored picture: turned clockwise, so the player's counter-clockwise turn undoes it
+    stored = {
+        90: upright.transpose(1, 0, 2)[:, ::-1],  # clockwise quarter turn: (4, 6)
+        -90: upright.transpose(1, 0, 2)[::-1],  # counter-clockwise quarter turn
+        180: upright[::-1, ::-1],
+    }[degrees]
+    if degrees == 90:
+        assert (stored[0, -1] == (255, 0, 0)).all()  # top-left goes to the top-right corner
+    path = tmp_path / "phone.mkv"
+    with av.open(str(path), "w", format="matroska") as container:
+        stream = container.add_stream("ffv1", rate=5)
+        stream.width, stream.height, stream.pix_fmt = stored.shape[1], stored.shape[0], "bgr0"
+        stream.set_display_rotation(degrees)
+        for _ in range(2):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(stored), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    frames = read_frames(path)
+    assert frames.shape == (2, 6, 4, 3)
+    np.testing.assert_array_equal(frames[1], upright)
 
 
 # ----------------------------------------------------------------------------- video folder

@@ -23,8 +23,10 @@ from lgcvd_export import ExportOptions, export_bundle
 
 import lgcvd_runtime
 from lgcvd_runtime.conditioning import to_model, to_uint8
+from lgcvd_runtime.pipeline import row_generators
+from lgcvd_runtime.timeline import Timeline
 from lgcvd_train.checkpoint import load_model
-from lgcvd_train.sampler import reference_pipeline
+from lgcvd_train.torch_backend import reference_pipeline
 
 
 @click.command()
@@ -95,13 +97,18 @@ def main(preset_name, checkpoint, n, sampler, steps, samples, repeats, threads):
         torch_ref = reference_pipeline(model, sampler, steps, schedule=ckpt.schedule)
 
         def run_runtime():
-            runtime.rng = np.random.default_rng(0)
-            return np.concatenate([w.frames for w in runtime.predict(given, n, samples)], 1)
+            timeline = Timeline.prediction(np.repeat(given[None], samples, 0), n, torch_ref.spec)
+            for w in runtime.predict(given, n, samples, seed=0):
+                timeline.write(w.start, w.frames)
+            return timeline.video
 
         def run_torch():
-            x = np.repeat(to_model(given)[None], samples, 0)
-            windows = torch_ref.predict(x, n, np.random.default_rng(0))
-            return to_uint8(np.concatenate([w.frames for w in windows], 1))
+            timeline = Timeline.prediction(
+                np.repeat(to_model(given)[None], samples, 0), n, torch_ref.spec
+            )
+            for _ in torch_ref.fill(timeline, row_generators(0, samples)):
+                pass
+            return to_uint8(timeline.video)
 
         out_rt, out_pt = run_runtime(), run_torch()  # also the warm-up calls
         t_rt = median_ms(run_runtime, repeats) / 1000

@@ -1,88 +1,87 @@
 """Inference backends: the registry, `auto` selection and loading (design.md Runtime; style.md 9).
 
-A backend runs a bundle's two graphs behind the pipeline's protocol (`encode`, `denoise`) and
-counts its calls in `calls`. Each engine has its own module, which alone imports its engine
-package; this module asks each whether it can run here, and why not, and builds the chosen one.
-`auto` tries them fastest first: native TensorRT (only when this machine's engines are already
-built), onnxruntime's TensorRT, CUDA and CPU execution providers.
+Each engine has its own module, which alone imports its engine package; the protocol and the
+entry type are in `base`. `REGISTRY` lists one `BackendEntry` per backend, fastest first, which is
+the order `auto` tries: native TensorRT (only when this machine's engines are already built),
+onnxruntime's TensorRT, CUDA and CPU execution providers. Adding a backend is adding an entry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from lgcvd_runtime.bundle import Manifest
 from lgcvd_runtime.errors import BackendError
-from lgcvd_runtime.pipeline import Backend
 
 from . import ort_backend, trt_backend
+from .base import Backend, BackendEntry, Log
 
 AUTO = "auto"
 
 
-@dataclass(frozen=True)
-class BackendEntry:
-    """One registered backend: what it runs on and what to install when it is missing."""
+def _ort_entry(name: str, runs_on: str, install: str) -> BackendEntry:
+    def create(bundle: Path, manifest: Manifest, log: Log | None, threads: int | None):
+        return ort_backend.OrtBackend(name, bundle, manifest, threads)
 
-    name: str
-    runs_on: str
-    install: str
+    return BackendEntry(name, runs_on, install, partial(ort_backend.unavailable, name), create)
 
 
-ENTRIES = {
-    e.name: e
-    for e in (
-        BackendEntry("tensorrt", "native TensorRT engines (GPU)", trt_backend.INSTALL),
-        BackendEntry(
-            "onnxruntime-tensorrt",
-            "onnxruntime, TensorRT execution provider (GPU)",
-            "pip install onnxruntime-gpu tensorrt",
-        ),
-        BackendEntry(
-            "onnxruntime-cuda",
-            "onnxruntime, CUDA execution provider (GPU)",
-            "pip install onnxruntime-gpu",
-        ),
-        BackendEntry(
-            "onnxruntime", "onnxruntime, CPU execution provider", "pip install onnxruntime"
-        ),
-    )
-}
+def _trt_create(bundle: Path, manifest: Manifest, log: Log | None, threads: int | None):
+    return trt_backend.TrtBackend(bundle, manifest, log)
+
+
+REGISTRY: tuple[BackendEntry, ...] = (
+    BackendEntry(
+        "tensorrt",
+        "native TensorRT engines (GPU)",
+        trt_backend.INSTALL,
+        trt_backend.unavailable,
+        _trt_create,
+        trt_backend.engines_ready,
+    ),
+    _ort_entry(
+        "onnxruntime-tensorrt",
+        "onnxruntime, TensorRT execution provider (GPU)",
+        "pip install onnxruntime-gpu tensorrt",
+    ),
+    _ort_entry(
+        "onnxruntime-cuda",
+        "onnxruntime, CUDA execution provider (GPU)",
+        "pip install onnxruntime-gpu",
+    ),
+    _ort_entry("onnxruntime", "onnxruntime, CPU execution provider", "pip install onnxruntime"),
+)
+ENTRIES = {e.name: e for e in REGISTRY}
 NAMES = tuple(ENTRIES)  # fastest first: the order `auto` tries
 CHOICES = (AUTO, *NAMES)
 
 
 def unavailable(name: str) -> str | None:
     """None if backend `name` can run on this machine, else the reason it cannot."""
-    if name == "tensorrt":
-        return trt_backend.unavailable()
-    return ort_backend.unavailable(name)
+    return ENTRIES[name].unavailable()
 
 
 def availability() -> dict[str, str | None]:
     """Every backend -> None (usable here) or the reason it is not; for `lgcvd-run info`."""
-    return {name: unavailable(name) for name in NAMES}
+    return {e.name: e.unavailable() for e in REGISTRY}
 
 
-def _create(name: str, bundle: Path, manifest: Manifest, log, threads: int | None) -> Backend:
-    reason = unavailable(name)
+def _create(entry: BackendEntry, bundle: Path, manifest: Manifest, log, threads) -> Backend:
+    reason = entry.unavailable()
     if reason is not None:
         raise BackendError(
-            f"backend {name} is unavailable ({reason}); {ENTRIES[name].install} "
+            f"backend {entry.name} is unavailable ({reason}); {entry.install} "
             "or choose --backend auto"
         )
-    if name == "tensorrt":
-        return trt_backend.TrtBackend(bundle, manifest, log)
-    return ort_backend.OrtBackend(name, bundle, manifest, threads)
+    return entry.create(bundle, manifest, log, threads)
 
 
 def load_backend(
     name: str,
     bundle: Path,
     manifest: Manifest,
-    log: Callable[[str], None] | None = None,
+    log: Log | None = None,
     threads: int | None = None,
 ) -> Backend:
     """Build backend `name` (or the fastest that starts, for "auto") on a loaded bundle.
@@ -92,28 +91,26 @@ def load_backend(
     """
     if name not in CHOICES:
         raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(CHOICES)}")
+    bundle = Path(bundle)
     if name != AUTO:
-        return _create(name, Path(bundle), manifest, log, threads)
+        return _create(ENTRIES[name], bundle, manifest, log, threads)
     skipped = []
-    for candidate in NAMES:
-        if candidate == "tensorrt" and not trt_backend.engines_ready(Path(bundle), manifest):
-            skipped.append(candidate)
-            continue
-        if unavailable(candidate) is not None:
-            skipped.append(candidate)
+    for entry in REGISTRY:
+        if entry.unavailable() is not None or not entry.auto_ready(bundle, manifest):
+            skipped.append(entry.name)
             continue
         try:
-            backend = _create(candidate, Path(bundle), manifest, log, threads)
+            backend = entry.create(bundle, manifest, log, threads)
         except BackendError:
-            if candidate == NAMES[-1]:  # the CPU fallback failing is the bundle's fault: say so
+            if entry is REGISTRY[-1]:  # the CPU fallback failing is the bundle's fault: say so
                 raise
-            skipped.append(candidate)
+            skipped.append(entry.name)
             continue
         if log is not None:
             note = (
                 f"; not usable here: {', '.join(skipped)} (see lgcvd-run info)" if skipped else ""
             )
-            log(f"backend: {candidate} (auto{note})")
+            log(f"backend: {entry.name} (auto{note})")
         return backend
     raise BackendError(
         f"no backend can run here ({', '.join(skipped)}); {ENTRIES['onnxruntime'].install}"

@@ -17,7 +17,7 @@ import onnxruntime as ort
 from lgcvd_runtime.bundle import GraphSpec, Manifest
 from lgcvd_runtime.errors import BackendError
 
-from .graph_io import concrete_shape, engine_cache_dir, prepare_inputs
+from .graph_io import check_ort_session, concrete_shape, engine_cache_dir, prepare_inputs
 
 # backend name -> execution providers, in onnxruntime's order of preference
 PROVIDERS = {
@@ -64,7 +64,7 @@ def _provider_options(name: str, bundle: Path, graph: GraphSpec, max_batch: int)
 
 
 class OrtBackend:
-    """The `Backend` protocol on onnxruntime; `calls` counts encode and denoise calls."""
+    """The `Backend` protocol (backends.base) on onnxruntime; `calls` counts encode and denoise."""
 
     def __init__(self, name: str, bundle: Path, manifest: Manifest, threads: int | None = None):
         self.name = name
@@ -94,6 +94,7 @@ class OrtBackend:
                 f"onnxruntime could not start {wanted} (GPU driver or CUDA libraries missing?); "
                 "install them or choose --backend onnxruntime"
             )
+        check_ort_session(graph, session, bundle / graph.file)
         return session
 
     def _run(self, graph_name: str, arrays) -> list[np.ndarray]:
@@ -115,3 +116,7 @@ class OrtBackend:
         self.calls["denoise"] += 1
         (out,) = self._run("denoiser", (x_t, t, cond, *context))
         return out.astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        """Drop the inference sessions (onnxruntime frees them with the last reference)."""
+        self._sessions.clear()

@@ -1,9 +1,10 @@
-"""The torch reference sampler: the runtime's pipeline driven by the torch model.
+"""The torch backend and the reference pipeline: the runtime's pipeline driven by the torch model.
 
-`TorchBackend` fits the runtime's two-method backend protocol (`encode`, `denoise`), so the window
-logic, the conditioning and the sampler arithmetic are the runtime's own numpy code
-(`lgcvd_runtime.pipeline`, `lgcvd_runtime.samplers`), and only the network differs. The runtime's
-backends are checked against this one.
+`TorchBackend` fits the runtime's backend protocol (`lgcvd_runtime.backends.base.Backend`:
+`encode`, `denoise`, `calls`, `close`), so the window logic, the conditioning and the sampler
+arithmetic are the runtime's own numpy code (`lgcvd_runtime.pipeline`, `lgcvd_runtime.samplers`)
+and only the network differs. `reference_pipeline` builds that pipeline; the runtime's backends
+are checked against it.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class TorchBackend:
         ctx = tuple(self._t(c) for c in context)
         out = self.model.denoise(self._t(x_t), self._t(t), self._t(cond), ctx)
         return out.float().cpu().numpy()
+
+    def close(self) -> None:
+        """Nothing to free: the model belongs to the caller."""
 
 
 def reference_pipeline(

@@ -1,0 +1,77 @@
+"""The text of `lgcvd-run info`: what a bundle is, how it would be sampled, where it came from
+and which backends can run it here.
+
+Provenance is a nested record (a fine-tuned model carries the provenance of the bundle it
+started from, and so on back); it is printed as an indented tree, one fact per line, so that a
+person can read a training history. Knows the manifest, not the graphs' contents.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .backends import availability
+from .bundle import load_manifest
+from .schedule import respace
+
+INDENT = "  "
+LABEL = 12  # width of the left-hand column ("provenance  ")
+
+
+def tree(value, depth: int = 0) -> list[str]:
+    """Lines for a JSON-like value: a mapping as `key: value` lines (nested ones indented below
+    their key), a list of scalars on one line, other lists as `- ` items."""
+    pad = INDENT * depth
+    if isinstance(value, dict):
+        lines = []
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item and not _flat(item):
+                lines += [f"{pad}{key}:", *tree(item, depth + 1)]
+            else:
+                lines.append(f"{pad}{key}: {_scalar(item)}")
+        return lines
+    if isinstance(value, list) and not _flat(value):
+        lines = []
+        for item in value:
+            inner = tree(item, depth + 1)
+            lines.append(f"{pad}- {inner[0].lstrip()}")
+            lines += inner[1:]
+        return lines
+    return [f"{pad}{_scalar(value)}"]
+
+
+def _flat(value) -> bool:
+    return isinstance(value, list) and not any(isinstance(v, (dict, list)) for v in value)
+
+
+def _scalar(value) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_scalar(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{}"
+    return "none" if value is None else str(value)
+
+
+def describe(path: Path, sampler: str, steps: int) -> str:
+    """Every line of `lgcvd-run info` for the bundle at `path`."""
+    m = load_manifest(path)
+    spec = m.model
+    lines = [
+        f"bundle      {path} (format version {m.format_version}, {m.precision}, "
+        f"max batch {m.max_batch})",
+        f"frames      {spec.image_size}x{spec.image_size}, {spec.channels} channels; window "
+        f"N={spec.frames}, K={spec.cond_slots} condition slots, {spec.new_frames} new frames",
+        f"model       {spec.parameterization}-prediction; schedule {m.schedule.type}, "
+        f"T={m.schedule.T}",
+    ]
+    for name, graph in m.graphs.items():
+        ins = ", ".join(f"{t.name}{list(t.shape)}" for t in graph.inputs)
+        outs = ", ".join(f"{t.name}{list(t.shape)}" for t in graph.outputs)
+        lines.append(f"graph       {name}: {graph.file} ({ins}) -> ({outs})")
+    history = tree(m.provenance) or ["none recorded"]
+    lines += [f"{'provenance' if i == 0 else '':<{LABEL}}{line}" for i, line in enumerate(history)]
+    plan = respace(m.schedule, min(steps, m.schedule.T))
+    lines.append(f"sampling    {sampler}, {plan.describe()}")
+    for name, reason in availability().items():
+        lines.append(f"backend     {name}: {'available' if reason is None else reason}")
+    return "\n".join(lines)

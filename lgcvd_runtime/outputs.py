@@ -1,0 +1,127 @@
+"""Where a command's frames go: a video file that grows as frames become final, or a labelled
+grid picture written at the end (design.md Runtime; `lgcvd-run predict -o ...`).
+
+An output is opened before the model loads, so a bad or existing target fails at once, and used
+as a `with` block: on an error, Ctrl-C or SIGTERM nothing appears and no temporary file stays.
+It follows a `Timeline` (the video, its known mask and how windows fill it): a video writes each
+frame once it and every frame before it are final, the samples side by side, left to right, and
+the input's own frames (ground truth) left of them if given; a .png grid has one row for the
+given frames, one for the truth, and one per sample, on one time axis (`pictures.grid`).
+Knows nothing about networks or engines.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from .errors import VideoError
+from .pictures import Row, check_png_target, grid, shown_frames, side_by_side, write_png
+from .timeline import Timeline
+from .writer import VideoWriter
+
+
+class Truth:
+    """The input's own frames on the output's time axis: `frames` (T, H, W, 3), of which the
+    first `count` exist (the input may end earlier; black after that)."""
+
+    def __init__(self, frames: np.ndarray, count: int):
+        self.frames, self.count = frames, count
+
+
+class VideoOutput:
+    """A video file (.mp4, .mkv, .gif) written frame by frame as the timeline becomes final."""
+
+    def __init__(self, path: Path, fps: float, force: bool):
+        self.path = path
+        self.writer = VideoWriter(path, fps, force=force)
+        self.timeline: Timeline | None = None
+        self.truth: Truth | None = None
+
+    def follow(self, timeline: Timeline, truth: Truth | None = None) -> None:
+        """Write `timeline`'s frames (S, T, H, W, 3) uint8 from now on; write those final now."""
+        self.timeline, self.truth = timeline, truth
+        self.update()
+
+    def update(self) -> None:
+        """Write the frames that became final since the last call."""
+        assert self.timeline is not None
+        start = self.timeline.taken
+        frames = self.timeline.take_final()  # (S, F, H, W, 3)
+        if frames.shape[1] == 0:
+            return
+        panels = list(frames)
+        if self.truth is not None:
+            panels.insert(0, self.truth.frames[start : start + frames.shape[1]])
+        self.writer.write(reduce(side_by_side, panels))
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.writer.__exit__(exc_type, exc, tb)
+
+
+class GridOutput:
+    """A .png grid of the whole result, written when the `with` block ends."""
+
+    def __init__(self, path: Path, force: bool, every: int, label: str):
+        check_png_target(path, force)
+        self.path, self.force, self.every, self.label = path, force, every, label
+        self.timeline: Timeline | None = None
+        self.truth: Truth | None = None
+        self.given: list[bool] = []
+
+    def follow(self, timeline: Timeline, truth: Truth | None = None) -> None:
+        self.timeline, self.truth, self.given = timeline, truth, list(timeline.known)
+
+    def update(self) -> None:
+        """Nothing to do until the end: a picture is written whole."""
+
+    def rows(self) -> list[Row]:
+        """given (if any), truth (if given), then one row per sample of the made frames."""
+        assert self.timeline is not None
+        video, given = self.timeline.video, self.given  # (S, T, H, W, 3)
+        made = [not k for k in given]
+        rows = [Row("given", video[0], given)] if any(given) else []
+        if self.truth is not None:
+            exists = [i < self.truth.count for i in range(len(given))]
+            rows.append(Row("truth", self.truth.frames, exists))
+        samples = len(video)
+        for s in range(samples):
+            label = self.label if samples == 1 else f"{self.label} {s + 1}"
+            rows.append(Row(label, video[s], made))
+        return rows
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            assert self.timeline is not None
+            columns = shown_frames(self.given, self.every)
+            write_png(self.path, grid(self.rows(), columns), force=self.force)
+
+
+class Output:
+    """`Output(path, fps, force, every, label)` as a `with` block: a VideoOutput or GridOutput
+    by suffix (`every`: the grid's frame step; `label`: the name of the made rows)."""
+
+    def __init__(self, path: Path, fps: float, force: bool, every: int = 1, label: str = ""):
+        if path.suffix.lower() == ".png":
+            self.target: VideoOutput | GridOutput = GridOutput(path, force, every, label)
+        elif every != 1:
+            raise VideoError(
+                f"a frame step (--every {every}) applies to a .png grid, not to {path.name}; "
+                "drop it or write a .png"
+            )
+        else:
+            self.target = VideoOutput(path, fps, force)
+
+    def __enter__(self) -> VideoOutput | GridOutput:
+        return self.target
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.target.__exit__(exc_type, exc, tb)

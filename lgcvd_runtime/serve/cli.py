@@ -1,0 +1,163 @@
+"""`lgcvd-serve`: serve a bundle on NVIDIA Triton Inference Server.
+
+    lgcvd-serve triton-repo BUNDLE -o REPO [--graphs onnxruntime|tensorrt|python] ...
+    lgcvd-serve local REPO                 # the nvidia-pytriton binary on this machine (CPU)
+
+User errors (`LgcvdError`) end in one line and exit 1; Ctrl-C and SIGTERM stop `local` cleanly
+(exit 130 / 143). No Triton package is imported here; `local` needs the nvidia-pytriton wheel.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.pipeline import CONTEXT_MODES
+from lgcvd_runtime.samplers import SAMPLERS
+from lgcvd_runtime.signals import exit_code, sigterm_as_interrupt
+
+from .configs import GRAPH_BACKENDS, KINDS
+from .repository import RepoOptions, write_repository
+
+DEFAULTS = RepoOptions()
+
+
+class _Group(click.Group):
+    """User errors -> one-line click errors; Ctrl-C / SIGTERM -> exit 130 / 143."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            with sigterm_as_interrupt():
+                return super().invoke(ctx)
+        except LgcvdError as err:
+            raise click.ClickException(str(err)) from None
+        except KeyboardInterrupt as err:
+            click.echo("\nstopped", err=True)
+            raise click.exceptions.Exit(exit_code(err)) from None
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="lgcvd")
+def main() -> None:
+    """Serve lgcvd bundles on NVIDIA Triton Inference Server."""
+
+
+@main.command("triton-repo")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Repository folder to write.",
+)
+@click.option(
+    "--graphs",
+    type=click.Choice(GRAPH_BACKENDS),
+    default=DEFAULTS.graphs,
+    show_default=True,
+    help="Triton backend of the context and denoiser models; python runs the ONNX graphs on "
+    "onnxruntime inside Triton's Python backend (all the nvidia-pytriton wheel can serve).",
+)
+@click.option(
+    "--queue-delay-us",
+    type=click.IntRange(min=0),
+    default=DEFAULTS.queue_delay_us,
+    show_default=True,
+    help="Dynamic batching: how long a graph call may wait for others to batch with.",
+)
+@click.option(
+    "--instances",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.graph_instances,
+    show_default=True,
+    help="Copies of each graph model.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    default=DEFAULTS.kind,
+    show_default=True,
+    help="Where the graph models run (python graphs always run on the CPU).",
+)
+@click.option(
+    "--pipelines",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.pipelines,
+    show_default=True,
+    help="Copies of the lgcvd model: how many requests run their windows at once.",
+)
+@click.option(
+    "--sampler",
+    type=click.Choice(SAMPLERS),
+    default=DEFAULTS.sampler,
+    show_default=True,
+    help="Reverse-diffusion sampler the server uses.",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.steps,
+    show_default=True,
+    help="Denoising steps per window.",
+)
+@click.option(
+    "--context-mode",
+    type=click.Choice(CONTEXT_MODES),
+    default=DEFAULTS.context_mode,
+    show_default=True,
+    help="Global context between windows.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing repository.")
+def triton_repo(
+    bundle,
+    out,
+    graphs,
+    queue_delay_us,
+    instances,
+    kind,
+    pipelines,
+    sampler,
+    steps,
+    context_mode,
+    force,
+):
+    """Write a Triton model repository for BUNDLE (a NAME.lgcvd folder)."""
+    options = RepoOptions(
+        graphs, queue_delay_us, instances, kind, pipelines, sampler, steps, context_mode
+    )
+    models = write_repository(bundle, out, options, force)
+    click.echo(f"wrote {out} ({', '.join(models)}); see {out / 'README.md'} to start it")
+
+
+@main.command()
+@click.argument("repo", type=click.Path(path_type=Path))
+@click.option(
+    "--grpc-port",
+    type=click.IntRange(1, 65535),
+    default=8001,
+    show_default=True,
+    help="gRPC port on 127.0.0.1.",
+)
+@click.option(
+    "--http-port",
+    type=click.IntRange(1, 65535),
+    default=8000,
+    show_default=True,
+    help="HTTP port on 127.0.0.1.",
+)
+def local(repo, grpc_port, http_port):
+    """Serve REPO (made with --graphs python) with the nvidia-pytriton wheel's tritonserver on
+    127.0.0.1, CPU only, until Ctrl-C or SIGTERM."""
+    from .local_server import LocalServer
+
+    with LocalServer(repo, grpc_port, http_port) as server:
+        click.echo(f"ready: gRPC {server.grpc_url}, HTTP 127.0.0.1:{server.http_port}", err=True)
+        while server.process.poll() is None:
+            time.sleep(0.5)
+        raise LgcvdError(
+            f"tritonserver exited with code {server.process.returncode}: {server.log_tail()}"
+        )

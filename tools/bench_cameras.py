@@ -1,0 +1,205 @@
+"""Several cameras in one process: batched against sequential calls, and the live stream.
+
+One run, all numbers as ratios on the same machine and bundle (the shipped model by default):
+  - for C cameras (1, 2, 4, 8): one `model.predict` call on the list of C clips (one batch per
+    denoiser call, chunked at the bundle's max batch) against C sequential single-camera calls;
+    windows per second and forecast latency (batched: every camera's forecast is ready when the
+    call ends; sequential: mean over cameras and the last camera's);
+  - the live stream (`model.live`) fed at a fixed rate (10 Hz): time a `push` takes (median,
+    p99) and the age of `latest()` at each tick (now minus the time of the frame it was made
+    from), with the forecasts made and the frames skipped.
+Clips are the shipped demo clip at staggered starts. Say in what you report that a machine shared
+with other work runs slower.
+
+    .venv/bin/python tools/bench_cameras.py --sampler dpmpp --steps 10
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+import lgcvd_runtime
+from lgcvd_runtime import api
+from lgcvd_runtime.backends import CHOICES
+from lgcvd_runtime.samplers import SAMPLERS
+from lgcvd_runtime.video import read_frames
+
+
+def _clips(frames: np.ndarray, cameras: int, p: int) -> list[np.ndarray]:
+    """`cameras` clips of p frames each, from staggered starts of one video."""
+    step = max(1, (len(frames) - p) // max(1, cameras))
+    return [frames[(c * step) % (len(frames) - p + 1) :][:p] for c in range(cameras)]
+
+
+def _run(model, clips, n: int, seeds) -> tuple[float, int]:
+    """Seconds one forecast call takes, and its windows."""
+    begin = time.perf_counter()
+    windows = sum(1 for _ in model.predict(clips, n, seed=seeds))
+    return time.perf_counter() - begin, windows
+
+
+def bench_cameras(model, frames, counts, p: int, n: int) -> list[dict]:
+    _, windows = _run(model, _clips(frames, 1, p), n, 0)  # warm-up
+    rows = []
+    for c in counts:
+        clips = _clips(frames, c, p)
+        batched, _ = _run(model, clips, n, list(range(c)))
+        alone = [_run(model, clip, n, s)[0] for s, clip in enumerate(clips)]
+        sequential = sum(alone)
+        rows.append(
+            {
+                "cameras": c,
+                "windows": windows,
+                "batched_windows_per_s": c * windows / batched,
+                "sequential_windows_per_s": c * windows / sequential,
+                "batched_latency_s": batched,
+                "sequential_mean_latency_s": float(np.mean(np.cumsum(alone))),
+                "sequential_last_latency_s": sequential,
+            }
+        )
+    return rows
+
+
+def bench_live(model, frames, p: int, n: int, rate: float, seconds: float) -> dict:
+    pushes, ages, used = [], [], set()
+    with model.live(p=p, n=n, seed=0) as live:
+        tick = 1.0 / rate
+        start = time.monotonic()
+        for i in range(int(seconds * rate)):
+            now = start + i * tick
+            time.sleep(max(0.0, now - time.monotonic()))
+            begin = time.perf_counter()
+            live.push(frames[i % len(frames)])
+            pushes.append(time.perf_counter() - begin)
+            latest = live.latest()
+            if latest is not None:
+                ages.append(time.monotonic() - latest.frame_time)
+                used.add(latest.frame_index)
+        skipped, total = live.skipped, len(pushes)
+    return {
+        "rate_hz": rate,
+        "frames": total,
+        "push_ms": {
+            "median": 1e3 * float(np.median(pushes)),
+            "p99": 1e3 * float(np.percentile(pushes, 99)),
+        },
+        "latest_age_s": {
+            "median": float(np.median(ages)) if ages else None,
+            "p90": float(np.percentile(ages, 90)) if ages else None,
+            "max": float(np.max(ages)) if ages else None,
+        },
+        "forecasts_seen": len(used),
+        "skipped": skipped,
+    }
+
+
+@click.command()
+@click.option(
+    "--model",
+    "bundle",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Bundle NAME.lgcvd (default: the shipped model).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(CHOICES),
+    default="auto",
+    show_default=True,
+    help="Inference engine.",
+)
+@click.option(
+    "--sampler",
+    type=click.Choice(SAMPLERS),
+    default=api.DEFAULT_SAMPLER,
+    show_default=True,
+    help="Sampler.",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=api.DEFAULT_STEPS,
+    show_default=True,
+    help="Denoising steps per window.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="onnxruntime CPU threads (default: one per physical core).",
+)
+@click.option(
+    "--cameras",
+    "counts",
+    default="1,2,4,8",
+    show_default=True,
+    help="Camera counts to compare, comma-separated.",
+)
+@click.option(
+    "-n",
+    "n",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Frames to forecast (default: one window of new frames).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Live stream push rate in Hz.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=20.0,
+    show_default=True,
+    help="How long to feed the live stream.",
+)
+def main(bundle, backend, sampler, steps, threads, counts, n, rate, seconds):
+    """Windows per second and latency, C cameras batched vs sequential; the live stream."""
+    model = lgcvd_runtime.load(
+        bundle, backend=backend, sampler=sampler, steps=steps, threads=threads, seed=0
+    )
+    spec = model.manifest.model
+    p, n = spec.cond_slots, n or spec.new_frames
+    frames = read_frames(api.ASSETS / "demo.mkv", size=model.size)
+    counts = [int(c) for c in counts.split(",")]
+    rows = bench_cameras(model, frames, counts, p, n)
+    live = bench_live(model, frames, p, n, rate, seconds)
+    click.echo(
+        f"{model.backend.name}, {sampler} {steps} steps, max batch {model.manifest.max_batch}, "
+        f"p={p}, n={n} ({rows[0]['windows']} window(s) per forecast)"
+    )
+    click.echo(
+        "cameras | windows/s batched | sequential | ratio | latency batched | "
+        "sequential mean / last"
+    )
+    for r in rows:
+        click.echo(
+            f"{r['cameras']:7d} | {r['batched_windows_per_s']:17.3f} | "
+            f"{r['sequential_windows_per_s']:10.3f} | "
+            f"{r['batched_windows_per_s'] / r['sequential_windows_per_s']:5.2f} | "
+            f"{r['batched_latency_s']:13.2f} s | {r['sequential_mean_latency_s']:.2f} s / "
+            f"{r['sequential_last_latency_s']:.2f} s"
+        )
+    age = live["latest_age_s"]
+    ages = (
+        "n/a"
+        if age["median"] is None
+        else (f"median {age['median']:.2f} s, p90 {age['p90']:.2f} s, max {age['max']:.2f} s")
+    )
+    click.echo(
+        f"live stream at {rate:g} Hz for {seconds:g} s ({live['frames']} frames): push median "
+        f"{live['push_ms']['median']:.3f} ms, p99 {live['push_ms']['p99']:.3f} ms; age of "
+        f"latest() {ages}; {live['forecasts_seen']} forecasts seen, "
+        f"{live['skipped']} frames skipped"
+    )
+
+
+if __name__ == "__main__":
+    main()
