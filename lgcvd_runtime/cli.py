@@ -47,15 +47,19 @@ def _run(model: api.Model, windows, timeline: Timeline, outputs, quiet: bool) ->
     `outputs`: (output, truth or None) pairs."""
     progress = Progress(model.pipeline.settings.plan.steps, len(timeline.plans()), quiet)
     model.on_step = progress.step
+    score = None
     try:
         for output, truth in outputs:
             output.follow(timeline, truth)
         for window in windows:
             timeline.write(window.start, window.frames)
+            score = window.input_score
             for output, _ in outputs:
                 output.update()
     finally:
         progress.close()
+    if warning := model.input_warning(score):  # printed even with --quiet: it is no mere note
+        click.echo(warning, err=True)
 
 
 def _produce(output: Path, fps, force, every, label, quiet, load, make) -> None:

@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from .backends import load_backend
+from .backends.base import Backend
 from .bundle import Manifest, ModelSpec
 from .conditioning import ABSENT, build_condition, stack_window, to_model, unknown_window
 from .errors import BundleError, LgcvdError
-from .pipeline import Backend
 from .samplers import x0_eps_from_output
 from .schedule import ScheduleSpec, full_alphas_cumprod
 
@@ -134,7 +134,10 @@ def calibrate(
             f"calibration needs at least 20 held-out clips for a 99th percentile, got {len(clips)}"
         )
     inputs = calibration_inputs(np.asarray(clips), manifest.model.frames)
-    scores = scores_of_clips(backend, manifest, inputs)
+    try:
+        scores = scores_of_clips(backend, manifest, inputs)
+    finally:
+        backend.close()
     values = np.percentile(scores, PERCENTILES)
     record: dict[str, object] = {
         "score": SCORE,

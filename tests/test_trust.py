@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import export_tiny_bundle
 
+from lgcvd_runtime.api import load
 from lgcvd_runtime.backends import load_backend
 from lgcvd_runtime.bundle import ModelSpec, load_manifest
 from lgcvd_runtime.errors import BundleError
@@ -205,3 +206,51 @@ def test_export_with_calibrate_records_the_calibration(tiny_checkpoint, calib_cl
     calibration = Calibration.of(load_manifest(out))
     assert calibration is not None and calibration.clips == 24
     assert lines[-1].startswith("ood score calibrated on 24 clips: {'50': ")
+
+
+def test_results_of_a_calibrated_bundle_carry_the_input_score(calibrated, tiny):
+    model = load(calibrated, backend="onnxruntime", sampler="ddim", steps=2)
+    given = shapes.generate(2, 4, 32, seed=3)[:, :2]  # two clips of 2 frames
+    (window,) = model.predict(given[0], n=6, seed=0)
+    assert window.input_score == pytest.approx(model.input_score(given[0]))
+    (both,) = model.predict(list(given), n=6, seed=0)
+    assert both.input_score.shape == (2,) and both.input_score[0] == window.input_score
+    (filled,) = model.interpolate(shapes.generate(1, 8, 32, seed=4)[0, [0, 7]], seed=0)
+    assert isinstance(filled.input_score, float)
+    (generated,) = model.generate(6, seed=0)
+    assert generated.input_score is None
+    with model.live(p=2, n=6) as live:
+        for frame in given[0]:
+            live.push(frame)
+        live.wait()
+        assert live.latest().input_score == pytest.approx(window.input_score)
+    plain = load(tiny, backend="onnxruntime", sampler="ddim", steps=2)
+    (window,) = plain.predict(given[0], n=6, seed=0)
+    assert window.input_score is None and plain.backend.calls == {"encode": 1, "denoise": 2}
+
+
+DEFAULT = Path(__file__).resolve().parents[1] / "lgcvd_runtime" / "assets" / "default.lgcvd"
+BAIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "bair-real" / "clip0.mkv"
+
+
+@pytest.mark.slow
+def test_lgcvd_run_warns_on_a_real_bair_clip_and_not_on_a_pushsim_clip(tmp_path):
+    if not BAIR.is_file():
+        pytest.skip(f"{BAIR} (the project's shared real BAIR clips) is not here")
+    from lgcvd_runtime.cli import main as run_main
+
+    fast = ["-n", "6", "--sampler", "ddim", "--steps", "2", "--quiet", "--threads", "1"]
+    demo = DEFAULT.parent / "demo.mkv"  # a held-out pushsim clip
+    results = [
+        CliRunner().invoke(
+            run_main, ["predict", str(clip), "-o", str(tmp_path / f"{i}.mkv"), *fast]
+        )
+        for i, clip in enumerate((BAIR, demo))
+    ]
+    assert [r.exit_code for r in results] == [0, 0], [r.output for r in results]
+    threshold = Calibration.of(load_manifest(DEFAULT)).threshold
+    line = results[0].stderr.strip()
+    assert line.startswith("input looks unlike this model's training data: score ")
+    assert line.endswith(f", 99th percentile {threshold:.1f}")
+    assert float(line.split("score ")[1].split(",")[0]) > 5 * threshold
+    assert results[1].stderr == ""

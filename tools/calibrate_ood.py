@@ -110,10 +110,13 @@ def score_command(bundle: Path, inputs, starts: str, threads: int | None, as_jso
         backend = load_backend("onnxruntime", bundle, manifest, None, threads)
         first = tuple(int(s) for s in starts.split(","))
         result = {}
-        for path in inputs:
-            names, clips = _clips(path, manifest, first)
-            scores = scores_of_clips(backend, manifest, clips)
-            result[str(path)] = dict(zip(names, scores.round(3).tolist(), strict=True))
+        try:
+            for path in inputs:
+                names, clips = _clips(path, manifest, first)
+                scores = scores_of_clips(backend, manifest, clips)
+                result[str(path)] = dict(zip(names, scores.round(3).tolist(), strict=True))
+        finally:
+            backend.close()
     except LgcvdError as e:
         raise click.ClickException(str(e)) from None
     if as_json:
