@@ -34,9 +34,8 @@ from .errors import BundleError, LgcvdError
 from .samplers import x0_eps_from_output
 from .schedule import ScheduleSpec, full_alphas_cumprod
 
-SCORE = (
-    "x0-error-still-t300"  # names this exact definition; change it whenever the definition changes
-)
+# Names this exact definition; change it whenever the definition changes.
+SCORE = "x0-error-still-t300"
 T_SCORE = 300  # timestep of the one denoiser call (original grid, 0..T-1)
 NOISE_SEED = 0
 GREY = 127.5  # model units ([-1, 1]) -> grey levels
@@ -128,12 +127,12 @@ def calibrate(
     """The manifest's "ood" record of `bundle` (its graphs on onnxruntime's CPU provider) from
     held-out clips (C, T, H, W, 3) uint8 of the training distribution; `data` (and the command
     that made it, if known) says where they came from."""
-    backend = load_backend("onnxruntime", bundle, manifest, None, threads)
     if len(clips) < 20:
         raise LgcvdError(
             f"calibration needs at least 20 held-out clips for a 99th percentile, got {len(clips)}"
         )
     inputs = calibration_inputs(np.asarray(clips), manifest.model.frames)
+    backend = load_backend("onnxruntime", bundle, manifest, None, threads)
     try:
         scores = scores_of_clips(backend, manifest, inputs)
     finally:

@@ -72,7 +72,8 @@ def test_missing_data_is_one_line(tmp_path):
 @pytest.mark.slow
 def test_the_same_command_on_the_cpu_trains_and_writes_weights_init_from_accepts(clips, tmp_path):
     out = tmp_path / "out"
-    args = ["--data", clips, "--out", out, "--device", "cpu", "--preset", "tiny"]
+    args = ["--data", clips, "--out", out, "--work", tmp_path / "full"]
+    args += ["--device", "cpu", "--preset", "tiny"]
     args += ["--batch-size", 2, "--probe-steps", 1, "--max-steps", 2, "--minutes", 3]
     result = gpu_train(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -80,7 +81,8 @@ def test_the_same_command_on_the_cpu_trains_and_writes_weights_init_from_accepts
     files = sorted(p.name for p in (out / "run").iterdir())
     assert files == ["checkpoint.json", "checkpoint.safetensors", "metrics.jsonl"]
     assert all((out / "run" / f).stat().st_size <= 16 * MIB for f in files)
-    full = load_checkpoint(out / "full")
+    assert sorted(p.name for p in out.iterdir()) == ["run", "train.log"]
+    full = load_checkpoint(tmp_path / "full")
     assert full.step == 2
     model, source = init_model(out / "run", ModelConfig())  # the run's own config wins
     assert source["step"] == 2 and model.cfg == preset("tiny")

@@ -176,6 +176,20 @@ def test_clips_at_another_size_are_one_line(tiny, tmp_path):
     )
 
 
+def test_too_few_clips_are_one_line(tiny, tmp_path):
+    bundle = tmp_path / "tiny.lgcvd"
+    shutil.copytree(tiny, bundle)
+    data = tmp_path / "few.npy"
+    save_videos(data, shapes.generate(5, 16, 32, seed=0))
+    result = CliRunner().invoke(
+        calibrate_tool().main, ["calibrate", str(bundle), "--data", str(data)]
+    )
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: calibration needs at least 20 held-out clips for a 99th percentile, got 5\n"
+    )
+
+
 def test_a_bundle_without_calibration_or_for_another_score_has_none(tiny):
     manifest = load_manifest(tiny)
     assert manifest.ood is None and Calibration.of(manifest) is None

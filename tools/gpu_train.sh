@@ -19,7 +19,8 @@
 #     run/metrics.jsonl           loss and clips/s every 10 steps
 #     train.log                   what this script and lgcvd-train printed
 # then, on any machine:  lgcvd-train --init-from gpu_out/run ...  |  lgcvd-export gpu_out/run ...
-# (--resume needs the full checkpoint with the optimizer state, ~98 MB; it stays in --work.)
+# (--resume needs the full checkpoint with the optimizer state, ~98 MB: it stays in --work,
+# default $TMPDIR/lgcvd-gpu-train, on that machine.)
 #
 # Two phases keep the run inside the budget with a proper cooldown: a probe of --probe-steps
 # steps measures this machine's steps/s after warm-up, then the run resumes up to the number of
@@ -27,6 +28,8 @@
 #
 #     tools/gpu_train.sh --data data/gpu/pushsim_train.npz               # on the GPU machine
 #     tools/gpu_train.sh --data data/gpu/pushsim_train.npz --dry-run     # print the plan only
+# Through the device tool: run(command="tools/gpu_train.sh", carry=["data/gpu"], timeout_s=600)
+# (data/ is git-ignored, so the clips travel by carry; --out defaults to the tool's $OUT).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,7 +50,7 @@ dry_run=0
 max_input_mib=64
 max_file_mib=16
 
-usage() { sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -euo/{/^#/p}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 fail() { echo "gpu_train.sh: $*" >&2; exit 2; }
 
 while [[ $# -gt 0 ]]; do
@@ -69,7 +72,8 @@ while [[ $# -gt 0 ]]; do
         *) fail "unknown option $1; see tools/gpu_train.sh --help" ;;
     esac
 done
-work="${work:-$out/full}"  # the full checkpoint (weights, EMA, Adam state): not brought back
+# the full run (weights, EMA, Adam state: ~98 MB for base) stays outside --out, which comes back
+work="${work:-${TMPDIR:-/tmp}/lgcvd-gpu-train}"
 export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 
