@@ -24,6 +24,7 @@ from .info import describe
 from .options import Group, load_model, model_options, output_options
 from .outputs import Output, Truth
 from .progress import Progress
+from .remote import Served, refuse_local_options, window_spec
 from .samplers import SAMPLERS
 from .timeline import Timeline, interpolation_known
 from .video import iter_frames, probe, read_frames
@@ -42,11 +43,16 @@ def _truth(path: Path, start: int, count: int, size: int) -> Truth:
     return Truth(frames, read)
 
 
-def _run(model: api.Model, windows, timeline: Timeline, outputs, quiet: bool) -> None:
-    """Write `windows` into `timeline` and every output following it, with progress.
-    `outputs`: (output, truth or None) pairs."""
-    progress = Progress(model.pipeline.settings.plan.steps, len(timeline.plans()), quiet)
-    model.on_step = progress.step
+def _run(model, windows, timeline: Timeline, outputs, quiet: bool) -> None:
+    """Write `windows` into `timeline` and every output following it, with progress (for a
+    local model). `outputs`: (output, truth or None) pairs."""
+    local = not isinstance(model, Served)
+    plans = len(timeline.plans()) if local else 0
+    progress = Progress(
+        model.pipeline.settings.plan.steps if local else 0, plans, quiet or not local
+    )
+    if local:
+        model.on_step = progress.step
     score = None
     try:
         for output, truth in outputs:
@@ -58,14 +64,18 @@ def _run(model: api.Model, windows, timeline: Timeline, outputs, quiet: bool) ->
                 output.update()
     finally:
         progress.close()
-    if warning := model.input_warning(score):  # printed even with --quiet: it is no mere note
+    if local and (warning := model.input_warning(score)):  # also with --quiet: no mere note
         click.echo(warning, err=True)
 
 
-def _produce(output: Path, fps, force, every, label, quiet, load, make) -> None:
-    """Open `output`, load the model, `make(model)` -> (timeline, windows, truth), write."""
+def _produce(output: Path, fps, force, every, label, quiet, load, make, server=None) -> None:
+    """Open `output`, load the model (or connect to `server`), `make(model)` -> (timeline,
+    windows, truth), write."""
     with Output(output, fps, force, every, label) as out:
-        model = load_model(quiet=quiet, **load)
+        if server is not None:
+            model = Served(server, load["seed"], quiet)
+        else:
+            model = load_model(quiet=quiet, **load)
         timeline, windows, truth = make(model)
         _run(model, windows, timeline, [(out, truth)], quiet)
     if not quiet:
@@ -117,23 +127,46 @@ _SIDE_BY_SIDE = click.option(
 )
 @_START
 @_SIDE_BY_SIDE
+@click.option(
+    "--server",
+    metavar="HOST:PORT",
+    default=None,
+    help="Predict on a Triton server made with lgcvd-serve (its gRPC port, e.g. "
+    "localhost:8001) instead of a local bundle; the server's model, sampler and steps apply.",
+)
 @output_options
 @model_options
+@click.pass_context
 def predict(
-    input_path, n, p, start, side_by_side, output, samples, force, fps, every, quiet, **load
+    ctx,
+    input_path,
+    n,
+    p,
+    start,
+    side_by_side,
+    server,
+    output,
+    samples,
+    force,
+    fps,
+    every,
+    quiet,
+    **load,
 ):
     """Predict the N frames that follow P given frames of INPUT. Writes the P given frames then
     the N predicted ones (default output: INPUT-prediction.mp4 in the current folder)."""
+    if server is not None:
+        refuse_local_options(ctx)
     fps = _input_fps(input_path, fps)
 
     def make(model):
         given = read_frames(input_path, start=start, count=p, size=model.size)  # (p, H, W, 3)
         truth = _truth(input_path, start, p + n, model.size) if side_by_side else None
-        timeline = Timeline.prediction(_samples(given, samples), n, model.manifest.model)
+        timeline = Timeline.prediction(_samples(given, samples), n, window_spec(model))
         return timeline, model.predict(given, n, samples), truth
 
     output = output or Path(f"{input_path.stem}-prediction.mp4")
-    _produce(output, fps, force, every, "prediction", quiet, load, make)
+    _produce(output, fps, force, every, "prediction", quiet, load, make, server)
 
 
 @main.command()

@@ -36,7 +36,6 @@ class VideoOutput:
     """A video file (.mp4, .mkv, .gif) written frame by frame as the timeline becomes final."""
 
     def __init__(self, path: Path, fps: float, force: bool):
-        self.path = path
         self.writer = VideoWriter(path, fps, force=force)
         self.timeline: Timeline | None = None
         self.truth: Truth | None = None
