@@ -23,8 +23,10 @@ from lgcvd_runtime.backends import trt_backend
 from lgcvd_runtime.bundle import GraphSpec, Manifest, sha256_file, write_manifest
 from lgcvd_runtime.files import refuse_existing
 from lgcvd_runtime.signals import signals_deferred
+from lgcvd_runtime.trust import calibrate
 from lgcvd_train import __version__
 from lgcvd_train.checkpoint import Checkpoint, current_umask, resolve
+from lgcvd_train.data.arrays import load_videos, recorded_command
 from lgcvd_train.model import LGCVD
 from lgcvd_train.torch_backend import model_spec
 
@@ -113,6 +115,11 @@ def fill(directory: Path, model, ckpt, checkpoint, opts, echo) -> None:
         if opts.cuda_graph:
             trt_build.check_cuda_graph(directory, manifest, echo)
             manifest = replace(manifest, provenance={**prov, trt_backend.CUDA_GRAPH: True})
+    if opts.calibrate is not None:
+        clips, data = load_videos(opts.calibrate), opts.calibrate
+        ood = calibrate(directory, manifest, clips, str(data), recorded_command(data))
+        manifest = replace(manifest, ood=ood)
+        echo(f"ood score calibrated on {len(clips)} clips: {ood['percentiles']}")
     write_manifest(directory, manifest)
 
 

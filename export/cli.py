@@ -105,6 +105,13 @@ DEFAULT_REAL_FRAMES = (
     help="Real clips for the parity gate: the real BAIR npz, or a .npy/.npz video array like "
     "lgcvd-train's (random frames only if the file is absent).",
 )
+@click.option(
+    "--calibrate",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Held-out clips of the training distribution (.npy/.npz at the model's size): record "
+    "the input score's percentiles, for lgcvd-run's out-of-distribution warning (docs/ood.md).",
+)
 def main(
     checkpoint: Path,
     output: Path,
@@ -122,6 +129,7 @@ def main(
     opset: int,
     force: bool,
     real_frames: Path,
+    calibrate: Path | None,
 ) -> None:
     """Export CHECKPOINT (a run directory or its checkpoint.safetensors) as a bundle."""
     if fp16 and int8:
@@ -146,6 +154,7 @@ def main(
         gate_frames=gate_frames,
         gate_clips=gate_clips,
         gate=GateTolerance(gate_min_psnr, gate_min_ssim),
+        calibrate=calibrate,
     )
     if (blocker := file_in_the_way(output.parent)) is not None:
         raise click.ClickException(

@@ -68,3 +68,4 @@ class ExportOptions:
     gate_frames: Path | None = None  # held-out clips of the int8 end-to-end gate; None: real_frames
     gate_clips: int = 8
     gate: GateTolerance = GateTolerance()
+    calibrate: Path | None = None  # held-out clips: record the input score's calibration

@@ -32,6 +32,7 @@ from .errors import BundleError, LgcvdError
 from .pipeline import CONTEXT_MODES, Pipeline, SamplerSettings, Window, draw_seeds, row_generators
 from .samplers import SAMPLERS
 from .schedule import respace
+from .trust import Calibration, scores_of_clips
 from .video import center_crop_resize
 
 if TYPE_CHECKING:
@@ -48,11 +49,14 @@ Seed = int | Sequence[int] | None  # one for all clips, one per clip, or drawn f
 class PredictedWindow:
     """One finished window: `frames` (S, F, H, W, 3) uint8 (one clip) or (C, S, F, H, W, 3) (a
     list of C clips) are video frames start .. start+F-1 for each sample. Indices count from the
-    first frame given to the call."""
+    first frame given to the call. `input_score`: how unlike the model's training data the given
+    frames look (`trust`; a float, or (C,) for a list of clips), where the bundle is calibrated
+    (`Model.calibration`), else None; None for generation."""
 
     index: int
     start: int
     frames: np.ndarray
+    input_score: float | np.ndarray | None = None
 
 
 def default_bundle() -> Path:
@@ -94,6 +98,7 @@ class Model:
         self.bundle, self.manifest = bundle, manifest
         self.backend, self.pipeline = backend, pipeline
         self.rng = np.random.default_rng(seed)  # draws the seeds of calls given none
+        self.calibration = Calibration.of(manifest)  # the input score's range, if recorded
 
     @property
     def size(self) -> int:
@@ -151,6 +156,25 @@ class Model:
         check_count("frames per clip", counts[0])
         return fitted, many
 
+    def input_score(self, clips) -> float | np.ndarray:
+        """The input score (`trust`) of one clip's given frames (a float) or of a list of clips
+        ((C,)): one encode and one denoise call; a calibrated bundle's results carry it."""
+        fitted, many = self.clips(clips)
+        scores = scores_of_clips(self.backend, self.manifest, np.stack(fitted))
+        return scores if many else float(scores[0])
+
+    def input_warning(self, score: float | None) -> str | None:
+        """The one-line warning for a score beyond the calibrated range, else None."""
+        if score is None or self.calibration is None:
+            return None
+        return self.calibration.warning(score)
+
+    def _scorer(self, fitted: list[np.ndarray], many: bool):
+        """What the results of a call on `fitted` carry: a deferred input score, or None."""
+        if self.calibration is None:
+            return None
+        return lambda: self.input_score(fitted if many else fitted[0])
+
     def seeds(self, seed: Seed, clips: int) -> list[int]:
         """One seed per clip: `seed` for all, one given per clip, or drawn from the model's rng."""
         if seed is None:
@@ -178,7 +202,8 @@ class Model:
         check_count("n", n)
         fitted, many = self.clips(clips)
         x, rngs = self.rows(fitted, samples, seed)
-        return _to_uint8(self.pipeline.predict(x, n, rngs), len(fitted) if many else None)
+        cameras, score = len(fitted) if many else None, self._scorer(fitted, many)
+        return _to_uint8(self.pipeline.predict(x, n, rngs), cameras, score)
 
     def interpolate(
         self, keyframes, samples: int = 1, seed: Seed = None
@@ -189,7 +214,8 @@ class Model:
         if len(fitted[0]) < 2:
             raise LgcvdError(f"interpolation needs at least 2 keyframes, got {len(fitted[0])}")
         x, rngs = self.rows(fitted, samples, seed)
-        return _to_uint8(self.pipeline.interpolate(x, rngs), len(fitted) if many else None)
+        cameras, score = len(fitted) if many else None, self._scorer(fitted, many)
+        return _to_uint8(self.pipeline.interpolate(x, rngs), cameras, score)
 
     def generate(self, n: int, samples: int = 1, seed: int | None = None):
         """n frames from noise alone: windows of (S, F, size, size, 3)."""
@@ -256,13 +282,17 @@ def check_count(what: str, value: int) -> None:
         raise LgcvdError(f"{what} must be a whole number of at least 1, got {value!r}")
 
 
-def _to_uint8(windows: Iterator[Window], cameras: int | None) -> Iterator[PredictedWindow]:
-    """Float windows (C·S, F, 3, H, W) -> uint8 (S, F, H, W, 3), or (C, S, ...) for C cameras."""
+def _to_uint8(
+    windows: Iterator[Window], cameras: int | None, score: Callable[[], object] | None = None
+) -> Iterator[PredictedWindow]:
+    """Float windows (C·S, F, 3, H, W) -> uint8 (S, F, H, W, 3), or (C, S, ...) for C cameras,
+    each with the input score, computed once before the first window."""
+    value = score() if score is not None else None
     for w in windows:
         frames = to_uint8(w.frames)
         if cameras is not None:
             frames = frames.reshape(cameras, -1, *frames.shape[1:])
-        yield PredictedWindow(w.index, w.start, frames)
+        yield PredictedWindow(w.index, w.start, frames, value)
 
 
 def load(

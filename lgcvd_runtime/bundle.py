@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from .errors import BundleError
+from .files import write_then_rename
 from .schedule import ScheduleSpec
 
 FORMAT = "lgcvd-bundle"
@@ -117,6 +118,7 @@ class Manifest:
     graphs: dict  # name ("context", "denoiser") -> GraphSpec
     provenance: dict
     format_version: int = FORMAT_VERSION
+    ood: dict | None = None  # optional: the input score's calibration (lgcvd_runtime.trust)
 
     def to_dict(self) -> dict:
         return {
@@ -128,6 +130,7 @@ class Manifest:
             "max_batch": self.max_batch,
             "graphs": {k: g.to_dict() for k, g in self.graphs.items()},
             "provenance": self.provenance,
+            **({"ood": self.ood} if self.ood is not None else {}),
         }
 
     @classmethod
@@ -140,12 +143,14 @@ class Manifest:
             graphs={k: GraphSpec.from_dict(g) for k, g in d["graphs"].items()},
             provenance=d.get("provenance", {}),
             format_version=int(d["format_version"]),
+            ood=d.get("ood"),
         )
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> None:
     text = json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n"
-    (directory / MANIFEST).write_text(text)
+    with write_then_rename(directory / MANIFEST) as tmp:  # a reader never sees half a manifest
+        tmp.write_text(text)
 
 
 def load_manifest(path: Path, verify: bool = True) -> Manifest:

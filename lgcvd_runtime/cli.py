@@ -53,15 +53,19 @@ def _run(model, windows, timeline: Timeline, outputs, quiet: bool) -> None:
     )
     if local:
         model.on_step = progress.step
+    score = None
     try:
         for output, truth in outputs:
             output.follow(timeline, truth)
         for window in windows:
             timeline.write(window.start, window.frames)
+            score = window.input_score
             for output, _ in outputs:
                 output.update()
     finally:
         progress.close()
+    if local and (warning := model.input_warning(score)):  # also with --quiet: no mere note
+        click.echo(warning, err=True)
 
 
 def _produce(output: Path, fps, force, every, label, quiet, load, make, server=None) -> None:

@@ -48,6 +48,7 @@ class Forecast:
     frame_index: int
     frame_time: float
     made_at: float
+    input_score: float | None = None  # the given frames' input score (api.PredictedWindow)
 
 
 class _Camera:
@@ -188,10 +189,19 @@ class LiveStream:
         seeds = [self.seeds[c] for c, _, _, _ in jobs]
         given = np.stack(clips)[:, None].repeat(self.samples, axis=1)  # (C, S, p, size, size, 3)
         timeline = Timeline.prediction(given, self.n, self.model.manifest.model)
+        scores = None
         for w in self.model.predict(clips, self.n, self.samples, seed=seeds):
             timeline.write(w.start, w.frames)
+            scores = w.input_score  # (C,) or None
         made = time.monotonic()
         return [
-            Forecast(c, timeline.video[j, :, self.p :], index, stamp, made)
+            Forecast(
+                c,
+                timeline.video[j, :, self.p :],
+                index,
+                stamp,
+                made,
+                None if scores is None else float(scores[j]),
+            )
             for j, (c, _, index, stamp) in enumerate(jobs)
         ]

@@ -41,6 +41,7 @@ from .eval_protocol import (
     real_features,
 )
 from .metrics import LPIPS, load_i3d, load_lpips, plot_per_frame, write_report
+from .metrics.fvd import RELIABLE_CLIPS
 from .metrics.i3d import MIN_FRAMES
 
 REPORT, SUMMARY = "report.json", "summary.md"
@@ -66,6 +67,7 @@ def build_report(
     curves cover all predicted frames ("best" picks each clip's sample on the chosen range).
     """
     p, n = settings["p"], settings["n"]
+    clips, samples = info["data"]["clips"], settings["samples"]
     chosen = FrameRange(**settings["frame_range"])
     ranges = [FrameRange(p + 1, p + n)] + ([chosen] if chosen != FrameRange(p + 1, p + n) else [])
     models = {}
@@ -75,6 +77,7 @@ def build_report(
             "path": cand.path,
             "new_frames_per_window": cand.new_frames,
             "fvd": res.fvd,
+            "fvd_clips": None if res.fvd is None else {"real": clips, "fake": clips * samples},
             "aggregates": {r.label: aggregate(res.per_frame, r.predicted(p)) for r in ranges},
             "per_frame": curves(res.per_frame, chosen.predicted(p)),
             "wall_s": round(res.wall_s, 3),
@@ -108,9 +111,28 @@ def summary_table(report: dict) -> str:
     for label, model in report["models"].items():
         agg = model["aggregates"][chosen.label]
         cells = [_cell(agg, metric, s["samples"]) for metric in metrics]
-        cells.append("—" if model["fvd"] is None else f"{model['fvd']:.1f}")
+        cells.append("—" if model["fvd"] is None else fvd_label(model))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    fvds = any(m["fvd"] is not None for m in report["models"].values())
+    if fvds and (warning := few_clips_warning(d["clips"])):
+        lines += ["", warning]
     return "\n".join(lines) + "\n"
+
+
+def fvd_label(model: dict) -> str:
+    """'1007.3 (N=256)': a model's FVD with the number of real clips it rests on."""
+    return f"{model['fvd']:.1f} (N={model['fvd_clips']['real']})"
+
+
+def few_clips_warning(clips: int) -> str | None:
+    """The warning for an FVD on fewer than RELIABLE_CLIPS clips, else None."""
+    if clips >= RELIABLE_CLIPS:
+        return None
+    return (
+        f"warning: FVD rests on {clips} clips, fewer than {RELIABLE_CLIPS}: it is biased upward "
+        f"and noisy, so compare it only with FVDs on {clips} clips (pass --clips "
+        f"{RELIABLE_CLIPS} or more for the protocol's FVD)"
+    )
 
 
 def _cell(agg: dict, metric: str, samples: int) -> str:
@@ -127,7 +149,7 @@ def write_outputs(out: Path, report: dict, force: bool) -> str:
     for metric in next(iter(report["models"].values()))["per_frame"]["best"]:
         # NaN for the given frames, so the x axis is the video frame number
         curves_ = {
-            label: np.concatenate([np.full(p, np.nan), m["per_frame"]["best"][metric]])
+            _legend(label, m): np.concatenate([np.full(p, np.nan), m["per_frame"]["best"][metric]])
             for label, m in report["models"].items()
         }
         ylabel = f"{NAMES[metric]}, best of {samples} per clip"
@@ -137,6 +159,11 @@ def write_outputs(out: Path, report: dict, force: bool) -> str:
         tmp.write_text(text)
     write_report(out / REPORT, report, force=force)
     return text
+
+
+def _legend(label: str, model: dict) -> str:
+    """A model's name in plots, with its FVD and N where computed."""
+    return label if model["fvd"] is None else f"{label}, FVD {fvd_label(model)}"
 
 
 def _fvd_skipped(no_fvd: bool, clips: int, frames: int) -> str | None:
@@ -314,6 +341,8 @@ def run(
     if skipped:
         note(skipped)
     else:
+        if warning := few_clips_warning(clips):
+            note(warning)
         i3d = _load_net(load_i3d, i3d_weights, "--no-fvd", device)
         fvd_nets = (i3d, real_features(i3d, videos, progress=not quiet))
     everyone = [copy_last(), *candidates]

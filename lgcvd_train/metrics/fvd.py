@@ -16,6 +16,9 @@ from lgcvd_runtime.errors import DataError
 
 from .i3d import I3D, i3d_features
 
+# Fewest clips an FVD should rest on: the protocol's 256 (Unterthiner et al. 2018; paper §4.1).
+# Below it the estimate is biased upward and noisy, so FVDs on fewer clips compare only at equal N.
+RELIABLE_CLIPS = 256
 SQRT_OFFSET = 1e-6  # added to both diagonals if the square root of S_a S_b comes out non-finite
 
 

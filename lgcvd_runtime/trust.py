@@ -1,0 +1,191 @@
+"""When a forecast should not be trusted: the model's own denoising error on the given frames.
+
+A diffusion model reconstructs a noised input well only where its training data lay. The score:
+make each of the last K given frames a still window (the frame N times; a window of the given
+frames in order scored moving inputs, e.g. interpolation keyframes, as strange), noise it at the
+fixed timestep `T_SCORE` with fixed noise (seed `NOISE_SEED`, the same for every input, so the
+score is a deterministic function of the frames), ask the denoiser for x̂0 (paper Eq. 7) with no
+condition frames and the context of U (no previous window), and report the mean |x̂0 - x0| in
+grey levels (0-255). That is one `encode` and one `denoise` call per score (a batch of K
+windows), whatever the task. Measurements behind these choices: docs/ood.md.
+
+Calibration (`calibrate`) records percentiles of the score over held-out clips of the training
+distribution in the bundle manifest (key "ood"); `Calibration.warning` turns a score above the
+99th percentile into the one-line warning lgcvd-run prints. A calibration made for another score
+definition (another `SCORE` name) is ignored, never compared.
+
+This module works through the pipeline's backend protocol only; it knows no engine package and
+no torch, and nothing about how the frames were read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .backends import load_backend
+from .backends.base import Backend
+from .bundle import Manifest, ModelSpec
+from .conditioning import ABSENT, build_condition, stack_window, to_model, unknown_window
+from .errors import BundleError, LgcvdError
+from .samplers import x0_eps_from_output
+from .schedule import ScheduleSpec, full_alphas_cumprod
+
+# Names this exact definition; change it whenever the definition changes.
+SCORE = "x0-error-still-t300"
+T_SCORE = 300  # timestep of the one denoiser call (original grid, 0..T-1)
+NOISE_SEED = 0
+GREY = 127.5  # model units ([-1, 1]) -> grey levels
+PERCENTILES = (50, 95, 99)
+THRESHOLD = 99  # the percentile above which an input is flagged
+CALIBRATION_GIVEN = 2  # given frames per calibration input: lgcvd-run predict's default -p
+
+
+def score_windows(given: np.ndarray, n_frames: int, k: int) -> np.ndarray:
+    """(B, p, 3, H, W) given frames -> (B·F, N, 3, H, W): each of the last F = min(p, K) frames
+    as a still window (the frame N times), so that the score does not depend on the task's
+    layout or the motion between given frames, only on what they show."""
+    last = given[:, -k:]  # (B, F, 3, H, W)
+    b, f = last.shape[:2]
+    return np.repeat(last.reshape(b * f, 1, *last.shape[2:]), n_frames, axis=1)
+
+
+def ood_scores(
+    backend: Backend, spec: ModelSpec, schedule: ScheduleSpec, given: np.ndarray
+) -> np.ndarray:
+    """The score of each clip of `given` (B, p, 3, H, W) float32 in [-1, 1]: the mean over its
+    last min(p, K) frames of the one-step reconstruction error. -> (B,) float64.
+
+    One backend.encode and one backend.denoise call on a batch of B·min(p, K) windows (at most
+    the bundle's max batch; `scores_of_clips` chunks larger sets)."""
+    if given.ndim != 5 or given.shape[1] < 1:
+        raise LgcvdError(f"the score needs at least one given frame, got shape {given.shape}")
+    n, h = spec.frames, spec.image_size
+    window = score_windows(given, n, spec.cond_slots)  # (B·F, N, 3, H, W)
+    bf = len(window)
+    x0 = stack_window(window)  # (B·F, 3N, H, W)
+    cond = build_condition(window, np.full((bf, spec.cond_slots), ABSENT), n)  # no given frames
+    context = backend.encode(unknown_window(bf, n, h, h))
+    ab = float(full_alphas_cumprod(schedule)[T_SCORE])
+    alpha, sigma = math.sqrt(ab), math.sqrt(1.0 - ab)
+    eps = np.random.default_rng(NOISE_SEED).standard_normal(x0.shape[1:], dtype=np.float32)
+    x_t = alpha * x0 + sigma * eps  # Eq. 3, the same eps for every window
+    t = np.full((bf,), T_SCORE, dtype=np.float32)
+    out = backend.denoise(x_t, t, cond, context)
+    x0_hat, _ = x0_eps_from_output(x_t, out, alpha, sigma, spec.parameterization)
+    err = np.abs(x0_hat.clip(-1.0, 1.0) - x0)  # (B·F, 3N, H, W)
+    return err.reshape(len(given), -1).mean(axis=1, dtype=np.float64) * GREY
+
+
+def calibration_starts(clip_frames: int, n_frames: int) -> range:
+    """First frames of the calibration inputs of a clip: every (N-1)-th frame that leaves room."""
+    return range(0, clip_frames - CALIBRATION_GIVEN + 1, n_frames - 1)
+
+
+def calibration_inputs(clips: np.ndarray, n_frames: int) -> np.ndarray:
+    """(C, T, H, W, 3) clips -> (C·S, CALIBRATION_GIVEN, H, W, 3): the given frames of an input
+    starting at every (N-1)-th frame (0, 7, 14, ... for N = 8), clip-major, so that calibration
+    sees what each part of a clip shows, not only its first frames."""
+    if clips.ndim != 5 or clips.shape[1] < CALIBRATION_GIVEN:
+        raise LgcvdError(
+            f"calibration clips must be (C, T, H, W, 3) with T >= {CALIBRATION_GIVEN}, got "
+            f"{clips.shape}"
+        )
+    starts = calibration_starts(clips.shape[1], n_frames)
+    inputs = np.stack([clips[:, s : s + CALIBRATION_GIVEN] for s in starts], axis=1)
+    return inputs.reshape(-1, *inputs.shape[2:])
+
+
+def scores_of_clips(backend: Backend, manifest: Manifest, inputs: np.ndarray) -> np.ndarray:
+    """Scores of inputs (C, p, H, W, 3) uint8 at the model's size (p given frames each), in
+    batches that fit the bundle's max batch. -> (C,)."""
+    size = manifest.model.image_size
+    if inputs.ndim != 5 or inputs.shape[2:] != (size, size, 3) or inputs.dtype != np.uint8:
+        raise LgcvdError(
+            f"clips must be uint8 (C, T, {size}, {size}, 3) at the model's size, got "
+            f"{inputs.dtype} {inputs.shape}; resize them first"
+        )
+    step = max(1, manifest.max_batch // min(inputs.shape[1], manifest.model.cond_slots))
+    parts = [
+        ood_scores(backend, manifest.model, manifest.schedule, to_model(inputs[i : i + step]))
+        for i in range(0, len(inputs), step)
+    ]
+    return np.concatenate(parts)
+
+
+def calibrate(
+    bundle: Path,
+    manifest: Manifest,
+    clips: np.ndarray,
+    data: str,
+    data_command: str | None = None,
+    threads: int | None = None,
+) -> dict[str, object]:
+    """The manifest's "ood" record of `bundle` (its graphs on onnxruntime's CPU provider) from
+    held-out clips (C, T, H, W, 3) uint8 of the training distribution; `data` (and the command
+    that made it, if known) says where they came from."""
+    if len(clips) < 20:
+        raise LgcvdError(
+            f"calibration needs at least 20 held-out clips for a 99th percentile, got {len(clips)}"
+        )
+    inputs = calibration_inputs(np.asarray(clips), manifest.model.frames)
+    backend = load_backend("onnxruntime", bundle, manifest, None, threads)
+    try:
+        scores = scores_of_clips(backend, manifest, inputs)
+    finally:
+        backend.close()
+    values = np.percentile(scores, PERCENTILES)
+    record: dict[str, object] = {
+        "score": SCORE,
+        "percentiles": {
+            str(p): round(float(v), 4) for p, v in zip(PERCENTILES, values, strict=True)
+        },
+        "clips": len(clips),
+        "inputs": len(inputs),  # CALIBRATION_GIVEN frames each, from every (N-1)-th frame
+        "given": CALIBRATION_GIVEN,
+        "data": data,
+    }
+    if data_command is not None:
+        record["data_command"] = data_command
+    return record
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The calibrated range of a bundle's score (its manifest's "ood" record)."""
+
+    percentiles: dict[str, float]
+    clips: int
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> Calibration | None:
+        """The bundle's calibration, or None if it has none for this module's SCORE."""
+        record = manifest.ood
+        if not isinstance(record, dict) or record.get("score") != SCORE:
+            return None
+        try:
+            percentiles = {str(k): float(v) for k, v in record["percentiles"].items()}
+            if str(THRESHOLD) not in percentiles:
+                raise KeyError(f"no {THRESHOLD}th percentile")
+            return cls(percentiles, int(record["clips"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise BundleError(
+                f"the manifest's ood calibration is corrupt ({type(e).__name__}: {e}); calibrate "
+                "the bundle again with tools/calibrate_ood.py calibrate BUNDLE --data CLIPS --force"
+            ) from None
+
+    @property
+    def threshold(self) -> float:
+        return self.percentiles[str(THRESHOLD)]
+
+    def warning(self, score: float) -> str | None:
+        """The one-line warning for a score beyond the calibrated range, else None."""
+        if score <= self.threshold:
+            return None
+        return (
+            f"input looks unlike this model's training data: score {score:.1f}, "
+            f"{THRESHOLD}th percentile {self.threshold:.1f}"
+        )
