@@ -73,7 +73,7 @@ def test_a_signal_during_the_final_renames_waits_until_the_bundle_is_in_place(
     def rename_then_signal(src, dst):
         rename(src, dst)
         renames.append(dst)
-        if len(renames) == 1:  # the old bundle is moved aside, the new one not yet in place
+        if Path(src) == out:  # the old bundle is moved aside, the new one not yet in place
             signal.raise_signal(signal.SIGTERM)
 
     monkeypatch.setattr(os, "replace", rename_then_signal)
