@@ -17,15 +17,13 @@ with other work runs slower.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import click
 import numpy as np
 
 import lgcvd_runtime
 from lgcvd_runtime import api
-from lgcvd_runtime.backends import CHOICES
-from lgcvd_runtime.samplers import SAMPLERS
+from lgcvd_runtime.options import model_options
 from lgcvd_runtime.video import read_frames
 
 
@@ -98,40 +96,7 @@ def bench_live(model, frames, p: int, n: int, rate: float, seconds: float) -> di
 
 
 @click.command()
-@click.option(
-    "--model",
-    "bundle",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Bundle NAME.lgcvd (default: the shipped model).",
-)
-@click.option(
-    "--backend",
-    type=click.Choice(CHOICES),
-    default="auto",
-    show_default=True,
-    help="Inference engine.",
-)
-@click.option(
-    "--sampler",
-    type=click.Choice(SAMPLERS),
-    default=api.DEFAULT_SAMPLER,
-    show_default=True,
-    help="Sampler.",
-)
-@click.option(
-    "--steps",
-    type=click.IntRange(min=1),
-    default=api.DEFAULT_STEPS,
-    show_default=True,
-    help="Denoising steps per window.",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="onnxruntime CPU threads (default: one per physical core).",
-)
+@model_options
 @click.option(
     "--cameras",
     "counts",
@@ -160,10 +125,15 @@ def bench_live(model, frames, p: int, n: int, rate: float, seconds: float) -> di
     show_default=True,
     help="How long to feed the live stream.",
 )
-def main(bundle, backend, sampler, steps, threads, counts, n, rate, seconds):
+def main(bundle, backend, sampler, steps, seed, threads, counts, n, rate, seconds):
     """Windows per second and latency, C cameras batched vs sequential; the live stream."""
     model = lgcvd_runtime.load(
-        bundle, backend=backend, sampler=sampler, steps=steps, threads=threads, seed=0
+        bundle,
+        backend=backend,
+        sampler=sampler,
+        steps=steps,
+        threads=threads,
+        seed=0 if seed is None else seed,
     )
     spec = model.manifest.model
     p, n = spec.cond_slots, n or spec.new_frames
