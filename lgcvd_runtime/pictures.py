@@ -31,7 +31,7 @@ BACKGROUND, INK, EMPTY = 255, 0, 224  # grey levels: page, text, a cell with no 
 # 5x7 glyphs: per row one base-32 digit whose 5 bits are the pixels, leftmost the highest.
 _FONT = {
     "a": "00e1fhf", "b": "ggmphhu", "c": "00egghe", "d": "11djhhf", "e": "00ehvge",
-    "f": "698s888", "g": "00fhf1e", "h": "ggmphhh", "i": "40c444e", "j": "20622ic",
+    "f": "698s888", "g": "0fhhf1e", "h": "ggmphhh", "i": "40c444e", "j": "20622ic",
     "k": "ggikoki", "l": "c44444e", "m": "00qllhh", "n": "00mphhh", "o": "00ehhhe",
     "p": "00uhugg", "q": "00djf11", "r": "00mpggg", "s": "00ege1u", "t": "88s8896",
     "u": "00hhhjd", "v": "00hhha4", "w": "00hhlla", "x": "00ha4ah", "y": "00hhf1e",
