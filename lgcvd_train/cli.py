@@ -24,6 +24,8 @@ from . import __version__
 from .config import DEFAULT_TASK_WEIGHTS, PRESETS, ModelConfig, TrainConfig, preset
 from .data import GENERATED_VIDEOS
 from .extra import train_extra
+from .loss_weighting import WEIGHTINGS
+from .speed import ADAMS
 
 TRAIN = TrainConfig()  # the defaults of every training option
 MAX_SEED = 2**64 - 1  # the largest seed torch.manual_seed takes; numpy takes any seed >= 0
@@ -192,6 +194,48 @@ def finite(ctx, param, value: float | None) -> float | None:
     help="Train in fp32 (default: bf16 autocast on CUDA and on CPUs with native bf16).",
 )
 @click.option(
+    "--loss-weighting",
+    type=click.Choice(list(WEIGHTINGS)),
+    default=TRAIN.loss_weighting,
+    show_default=True,
+    help="Weight the loss over timesteps: none, or min-snr (Hang et al. 2023: min(SNR, gamma) on "
+    "the x0 error).",
+)
+@click.option(
+    "--snr-gamma",
+    type=click.FloatRange(0, min_open=True),
+    callback=finite,
+    default=TRAIN.snr_gamma,
+    show_default=True,
+    help="gamma of --loss-weighting min-snr.",
+)
+@click.option(
+    "--adam",
+    type=click.Choice(list(ADAMS)),
+    default=TRAIN.adam,
+    show_default=True,
+    help="torch.optim.Adam implementation (speed only; can change when resuming).",
+)
+@click.option(
+    "--channels-last/--no-channels-last",
+    default=TRAIN.channels_last,
+    show_default=True,
+    help="Model and inputs in channels-last memory format (speed only).",
+)
+@click.option(
+    "--compile/--no-compile",
+    "compile_model",
+    default=TRAIN.compile,
+    show_default=True,
+    help="torch.compile the network (speed only; the first steps compile it).",
+)
+@click.option(
+    "--prefetch/--no-prefetch",
+    default=TRAIN.prefetch,
+    show_default=True,
+    help="Prepare the next batch on a background thread during each step (speed only).",
+)
+@click.option(
     "--init-from",
     type=click.Path(path_type=Path),
     default=None,
@@ -226,6 +270,12 @@ def main(
     seed,
     save_every,
     no_amp,
+    loss_weighting,
+    snr_gamma,
+    adam,
+    channels_last,
+    compile_model,
+    prefetch,
     init_from,
     resume,
     force,
@@ -260,6 +310,12 @@ def main(
         seed=seed,
         save_every=save_every,
         amp=not no_amp,
+        loss_weighting=loss_weighting,
+        snr_gamma=snr_gamma,
+        adam=adam,
+        channels_last=channels_last,
+        compile=compile_model,
+        prefetch=prefetch,
     )
     out = out or Path("runs") / f"{preset_name}-{Path(data).stem}"
     if (blocker := file_in_the_way(out)) is not None:

@@ -117,6 +117,17 @@ class TrainConfig:
     log_every: int = 10
     amp: bool = True  # bf16 autocast where native: CUDA, CPUs with AVX512-BF16 / AMX
     schedule: ScheduleSpec = ScheduleSpec()  # the noise schedule trained with; travels to bundles
+    # Loss weighting over timesteps: "none" (every t alike) or "min-snr" (Hang et al. 2023: the
+    # per-sample weight min(SNR, gamma) turned into the parameterization's target, see
+    # loss_weighting.py). Part of the recipe: a resumed run keeps its checkpoint's.
+    loss_weighting: str = "none"
+    snr_gamma: float = 5.0  # gamma of "min-snr"
+    # Speed options (issue 18): they change how fast a step runs, not what it computes, so a
+    # resumed run takes them from its command line like `amp` (speed.py).
+    adam: str = "default"  # torch.optim.Adam's implementation: "default", "foreach" or "fused"
+    channels_last: bool = False  # model and inputs in torch.channels_last memory format
+    compile: bool = False  # torch.compile the network (checkpoints keep the plain names)
+    prefetch: bool = False  # prepare the next batch on a background thread during the step
 
     def lr_at(self, step: int) -> float:
         """Learning rate of the update that takes the run from `step` to `step + 1`: constant,
@@ -125,16 +136,26 @@ class TrainConfig:
         left = self.steps - step
         return self.lr * min(1.0, left / self.cooldown) if self.cooldown else self.lr
 
+    def continued_by(self, command: TrainConfig) -> TrainConfig:
+        """This (a checkpoint's) config as a resumed run uses it: the fields a resume may change
+        come from the resuming command's config, the recipe stays the checkpoint's."""
+        return self.with_(**{name: getattr(command, name) for name in CHANGEABLE_ON_RESUME})
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """From `to_dict`'s JSON; configs written before they held a schedule get the default,
-        which is the one those runs trained with."""
+        """From `to_dict`'s JSON; configs written before they held a schedule (or the loss
+        weighting and speed options) get the default, which is what those runs trained with."""
         if "schedule" in d:
             d = {**d, "schedule": ScheduleSpec.from_dict(d["schedule"])}
         return cls(**d)
 
     def with_(self, **kw) -> TrainConfig:
         return replace(self, **kw)
+
+
+# What `--resume` takes from the command line rather than the checkpoint: the length of the run
+# and the options that change only its speed.
+CHANGEABLE_ON_RESUME = ("steps", "cooldown", "amp", "adam", "channels_last", "compile", "prefetch")

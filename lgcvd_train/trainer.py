@@ -47,6 +47,7 @@ from .checkpoint import (
 from .config import ModelConfig, TrainConfig
 from .init_weights import init_model
 from .model import LGCVD
+from .speed import BatchSource, make_adam, maybe_compile, prepare_model
 from .two_stage import TwoStageStep, sample_clips
 
 METRICS = "metrics.jsonl"
@@ -170,12 +171,9 @@ class Trainer:
                 f"{self.run_dir}",
                 file=sys.stderr,
             )
-        if resume:  # the run keeps its config (but steps, cooldown, amp) and its first command
+        if resume:  # the run keeps its config (but length and speed) and its first command
             ckpt = load_checkpoint(self.run_dir / FILENAME)
-            mcfg, self.tcfg = (
-                ckpt.model_config,
-                ckpt.train_config.with_(steps=tcfg.steps, cooldown=tcfg.cooldown, amp=tcfg.amp),
-            )
+            mcfg, self.tcfg = ckpt.model_config, ckpt.train_config.continued_by(tcfg)
             earlier = ckpt.state.get("provenance", {})
             resumed = [*earlier.get("resumed_at", []), ckpt.step]  # each continuation's step
             self.provenance = {**provenance, **earlier, "resumed_at": resumed}
@@ -188,9 +186,9 @@ class Trainer:
             self.provenance = {**self.provenance, "init_from": source}
         else:
             model = LGCVD(mcfg)
-        self.model = model.to(self.d.device)
+        self.model = prepare_model(model.to(self.d.device), self.tcfg.channels_last)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.tcfg.lr)
+        self.opt = make_adam(self.model.parameters(), self.tcfg.lr, self.tcfg.adam, self.d.device)
         if resume:
             self.model.load_state_dict(ckpt.weights("model."))
             self.ema.load_state_dict(ckpt.weights("ema."))
@@ -201,15 +199,17 @@ class Trainer:
                 sync_readable(self.run_dir, ckpt)
         elif self.d.main:  # a new run (--force): an earlier run's log is not this one's
             (self.run_dir / METRICS).unlink(missing_ok=True)
-        self.net = (
+        self.ddp = (
             DistributedDataParallel(
                 self.model,
                 device_ids=[self.d.device.index] if self.d.device.type == "cuda" else None,
             )
             if self.d.world > 1
-            else self.model
+            else None
         )
+        self.net = maybe_compile(self.ddp or self.model, self.tcfg.compile)  # runs the steps
         self.step_fn = TwoStageStep(mcfg, self.tcfg, self.d.device)
+        self.batches = BatchSource(self._batch, self.tcfg.prefetch, self.tcfg.steps)
 
     def diverged(self, what: str) -> DivergedError:
         kept = (
@@ -240,11 +240,15 @@ class Trainer:
         self.saved_step = self.step
         return path
 
+    def _batch(self, step: int):
+        clips = sample_clips(self.videos, step, self.d.rank, self.d.world, self.tcfg)
+        return self.step_fn.prepare(clips, step, self.d.rank)
+
     def train_step(self) -> dict:
-        clips = sample_clips(self.videos, self.step, self.d.rank, self.d.world, self.tcfg)
+        batch = self.batches.batch(self.step)
         self.opt.zero_grad(set_to_none=True)
-        no_sync = self.net.no_sync if self.d.world > 1 else None
-        out = self.step_fn(self.net, clips, self.step, self.d.rank, no_sync)
+        no_sync = self.ddp.no_sync if self.ddp is not None else None
+        out = self.step_fn.run(self.net, batch, no_sync)
         if self.tcfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.grad_clip)
         lr = self.tcfg.lr_at(self.step)
@@ -305,6 +309,7 @@ class Trainer:
                 self.save()
             raise
         finally:
+            self.batches.close()
             bar.close()
             if log:
                 log.close()

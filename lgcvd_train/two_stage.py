@@ -26,7 +26,8 @@ from lgcvd_runtime.conditioning import (
 )
 
 from .config import ModelConfig, TrainConfig
-from .diffusion import Schedule, estimate_x0, loss_fn, noisy_input, target
+from .diffusion import Schedule, estimate_x0, noisy_input, target
+from .loss_weighting import WeightedLoss
 
 TASKS = ("prediction", "unconditional", "interpolation", "random")
 
@@ -76,6 +77,21 @@ def sample_clips(videos: list[np.ndarray], step: int, rank: int, world: int, cfg
 
 
 @dataclass
+class Batch:
+    """Everything of one step that does not depend on the network: drawn from the step's seeds,
+    so it can be prepared ahead on another thread (`speed.BatchSource`)."""
+
+    tasks: np.ndarray  # (B,) task names
+    w2: np.ndarray  # (B, N, 3, H, W) window 2's frames
+    pos2: np.ndarray  # (B, K) stage-2 condition positions
+    x1: torch.Tensor  # (B, 3N, H, W) window 1 stacked
+    cond1: torch.Tensor
+    prev1: torch.Tensor
+    x2: torch.Tensor  # window 2 stacked
+    draws: tuple  # ((t, eps) of stage 1, (t, eps) of stage 2)
+
+
+@dataclass
 class StageOutputs:
     loss: float
     loss1: float
@@ -92,6 +108,14 @@ class TwoStageStep:
     def __init__(self, mcfg: ModelConfig, tcfg: TrainConfig, device: torch.device):
         self.mcfg, self.tcfg, self.device = mcfg, tcfg, device
         self.sched = Schedule(tcfg.schedule, device=device)
+        self.loss = WeightedLoss(
+            tcfg.loss,
+            tcfg.loss_weighting,
+            tcfg.snr_gamma,
+            tcfg.schedule,
+            mcfg.parameterization,
+            device,
+        )
         names = list(tcfg.task_weights)
         w = np.array([tcfg.task_weights[t] for t in names], dtype=np.float64)
         if set(names) - set(TASKS) or w.sum() <= 0:
@@ -102,57 +126,86 @@ class TwoStageStep:
             if tcfg.amp and bf16_native(device)
             else contextlib.nullcontext
         )
+        self.memory_format = (
+            torch.channels_last if tcfg.channels_last else torch.contiguous_format
+        )
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+        t = torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+        return t.contiguous(memory_format=self.memory_format)
 
-    def _stage(self, model, window, cond, prev, gen):
-        """Diffusion loss of one window; returns (loss, out, x_t, alpha, sigma)."""
-        b = window.shape[0]
-        t = torch.randint(0, self.sched.T, (b,), generator=gen).to(self.device)
-        eps = torch.randn(window.shape, generator=gen).to(self.device)
-        x_t, (alpha, sigma) = noisy_input(self.sched, window, t, eps)
-        with self.autocast():
-            out = model(x_t, t, cond, prev)
-        tgt = target(window, eps, alpha, sigma, self.mcfg.parameterization)
-        return loss_fn(out, tgt, self.tcfg.loss), out, x_t, alpha, sigma
-
-    def __call__(self, model, clips: np.ndarray, step: int, rank: int, no_sync=None):
-        """clips: (B, L, 3, H, W) in [-1, 1]. Backpropagates both stages; returns StageOutputs."""
+    def prepare(self, clips: np.ndarray, step: int, rank: int) -> Batch:
+        """The step's tasks, condition positions, stage-1 inputs, timesteps and noise.
+        clips: (B, L, 3, H, W) in [-1, 1]."""
         n, k = self.mcfg.frames, self.mcfg.cond_slots
         b, _, _, h, w = clips.shape
         rng = np.random.default_rng([self.tcfg.seed, step, rank, 1 << 20])
         gen = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
         tasks = rng.choice(self.task_names, size=b, p=self.task_p)
         w1, w2 = clips[:, :n], clips[:, n - k : 2 * n - k]  # (B, N, 3, H, W) each
-
-        # Stage 1: ground-truth conditions, encoder sees U.
         pos1 = np.array([draw_positions(t, rng, n, k) for t in tasks])
-        cond1 = self._tensor(build_condition(w1, pos1, n))
-        prev1 = self._tensor(unknown_window(b, n, h, w))
-        x1 = self._tensor(stack_window(w1))
-        with no_sync() if no_sync else contextlib.nullcontext():
-            loss1, out1, x_t1, a1, s1 = self._stage(model, x1, cond1, prev1, gen)
-            (0.5 * loss1).backward()
-        x0_hat = estimate_x0(x_t1, out1.detach(), a1, s1, self.mcfg.parameterization)
-
-        # Stage 2: the encoder sees x̂0 (two-stage) or the ground truth of window 1 (ablation).
-        src2 = w2.copy()
-        if self.tcfg.two_stage:
-            prev2 = x0_hat
-            x0_frames = x0_hat.view(b, n, -1, h, w)[:, n - k :].cpu().numpy()
-            pred = tasks == "prediction"
-            src2[pred, :k] = x0_frames[pred]
-        else:
-            prev2 = x1
         pos2 = np.array(
             [
                 draw_positions(t, rng, n, k) if t == "random" else p
                 for t, p in zip(tasks, pos1, strict=True)
             ]
         )
-        cond2 = self._tensor(build_condition(src2, pos2, n))
-        loss2, _, _, _, _ = self._stage(model, self._tensor(stack_window(w2)), cond2, prev2, gen)
+        x1, x2 = self._tensor(stack_window(w1)), self._tensor(stack_window(w2))
+        draws = tuple(
+            (
+                torch.randint(0, self.sched.T, (b,), generator=gen).to(self.device),
+                torch.randn(x.shape, generator=gen).to(self.device),
+            )
+            for x in (x1, x2)
+        )
+        return Batch(
+            tasks=tasks,
+            w2=w2,
+            pos2=pos2,
+            x1=x1,
+            cond1=self._tensor(build_condition(w1, pos1, n)),
+            prev1=self._tensor(unknown_window(b, n, h, w)),
+            x2=x2,
+            draws=tuple(
+                (t, eps.contiguous(memory_format=self.memory_format)) for t, eps in draws
+            ),
+        )
+
+    def _stage(self, model, window, cond, prev, t, eps):
+        """Diffusion loss of one window; returns (loss, out, x_t, alpha, sigma)."""
+        x_t, (alpha, sigma) = noisy_input(self.sched, window, t, eps)
+        with self.autocast():
+            out = model(x_t, t, cond, prev)
+        tgt = target(window, eps, alpha, sigma, self.mcfg.parameterization)
+        return self.loss(out, tgt, t), out, x_t, alpha, sigma
+
+    def __call__(self, model, clips: np.ndarray, step: int, rank: int, no_sync=None):
+        """clips: (B, L, 3, H, W) in [-1, 1]. Backpropagates both stages; returns StageOutputs."""
+        return self.run(model, self.prepare(clips, step, rank), no_sync)
+
+    def run(self, model, batch: Batch, no_sync=None) -> StageOutputs:
+        """Backpropagates both stages of a prepared batch; returns StageOutputs."""
+        n, k = self.mcfg.frames, self.mcfg.cond_slots
+        b, _, h, w = batch.x1.shape
+        # Stage 1: ground-truth conditions, encoder sees U.
+        with no_sync() if no_sync else contextlib.nullcontext():
+            loss1, out1, x_t1, a1, s1 = self._stage(
+                model, batch.x1, batch.cond1, batch.prev1, *batch.draws[0]
+            )
+            (0.5 * loss1).backward()
+        x0_hat = estimate_x0(x_t1, out1.detach(), a1, s1, self.mcfg.parameterization)
+
+        # Stage 2: the encoder sees x̂0 (two-stage) or the ground truth of window 1 (ablation).
+        src2 = batch.w2.copy()
+        if self.tcfg.two_stage:
+            prev2 = x0_hat
+            x0_frames = x0_hat.reshape(b, n, -1, h, w)[:, n - k :].cpu().numpy()
+            pred = batch.tasks == "prediction"
+            src2[pred, :k] = x0_frames[pred]
+        else:
+            prev2 = batch.x1
+        cond2 = self._tensor(build_condition(src2, batch.pos2, n))
+        loss2, _, _, _, _ = self._stage(model, batch.x2, cond2, prev2, *batch.draws[1])
         (0.5 * loss2).backward()
         return StageOutputs(
             loss=0.5 * (loss1.item() + loss2.item()),
