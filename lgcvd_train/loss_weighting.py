@@ -49,8 +49,15 @@ class WeightedLoss:
     "none" it is `diffusion.loss_fn`, unchanged; with "min-snr" the mean over the batch of each
     sample's mean loss times its weight."""
 
-    def __init__(self, kind: str, weighting: str, gamma: float, spec: ScheduleSpec,
-                 parameterization: str, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        kind: str,
+        weighting: str,
+        gamma: float,
+        spec: ScheduleSpec,
+        parameterization: str,
+        device: torch.device | str = "cpu",
+    ):
         if weighting not in WEIGHTINGS:
             raise LossWeightingError(
                 f"loss weighting {weighting!r} is unknown; choose one of {', '.join(WEIGHTINGS)}"
@@ -59,8 +66,9 @@ class WeightedLoss:
             raise LossWeightingError(f"--snr-gamma {gamma}: gamma is a finite number > 0")
         self.kind = kind
         self.weights = (
-            torch.tensor(min_snr_weights(spec, parameterization, gamma), dtype=torch.float32,
-                         device=device)
+            torch.tensor(
+                min_snr_weights(spec, parameterization, gamma), dtype=torch.float32, device=device
+            )
             if weighting == "min-snr"
             else None
         )

@@ -5,7 +5,8 @@ checkpoints (every `save_every` steps, at the end, and on Ctrl-C or SIGTERM) and
 (`metrics.jsonl`, one JSON object per logged step). `--resume` restores weights, EMA, optimizer
 and step; because batches, tasks and noise are drawn from per-step seeds (`two_stage`), the
 resumed loss curve is the uninterrupted one. `--init-from` starts a new run (step 0, fresh
-optimizer) from another model's weights (`init_weights`), to fine-tune it.
+optimizer) from another model's weights (`init_weights`), to fine-tune it. The speed options
+(Adam implementation, channels-last, torch.compile, the batch prefetch thread) live in `speed`.
 
 Stops and crashes: a stop signal never lands inside an optimizer update or inside the checkpoint
 saved on a stop (`signals_deferred`). A resumed run survives a kill at any moment: it deletes the

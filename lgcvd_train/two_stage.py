@@ -7,6 +7,8 @@ as condition frames. Without two-stage training (ablation), stage 2 sees ground 
 
 Batches are drawn without state: the clips, tasks, timesteps and noise of step s on rank r come
 from generators seeded by (seed, s, r), so a resumed run repeats an uninterrupted one exactly.
+`TwoStageStep.prepare` draws all of that before the step (on a background thread with
+`TrainConfig.prefetch`); `TwoStageStep.run` then needs only the network.
 """
 
 from __future__ import annotations
@@ -126,9 +128,7 @@ class TwoStageStep:
             if tcfg.amp and bf16_native(device)
             else contextlib.nullcontext
         )
-        self.memory_format = (
-            torch.channels_last if tcfg.channels_last else torch.contiguous_format
-        )
+        self.memory_format = torch.channels_last if tcfg.channels_last else torch.contiguous_format
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
@@ -166,9 +166,7 @@ class TwoStageStep:
             cond1=self._tensor(build_condition(w1, pos1, n)),
             prev1=self._tensor(unknown_window(b, n, h, w)),
             x2=x2,
-            draws=tuple(
-                (t, eps.contiguous(memory_format=self.memory_format)) for t, eps in draws
-            ),
+            draws=tuple((t, eps.contiguous(memory_format=self.memory_format)) for t, eps in draws),
         )
 
     def _stage(self, model, window, cond, prev, t, eps):

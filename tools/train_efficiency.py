@@ -38,8 +38,9 @@ VARIANTS = {  # name -> TrainConfig fields changed from today's recipe
 X0_T = 300  # the fixed timestep of the reported x0 error
 
 
-def train_variant(variant: str, init_from: Path, data: str, steps: int, batch: int, seed: int,
-                  run_dir: Path) -> dict:
+def train_variant(
+    variant: str, init_from: Path, data: str, steps: int, batch: int, seed: int, run_dir: Path
+) -> dict:
     """Train one variant in this process; per-step wall times and losses."""
     from lgcvd_train.cli import TRAIN
     from lgcvd_train.config import preset
@@ -47,12 +48,14 @@ def train_variant(variant: str, init_from: Path, data: str, steps: int, batch: i
     from lgcvd_train.data import load_dataset
     from lgcvd_train.trainer import Trainer
 
-    tcfg = TRAIN.with_(steps=steps, batch_size=batch, seed=seed, save_every=10**9,
-                       **VARIANTS[variant])
+    tcfg = TRAIN.with_(
+        steps=steps, batch_size=batch, seed=seed, save_every=10**9, **VARIANTS[variant]
+    )
     mcfg, tcfg = follow_source(preset("base"), tcfg, {}, init_from)
     videos = load_dataset(data, mcfg.image_size, seed=seed, min_frames=tcfg.clip_frames)
-    trainer = Trainer(mcfg, tcfg, videos, run_dir, {"data": data}, progress=False,
-                      init_from=init_from)
+    trainer = Trainer(
+        mcfg, tcfg, videos, run_dir, {"data": data}, progress=False, init_from=init_from
+    )
     times, losses = [], []
     try:
         while trainer.step < steps:
@@ -69,7 +72,9 @@ def x0_error(run_dir: Path, test_data: str) -> float:
     """|x0_hat - x0| at t = X0_T from tools/x0_error.py's table."""
     out = subprocess.run(
         [sys.executable, str(REPO / "tools" / "x0_error.py"), str(run_dir), "--data", test_data],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     for line in out.splitlines():
         cells = line.split()
@@ -81,22 +86,37 @@ def x0_error(run_dir: Path, test_data: str) -> float:
 @click.command()
 @click.option("--data", required=True, help="Training clips (.npy/.npz, folder, or generator).")
 @click.option("--test-data", default=None, help="Held-out clips for the x0 error (optional).")
-@click.option("--init-from", type=click.Path(exists=True, path_type=Path), default=BUNDLE,
-              show_default=True, help="Model to fine-tune.")
+@click.option(
+    "--init-from",
+    type=click.Path(exists=True, path_type=Path),
+    default=BUNDLE,
+    show_default=True,
+    help="Model to fine-tune.",
+)
 @click.option("--steps", type=click.IntRange(2), default=30, show_default=True)
-@click.option("--warmup", type=click.IntRange(0), default=5, show_default=True,
-              help="First steps left out of the clips/s median.")
+@click.option(
+    "--warmup",
+    type=click.IntRange(0),
+    default=5,
+    show_default=True,
+    help="First steps left out of the clips/s median.",
+)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
-@click.option("--variants", default=",".join(VARIANTS), show_default=True,
-              help="Comma-separated variants to run.")
+@click.option(
+    "--variants",
+    default=",".join(VARIANTS),
+    show_default=True,
+    help="Comma-separated variants to run.",
+)
 @click.option("--worker", hidden=True, default=None)
 @click.option("--run-dir", hidden=True, type=click.Path(path_type=Path), default=None)
 def main(data, test_data, init_from, steps, warmup, batch_size, seed, variants, worker, run_dir):
     """Print clips/s, training loss and held-out x0 error per training variant."""
     if worker is not None:  # one variant, in a process of its own
-        click.echo(json.dumps(train_variant(worker, init_from, data, steps, batch_size, seed,
-                                            run_dir)))
+        click.echo(
+            json.dumps(train_variant(worker, init_from, data, steps, batch_size, seed, run_dir))
+        )
         return
     names = [v.strip() for v in variants.split(",") if v.strip()]
     if unknown := [v for v in names if v not in VARIANTS]:
@@ -105,18 +125,36 @@ def main(data, test_data, init_from, steps, warmup, batch_size, seed, variants, 
         )
     if warmup >= steps:
         raise click.ClickException(f"--warmup {warmup} leaves no step of --steps {steps} to time")
-    click.echo(f"| variant | clips/s (median, steps {warmup + 1}-{steps}) | s/step | "
-               f"loss (mean, all steps) | x0 error t={X0_T} | wall s |")
+    click.echo(
+        f"| variant | clips/s (median, steps {warmup + 1}-{steps}) | s/step | "
+        f"loss (mean, all steps) | x0 error t={X0_T} | wall s |"
+    )
     click.echo("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             run = Path(tmp) / name
             t0 = time.perf_counter()
             done = subprocess.run(
-                [sys.executable, __file__, "--worker", name, "--run-dir", str(run), "--data",
-                 data, "--init-from", str(init_from), "--steps", str(steps), "--batch-size",
-                 str(batch_size), "--seed", str(seed)],
-                capture_output=True, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    name,
+                    "--run-dir",
+                    str(run),
+                    "--data",
+                    data,
+                    "--init-from",
+                    str(init_from),
+                    "--steps",
+                    str(steps),
+                    "--batch-size",
+                    str(batch_size),
+                    "--seed",
+                    str(seed),
+                ],
+                capture_output=True,
+                text=True,
             )
             wall = time.perf_counter() - t0
             if done.returncode != 0:
@@ -126,8 +164,10 @@ def main(data, test_data, init_from, steps, warmup, batch_size, seed, variants, 
             rec = json.loads(done.stdout.strip().splitlines()[-1])
             per_step = statistics.median(rec["times"][warmup:])
             err = f"{x0_error(run, test_data):.4f}" if test_data else "-"
-            click.echo(f"| {name} | {batch_size / per_step:.2f} | {per_step:.3f} | "
-                       f"{statistics.mean(rec['losses']):.4f} | {err} | {wall:.0f} |")
+            click.echo(
+                f"| {name} | {batch_size / per_step:.2f} | {per_step:.3f} | "
+                f"{statistics.mean(rec['losses']):.4f} | {err} | {wall:.0f} |"
+            )
 
 
 if __name__ == "__main__":
