@@ -212,3 +212,14 @@ def test_a_compiled_run_saves_the_plain_weight_names(tmp_path):
     assert load_checkpoint(tmp_path).train_config.compile is True
     plain = {f"model.{k}" for k in trainer.model.state_dict()}
     assert plain <= set(names)
+
+
+def test_fused_adam_where_torch_has_none_is_a_one_line_error(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("fused=True requires all the params to be floating point Tensors")
+
+    monkeypatch.setattr(torch.optim, "Adam", refuse)
+    with pytest.raises(
+        SpeedOptionError, match=r"^--adam fused does not run on cpu .*; use --adam foreach$"
+    ):
+        make_adam([torch.nn.Parameter(torch.zeros(2))], 1e-3, "fused", torch.device("cpu"))
