@@ -17,7 +17,7 @@ import click
 
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.files import refuse_existing
-from lgcvd_runtime.signals import Terminated, exit_code, sigterm_as_interrupt
+from lgcvd_runtime.signals import exit_code, sigterm_as_interrupt, stop_word
 from lgcvd_train.cli import file_in_the_way
 from lgcvd_train.extra import train_extra
 
@@ -177,7 +177,7 @@ def main(
             f"{output}: cannot write the bundle ({e}); no bundle written"
         ) from None
     except KeyboardInterrupt as e:
-        how = "terminated" if isinstance(e, Terminated) else "interrupted"
+        how = stop_word(e)
         if _identity(output) not in (None, before):  # the stop came as the bundle was renamed
             click.echo(f"{how} after writing {output}", err=True)
         else:

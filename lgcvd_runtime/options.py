@@ -17,7 +17,7 @@ from . import api
 from .backends import CHOICES
 from .errors import LgcvdError
 from .samplers import SAMPLERS
-from .signals import Terminated, exit_code, sigterm_as_interrupt
+from .signals import exit_code, sigterm_as_interrupt, stop_word
 
 
 class Group(click.Group):
@@ -31,7 +31,7 @@ class Group(click.Group):
         except LgcvdError as err:
             raise click.ClickException(str(err)) from None
         except KeyboardInterrupt as err:
-            what = "terminated" if isinstance(err, Terminated) else "interrupted"
+            what = stop_word(err)
             click.echo(f"{what}; no output was written", err=True)
             raise click.exceptions.Exit(exit_code(err)) from None
 

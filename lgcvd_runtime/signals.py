@@ -37,6 +37,11 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def stop_word(err: KeyboardInterrupt) -> str:
+    """How a stop is told to the user: "terminated" (SIGTERM) or "interrupted" (Ctrl-C)."""
+    return "terminated" if isinstance(err, Terminated) else "interrupted"
+
+
 def exit_code(err: KeyboardInterrupt) -> int:
     """The exit status for a run stopped by `err`: 143 for SIGTERM, 130 for Ctrl-C."""
     return 128 + signal.SIGTERM if isinstance(err, Terminated) else 128 + signal.SIGINT

@@ -18,7 +18,7 @@ import click
 from click.core import ParameterSource
 
 from lgcvd_runtime.errors import LgcvdError
-from lgcvd_runtime.signals import Terminated, exit_code, sigterm_as_interrupt
+from lgcvd_runtime.signals import exit_code, sigterm_as_interrupt, stop_word
 
 from . import __version__
 from .config import DEFAULT_TASK_WEIGHTS, PRESETS, ModelConfig, TrainConfig, preset
@@ -371,7 +371,7 @@ def main(
     except LgcvdError as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt as e:
-        how = "terminated" if isinstance(e, Terminated) else "interrupted"
+        how = stop_word(e)
         if trainer is None:  # still loading data or building the model
             click.echo(f"{how} before training began; no checkpoint written", err=True)
         else:
