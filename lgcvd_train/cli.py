@@ -21,11 +21,17 @@ from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.signals import exit_code, sigterm_as_interrupt, stop_word
 
 from . import __version__
-from .config import DEFAULT_TASK_WEIGHTS, PRESETS, ModelConfig, TrainConfig, preset
+from .config import (
+    ADAMS,
+    DEFAULT_TASK_WEIGHTS,
+    PRESETS,
+    WEIGHTINGS,
+    ModelConfig,
+    TrainConfig,
+    preset,
+)
 from .data import GENERATED_VIDEOS
 from .extra import train_extra
-from .loss_weighting import WEIGHTINGS
-from .speed import ADAMS
 
 TRAIN = TrainConfig()  # the defaults of every training option
 MAX_SEED = 2**64 - 1  # the largest seed torch.manual_seed takes; numpy takes any seed >= 0

@@ -10,6 +10,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from lgcvd_runtime.schedule import ScheduleSpec
 
+# Choices of TrainConfig.loss_weighting (loss_weighting.py) and TrainConfig.adam (speed.py), here
+# so that the command line can list them without importing torch.
+WEIGHTINGS = ("none", "min-snr")
+ADAMS = ("default", "foreach", "fused")
+
 
 @dataclass(frozen=True)
 class ModelConfig:

@@ -20,9 +20,8 @@ import torch.nn.functional as F
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.schedule import ScheduleSpec, full_alphas_cumprod
 
+from .config import WEIGHTINGS
 from .diffusion import loss_fn
-
-WEIGHTINGS = ("none", "min-snr")
 
 
 class LossWeightingError(LgcvdError):

@@ -16,7 +16,7 @@ import torch
 
 from lgcvd_runtime.errors import LgcvdError
 
-ADAMS = ("default", "foreach", "fused")
+from .config import ADAMS
 
 
 class SpeedOptionError(LgcvdError):
