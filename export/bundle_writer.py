@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -21,11 +20,11 @@ import torch
 
 from lgcvd_runtime.backends import trt_backend
 from lgcvd_runtime.bundle import GraphSpec, Manifest, sha256_file, write_manifest
-from lgcvd_runtime.files import refuse_existing
+from lgcvd_runtime.files import refuse_existing, temporary_path
 from lgcvd_runtime.signals import signals_deferred
 from lgcvd_runtime.trust import calibrate
 from lgcvd_train import __version__
-from lgcvd_train.checkpoint import Checkpoint, current_umask, resolve
+from lgcvd_train.checkpoint import Checkpoint, resolve
 from lgcvd_train.data.arrays import load_videos, recorded_command
 from lgcvd_train.model import LGCVD
 from lgcvd_train.torch_backend import model_spec
@@ -123,13 +122,6 @@ def fill(directory: Path, model, ckpt, checkpoint, opts, echo) -> None:
     write_manifest(directory, manifest)
 
 
-def temp_prefix(target: Path) -> str:
-    """`.NAME.` for the temporary folders beside `target`, NAME cut to 200 bytes so that the
-    folder's name stays within the 255-byte limit of common file systems for any legal NAME."""
-    name = os.fsencode(target.name)[:200].decode(errors="ignore")
-    return f".{name}."
-
-
 def move_into_place(new: Path, target: Path) -> None:
     """Rename the finished `new` to `target`; an old bundle there is removed only afterwards.
     Ctrl-C and SIGTERM take effect after the renames, never between them."""
@@ -137,7 +129,8 @@ def move_into_place(new: Path, target: Path) -> None:
         if not target.exists():
             os.replace(new, target)
             return
-        old = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".old", dir=target.parent))
+        old = temporary_path(target)  # the old bundle moves in here until the new one is in place
+        old.mkdir()
         os.replace(target, old / target.name)
         try:
             os.replace(new, target)
@@ -160,9 +153,9 @@ def export_bundle(
     target = Path(target)
     refuse_existing(target, opts.force)
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent))
+    work = temporary_path(target)  # within the name limit for any legal NAME
+    work.mkdir()  # with the umask's permissions, as the renamed bundle keeps them
     try:
-        work.chmod(0o777 & ~current_umask())  # mkdtemp makes it private: as mkdir would
         fill(work, model, ckpt, checkpoint, opts, echo)
         move_into_place(work, target)
     except BaseException:  # the gate, any error and KeyboardInterrupt: leave nothing behind

@@ -16,9 +16,8 @@ from pathlib import Path
 import click
 
 from lgcvd_runtime.errors import LgcvdError
-from lgcvd_runtime.files import refuse_existing
+from lgcvd_runtime.files import file_in_the_way, refuse_existing
 from lgcvd_runtime.signals import exit_code, sigterm_as_interrupt, stop_word
-from lgcvd_train.cli import file_in_the_way
 from lgcvd_train.extra import train_extra
 
 from .options import DEFAULT_FLOAT_OPS, FLOAT_OPS, ExportOptions, GateTolerance

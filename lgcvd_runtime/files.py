@@ -28,6 +28,14 @@ def refuse_existing(path: Path, force: bool) -> None:
         raise OutputExistsError(f"{path} already exists; pass --force to overwrite it")
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The file (not a directory) at `path` or above it, where directories must be; else None."""
+    for p in (path, *path.parents):
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
+
+
 def _name_limit(folder: Path) -> int:
     try:
         return os.pathconf(folder, "PC_NAME_MAX")

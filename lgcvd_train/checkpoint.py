@@ -13,7 +13,6 @@ config keys this version does not know) is refused with a one-line "upgrade lgcv
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -61,26 +60,6 @@ def resolve(path: Path) -> Path:
     """A run directory or the checkpoint file itself -> the checkpoint file."""
     path = Path(path)
     return path / FILENAME if path.is_dir() else path
-
-
-def current_umask() -> int:
-    """The process's umask, read without changing it where Linux reports it (os.umask cannot read
-    it without setting it, which another thread creating a file at that moment would see)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def as_umask_allows(path: Path, mode: int = 0o666) -> None:
-    """Give `path` the permissions a plainly created file gets (`mode` less the umask); safetensors
-    writes its files private (0600) whatever the umask."""
-    os.chmod(path, mode & ~current_umask())
 
 
 def remove_temporaries(run_dir: Path, names: tuple[str, ...]) -> list[str]:
@@ -136,7 +115,6 @@ def save_checkpoint(
         with write_then_rename(target) as tmp:
             weights = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
             save_file(weights, tmp, {META_KEY: text})
-            as_umask_allows(tmp)
         write_readable(run_dir, state)
     except (OSError, SafetensorError) as e:  # a full disk, a lost mount: the old checkpoint stays
         raise CheckpointError(

@@ -18,6 +18,7 @@ import click
 from click.core import ParameterSource
 
 from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.files import file_in_the_way
 from lgcvd_runtime.signals import exit_code, sigterm_as_interrupt, stop_word
 
 from . import __version__
@@ -388,14 +389,6 @@ def main(
         sys.exit(exit_code(e))
     if trainer.d.main:
         click.echo(f"checkpoint: {out / FILENAME}")
-
-
-def file_in_the_way(path: Path) -> Path | None:
-    """The file (not a directory) at `path` or above it, where directories must be; else None."""
-    for p in (path, *path.parents):
-        if p.exists():
-            return None if p.is_dir() else p
-    return None
 
 
 if __name__ == "__main__":
