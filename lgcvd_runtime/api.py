@@ -29,7 +29,7 @@ from .backends.base import Backend
 from .bundle import Manifest, load_manifest
 from .conditioning import to_model, to_uint8
 from .errors import BundleError, LgcvdError
-from .pipeline import CONTEXT_MODES, Pipeline, SamplerSettings, Window, draw_seeds, row_generators
+from .pipeline import CONTEXT_MODES, Pipeline, SamplerSettings, Window, clip_seeds, row_generators
 from .samplers import SAMPLERS
 from .schedule import respace
 from .trust import Calibration, scores_of_clips
@@ -176,15 +176,8 @@ class Model:
         return lambda: self.input_score(fitted if many else fitted[0])
 
     def seeds(self, seed: Seed, clips: int) -> list[int]:
-        """One seed per clip: `seed` for all, one given per clip, or drawn from the model's rng."""
-        if seed is None:
-            return draw_seeds(self.rng, clips)
-        if isinstance(seed, (int, np.integer)):
-            return [int(seed)] * clips
-        seeds = list(seed)
-        if len(seeds) != clips:
-            raise LgcvdError(f"got {len(seeds)} seeds for {clips} clips; give one per clip")
-        return seeds
+        """One seed per clip (`pipeline.clip_seeds`), drawn from the model's rng where none is given."""
+        return clip_seeds(seed, clips, self.rng)
 
     def rows(self, clips: list[np.ndarray], samples: int, seed: Seed):
         """Fitted clips -> the batch (C·S, T, 3, size, size) float32 in [-1, 1], row c·S + s

@@ -8,7 +8,7 @@
 The server (a repository from `lgcvd-serve triton-repo`) runs the runtime's own Pipeline, so for
 the same seed the frames equal the library's with the server's sampler and steps. Each clip is
 one request; the clips of one call are sent at once, so Triton batches them (and other clients')
-in the denoiser. Seeds follow the library's rule (`api.Model.seeds`): one for all clips, one per
+in the denoiser. Seeds follow the library's rule (`pipeline.clip_seeds`): one for all clips, one per
 clip, or drawn from the client's own generator. `tritonclient[grpc]` is imported here only, when
 a client is built (`pip install 'lgcvd[serve]'`).
 """
@@ -20,8 +20,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .api import Model, PredictedWindow, Seed
+from .api import PredictedWindow, Seed
 from .errors import BackendError, LgcvdError
+from .pipeline import clip_seeds
 from .serve.configs import (
     PIPELINE_MODEL,
     REQUEST_FRAMES,
@@ -132,7 +133,7 @@ class TritonClient:
                     f"frames must be uint8 RGB of shape (T, H, W, 3), got {clip.dtype} "
                     f"{clip.shape}; convert them first"
                 )
-        seeds = Model.seeds(self, seed, len(listed))  # the library's seed rule, on self.rng
+        seeds = clip_seeds(seed, len(listed), self.rng)  # the library's seed rule
         results = self._send(listed, n, seeds, samples)
         frames = [r.as_numpy(RESPONSE_FRAMES) for r in results]  # each (S, n, size, size, 3)
         starts = [tuple(r.as_numpy(RESPONSE_STARTS).tolist()) for r in results]

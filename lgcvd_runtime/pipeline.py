@@ -44,9 +44,18 @@ def row_generators(seed: int, samples: int) -> list[np.random.Generator]:
     return [np.random.default_rng(child) for child in children]
 
 
-def draw_seeds(rng: np.random.Generator, count: int) -> list[int]:
-    """`count` seeds drawn from `rng`, for calls that were given none."""
-    return [int(s) for s in rng.integers(0, 2**63, size=count)]
+def clip_seeds(seed, clips: int, rng: np.random.Generator) -> list[int]:
+    """One seed per clip: `seed` (an int) for all, one given per clip, or, for None, drawn from
+    `rng` (the caller's generator, seeded at load). The library, the live stream and the Triton
+    client all follow this rule."""
+    if seed is None:
+        return [int(s) for s in rng.integers(0, 2**63, size=clips)]
+    if isinstance(seed, (int, np.integer)):
+        return [int(seed)] * clips
+    seeds = list(seed)
+    if len(seeds) != clips:
+        raise LgcvdError(f"got {len(seeds)} seeds for {clips} clips; give one per clip")
+    return seeds
 
 
 @dataclass(frozen=True)

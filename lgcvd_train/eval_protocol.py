@@ -31,7 +31,7 @@ from lgcvd_runtime.api import load as runtime_load
 from lgcvd_runtime.bundle import MANIFEST
 from lgcvd_runtime.conditioning import to_model, to_uint8
 from lgcvd_runtime.errors import LgcvdError
-from lgcvd_runtime.pipeline import draw_seeds, row_generators
+from lgcvd_runtime.pipeline import clip_seeds, row_generators
 from lgcvd_runtime.timeline import Timeline
 
 from .checkpoint import load_model, resolve
@@ -162,7 +162,7 @@ def _checkpoint_candidate(label: str, path: Path, choice: SamplerChoice) -> Cand
     def predict(given: np.ndarray, n: int, samples: int) -> np.ndarray:
         x = to_model(given)  # (p, 3, H, W)
         batch = np.ascontiguousarray(np.broadcast_to(x, (samples, *x.shape)))  # (S, p, 3, H, W)
-        rngs = row_generators(draw_seeds(seeds, 1)[0], samples)
+        rngs = row_generators(clip_seeds(None, 1, seeds)[0], samples)
         timeline = Timeline.prediction(batch, n, pipeline.spec)
         for _ in pipeline.fill(timeline, rngs):
             pass
