@@ -165,6 +165,8 @@ def test_cli_scores_the_oracle_and_writes_its_report(tiny, tmp_path):
     oracle = rows["oracle, one sample"]
     assert max(oracle["psnr"]["per_clip"]) <= 20 * np.log10(255) + 1e-9
     assert oracle["ssim"]["mean"] > copy["ssim"]["mean"]
+    curve = report["curves"]["oracle"]
+    assert len(curve["ssim"]) == 4 and curve["ssim"][0] == 1.0 and curve["lpips"][0] == 0.0
     # one future: its best of one and the mean of one are that future
     for other in ("oracle, best of K", "mean of K futures"):
         for m in ("psnr", "ssim", "lpips"):

@@ -34,7 +34,7 @@ from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.files import refuse_existing, write_then_rename
 from lgcvd_train.data import pushsim
 from lgcvd_train.data.arrays import load_videos
-from lgcvd_train.eval_protocol import aggregate, clip_metrics, copy_last, frame_range
+from lgcvd_train.eval_protocol import aggregate, clip_metrics, copy_last, curves, frame_range
 from lgcvd_train.evaluate import DIGITS, NAMES
 from lgcvd_train.metrics import load_lpips
 
@@ -187,6 +187,13 @@ def run(data: Path, seed: int, clips: int | None, k: int, future_seed: int, give
             "of": len(departures),
         },
         "rows": summarise(stacked, chosen.predicted(given)),
+        "curves": {  # per predicted frame (from frame given+1), mean over clips and samples
+            name: {
+                m: v.round(5).tolist()
+                for m, v in curves(d, chosen.predicted(given))["mean"].items()
+            }
+            for name, d in stacked.items()
+        },
     }
 
 
