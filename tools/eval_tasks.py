@@ -57,7 +57,6 @@ from lgcvd_train.metrics.i3d import MIN_FRAMES
 
 SEGMENT = 8  # interpolation: 2 keyframes, 6 frames between
 KEYFRAME_SLOTS = 2
-BASELINES = ("cross-fade", "nearest keyframe")
 OBJECT_SATURATION = 0.5  # HSV saturation above which a pixel is an object or the arm
 OBJECT_VALUE = 0.6  # HSV value above which a saturated pixel is an object, not the dark red arm
 TRAY_FIRST_ROW = 8 / 64  # rows above this fraction of the height are the wall behind the tray
@@ -96,6 +95,7 @@ def scores(truth: np.ndarray, filled: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def check_window(model: api.Model) -> None:
+    """A one-line error unless the model's window is 2 keyframes with 6 frames between."""
     spec = model.manifest.model
     if (spec.frames, spec.cond_slots) != (SEGMENT, KEYFRAME_SLOTS):
         raise EvalError(
