@@ -134,6 +134,14 @@ def test_a_run_of_other_settings_or_beyond_the_steps_is_a_one_line_error(tmp_pat
         f"Error: {folder} was trained with another lr (0.001; this plan: 0.0003); pass "
         f"another --out or delete {folder}\n"
     )
+    folder = fake_run(tmp_path / "c", "baseline", step=3, seed=0).rename(
+        tmp_path / "c" / "train" / "full-seed0"
+    )
+    result = invoke(*args, "--out", tmp_path / "c", "--variants", "full", "--seeds", 0)
+    assert result.output == (
+        f"Error: {folder} holds a 32x32 'tiny' model (v-prediction, no context), this plan trains "
+        f"a 32x32 'tiny' model (v-prediction); pass another --out or delete {folder}\n"
+    )
     folder = fake_run(tmp_path / "b", "full", step=5, seed=0)
     result = invoke(*args, "--out", tmp_path / "b", "--variants", "full", "--seeds", 0)
     assert result.output == (

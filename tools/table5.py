@@ -45,8 +45,9 @@ from lgcvd_runtime.signals import (
     stop_word,
 )
 from lgcvd_train.checkpoint import FILENAME, load_checkpoint
-from lgcvd_train.cli import TRAIN, parse_task_weights
+from lgcvd_train.cli import TRAIN, finite, parse_task_weights
 from lgcvd_train.config import ADAMS, PRESETS, preset
+from lgcvd_train.continuation import describe
 from lgcvd_train.eval_protocol import FrameRange, copy_last, load_clips
 from lgcvd_train.evaluate import ARROWS, DIGITS, NAMES, REPORT, few_clips_warning, fvd_label
 
@@ -154,11 +155,13 @@ def trained_steps(plan: Plan, run: Run) -> int:
         return 0
     ckpt = load_checkpoint(folder)
     tcfg, flags = ckpt.train_config, run.variant.flags
+    model = replace(preset(plan.preset), context="--no-context" not in flags)
+    if ckpt.model_config != model:
+        raise Table5Error(
+            f"{folder} holds {describe(ckpt.model_config)}, this plan trains {describe(model)}; "
+            f"pass another --out or delete {folder}"
+        )
     wanted = {
-        "model": (
-            ckpt.model_config,
-            replace(preset(plan.preset), context="--no-context" not in flags),
-        ),
         "two-stage": (tcfg.two_stage, "--no-two-stage" not in flags),
         "seed": (tcfg.seed, run.seed),
         "batch size": (tcfg.batch_size, plan.batch_size),
@@ -369,10 +372,13 @@ def task_weights(ctx, param, text: str) -> str:
 )
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="base", help="Model.")
 @click.option("--steps", type=click.IntRange(1), default=4000, help="Steps per run.")
-@click.option("--batch-size", type=click.IntRange(1), default=TRAIN.batch_size)
+@click.option(
+    "--batch-size", type=click.IntRange(1), default=TRAIN.batch_size, help="Clips per step."
+)
 @click.option(
     "--lr",
     type=click.FloatRange(0, min_open=True),
+    callback=finite,
     default=BASE_RUN_LR,
     help="Learning rate (the default model's base run).",
 )
@@ -410,7 +416,12 @@ def task_weights(ctx, param, text: str) -> str:
 )
 @click.option("--clips", type=click.IntRange(2), default=256, help="Test clips per run.")
 @click.option("--fvd/--no-fvd", default=True, help="Compute FVD (I3D is slow on a CPU).")
-@click.option("--device", default=None, help="Torch device of every command, e.g. cuda.")
+@click.option(
+    "--device",
+    default=None,
+    help="Torch device of every command, e.g. cuda [default: lgcvd-train's, cuda if available; "
+    "lgcvd-eval's, cpu].",
+)
 @click.option(
     "--parallel",
     type=click.IntRange(1),
