@@ -13,7 +13,7 @@ from lgcvd_runtime.schedule import ScheduleSpec
 # Choices of TrainConfig.loss_weighting (loss_weighting.py) and TrainConfig.adam (speed.py), here
 # so that the command line can list them without importing torch.
 WEIGHTINGS = ("none", "min-snr")
-ADAMS = ("default", "foreach", "fused")
+ADAMS = ("default", "fused")
 
 
 @dataclass(frozen=True)
@@ -124,12 +124,13 @@ class TrainConfig:
     schedule: ScheduleSpec = ScheduleSpec()  # the noise schedule trained with; travels to bundles
     # Loss weighting over timesteps: "none" (every t alike) or "min-snr" (Hang et al. 2023: the
     # per-sample weight min(SNR, gamma) turned into the parameterization's target, see
-    # loss_weighting.py). Part of the recipe: a resumed run keeps its checkpoint's.
-    loss_weighting: str = "none"
+    # loss_weighting.py), the default since it won at equal CPU time (docs/results.md, training
+    # efficiency). Part of the recipe: a resumed run keeps its checkpoint's.
+    loss_weighting: str = "min-snr"
     snr_gamma: float = 5.0  # gamma of "min-snr"
     # Speed options (issue 18): they change how fast a step runs, not what it computes, so a
     # resumed run takes them from its command line like `amp` (speed.py).
-    adam: str = "default"  # torch.optim.Adam's implementation: "default", "foreach" or "fused"
+    adam: str = "fused"  # torch.optim.Adam's implementation: "fused" (fastest here) or "default"
     channels_last: bool = False  # model and inputs in torch.channels_last memory format
     compile: bool = False  # torch.compile the network (checkpoints keep the plain names)
     prefetch: bool = False  # prepare the next batch on a background thread during the step
@@ -151,8 +152,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """From `to_dict`'s JSON; configs written before they held a schedule (or the loss
-        weighting and speed options) get the default, which is what those runs trained with."""
+        """From `to_dict`'s JSON. Configs written before they held a schedule or the speed
+        options get the default; those written before the loss weighting trained unweighted."""
+        d = {"loss_weighting": "none", **d}
         if "schedule" in d:
             d = {**d, "schedule": ScheduleSpec.from_dict(d["schedule"])}
         return cls(**d)

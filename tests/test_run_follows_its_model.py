@@ -76,6 +76,16 @@ def test_a_config_written_before_it_held_a_schedule_reads_as_the_default():
     assert TrainConfig.from_dict(TrainConfig(schedule=SPEC).to_dict()).schedule == SPEC
 
 
+def test_a_config_written_before_the_loss_weighting_reads_as_unweighted():
+    # min-SNR became the default later; a run recorded before that trained every t alike
+    old = TrainConfig().to_dict()
+    del old["loss_weighting"]
+    assert TrainConfig().loss_weighting == "min-snr"
+    assert TrainConfig.from_dict(old).loss_weighting == "none"
+    recorded = TrainConfig(loss_weighting="min-snr").to_dict()
+    assert TrainConfig.from_dict(recorded).loss_weighting == "min-snr"
+
+
 def test_the_exported_bundle_carries_the_schedule_trained_with(trained):
     from lgcvd_export import ExportOptions, export_bundle
 
