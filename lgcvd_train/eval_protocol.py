@@ -324,6 +324,14 @@ def aggregate(per_frame: dict[str, np.ndarray], frames: slice) -> dict:
     }
 
 
+def paired_difference(per_clip: np.ndarray, base: np.ndarray) -> tuple[float, float]:
+    """Mean per-clip difference per_clip - base and its standard error, std(ddof 1) / sqrt(C)
+    (NaN for one clip): the paired comparison of two methods on the same clips."""
+    diff = np.asarray(per_clip, np.float64) - np.asarray(base, np.float64)
+    se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+    return float(diff.mean()), float(se)
+
+
 def curves(per_frame: dict[str, np.ndarray], frames: slice) -> dict[str, dict[str, np.ndarray]]:
     """Per-frame curves over all predicted frames, averaged over clips: "mean" (over samples)
     and "best" (each clip's best sample on `frames`, per metric). -> {"best"|"mean": metric -> (n,)}."""

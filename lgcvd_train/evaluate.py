@@ -38,10 +38,11 @@ from .eval_protocol import (
     frame_range,
     load_candidates,
     load_clips,
+    paired_difference,
     real_features,
 )
 from .metrics import LPIPS, load_i3d, load_lpips, plot_per_frame, write_report
-from .metrics.fvd import RELIABLE_CLIPS
+from .metrics.fvd import few_clips_warning, fvd_label
 from .metrics.i3d import MIN_FRAMES
 
 REPORT, SUMMARY = "report.json", "summary.md"
@@ -113,26 +114,22 @@ def summary_table(report: dict) -> str:
         cells = [_cell(agg, metric, s["samples"]) for metric in metrics]
         cells.append("—" if model["fvd"] is None else fvd_label(model))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    base = report["models"].get("copy-last", {}).get("aggregates", {}).get(chosen.label)
+    for label, model in report["models"].items():  # paired over the clips, one sample each
+        if base is None or label == "copy-last" or s["samples"] > 1:
+            continue
+        agg = model["aggregates"][chosen.label]["per_clip"]["best"]
+        diffs = [(m, *paired_difference(agg[m], base["per_clip"]["best"][m])) for m in metrics]
+        lines.append(
+            f"\n{label} − copy last (± paired standard error over {d['clips']} clips): "
+            + ", ".join(
+                f"{NAMES[m]} {v:+.{DIGITS[m] + 1}f} ± {e:.{DIGITS[m] + 1}f}" for m, v, e in diffs
+            )
+        )
     fvds = any(m["fvd"] is not None for m in report["models"].values())
     if fvds and (warning := few_clips_warning(d["clips"])):
         lines += ["", warning]
     return "\n".join(lines) + "\n"
-
-
-def fvd_label(model: dict) -> str:
-    """'1007.3 (N=256)': a model's FVD with the number of real clips it rests on."""
-    return f"{model['fvd']:.1f} (N={model['fvd_clips']['real']})"
-
-
-def few_clips_warning(clips: int) -> str | None:
-    """The warning for an FVD on fewer than RELIABLE_CLIPS clips, else None."""
-    if clips >= RELIABLE_CLIPS:
-        return None
-    return (
-        f"warning: FVD rests on {clips} clips, fewer than {RELIABLE_CLIPS}: it is biased upward "
-        f"and noisy, so compare it only with FVDs on {clips} clips (pass --clips "
-        f"{RELIABLE_CLIPS} or more for the protocol's FVD)"
-    )
 
 
 def _cell(agg: dict, metric: str, samples: int) -> str:

@@ -16,6 +16,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import export_tiny_bundle
 
+from lgcvd_train.eval_protocol import paired_difference
+
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 if str(TOOLS) not in sys.path:
     sys.path.insert(0, str(TOOLS))
@@ -61,9 +63,9 @@ def test_nearest_keyframe_repeats_the_first_for_frames_1_to_3_and_the_last_for_4
 
 def test_paired_standard_error_is_the_sample_std_of_differences_over_root_n():
     # differences 1, 2, 2, 3: mean 2, sample variance (1 + 0 + 0 + 1) / 3
-    se = eval_tasks.paired_se(np.array([1.0, 2, 3, 4]), np.array([0.0, 0, 1, 1]))
-    assert se == pytest.approx(math.sqrt(2 / 3) / 2)
-    assert math.isnan(eval_tasks.paired_se(np.array([1.0]), np.array([0.0])))
+    delta, se = paired_difference(np.array([1.0, 2, 3, 4]), np.array([0.0, 0, 1, 1]))
+    assert (delta, se) == (pytest.approx(2.0), pytest.approx(math.sqrt(2 / 3) / 2))
+    assert math.isnan(paired_difference(np.array([1.0]), np.array([0.0]))[1])
 
 
 def test_the_table_gives_each_baselines_difference_and_its_standard_error():

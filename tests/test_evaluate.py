@@ -17,8 +17,9 @@ from lgcvd_train.checkpoint import save_checkpoint
 from lgcvd_train.config import TrainConfig
 from lgcvd_train.data import load_dataset
 from lgcvd_train.eval_protocol import Candidate, aggregate, frechet_distance
-from lgcvd_train.evaluate import few_clips_warning, main
+from lgcvd_train.evaluate import main
 from lgcvd_train.metrics import load_lpips, lpips_frames, psnr, ssim
+from lgcvd_train.metrics.fvd import few_clips_warning
 
 P, N, CLIPS, SIZE = 2, 6, 2, 32
 FAST = ["--data", "shapes", "--clips", CLIPS, "-p", P, "--sampler", "ddim", "--steps", 2]
@@ -329,4 +330,29 @@ def test_missing_metric_weights_name_the_flag_and_how_to_skip(tmp_path, tiny_che
     assert error_line(invoke(*args)) == (
         f"Error: weights file {missing} not found; fix the --lpips-weights path, or pass "
         "--no-lpips to skip it"
+    )
+
+
+def test_one_sample_models_get_their_paired_difference_to_copy_last():
+    from lgcvd_train.evaluate import summary_table
+
+    def model(ssim_per_clip, psnr_per_clip):
+        per_clip = {"psnr": psnr_per_clip, "ssim": ssim_per_clip}
+        agg = {m: {"mean": float(np.mean(v)), "std": 0.0} for m, v in per_clip.items()}
+        label = "frames 3-8"
+        return {"fvd": None, "aggregates": {label: {"best": agg, "mean": agg,
+                "per_clip": {"best": per_clip, "mean": per_clip}}}}  # fmt: skip
+
+    report = {
+        "settings": {"p": 2, "n": 6, "samples": 1, "sampler": "ddim", "steps": 2, "seed": 0,
+                     "frame_range": {"first": 3, "last": 8}},
+        "data": {"source": "shapes", "clips": 4},
+        "models": {"copy-last": model([0.5, 0.5, 0.6, 0.6], [10.0, 10, 10, 10]),
+                   "m": model([0.6, 0.7, 0.8, 0.9], [11.0, 12, 13, 14])},
+    }  # fmt: skip
+    last = summary_table(report).strip().splitlines()[-1]
+    # SSIM differences .1 .2 .2 .3: mean .2, SE sqrt(.02/3)/2 = .0408; PSNR 1 2 3 4: 2.5, .645
+    assert last == (
+        "m − copy last (± paired standard error over 4 clips): "
+        "PSNR +2.500 ± 0.645, SSIM +0.2000 ± 0.0408"
     )

@@ -50,9 +50,9 @@ from lgcvd_runtime.options import Group, load_model
 from lgcvd_runtime.samplers import SAMPLERS
 from lgcvd_runtime.timeline import Timeline
 from lgcvd_train.data import load_dataset
-from lgcvd_train.eval_protocol import EvalError, load_clips, real_features
-from lgcvd_train.evaluate import few_clips_warning, fvd_label
+from lgcvd_train.eval_protocol import EvalError, load_clips, paired_difference, real_features
 from lgcvd_train.metrics import frechet_distance, load_i3d, psnr, ssim, write_report
+from lgcvd_train.metrics.fvd import few_clips_warning, fvd_label
 from lgcvd_train.metrics.i3d import MIN_FRAMES
 
 SEGMENT = 8  # interpolation: 2 keyframes, 6 frames between
@@ -75,14 +75,6 @@ def nearest_keyframe(a: np.ndarray, b: np.ndarray, between: int) -> np.ndarray:
     """Each frame between repeats its nearer keyframe (the first half a, the second half b)."""
     first = (between + 1) // 2
     return np.stack([a] * first + [b] * (between - first))
-
-
-def paired_se(model: np.ndarray, baseline: np.ndarray) -> float:
-    """Standard error of the mean per-clip difference model - baseline: std (ddof 1) / sqrt(N)."""
-    diff = np.asarray(model, np.float64) - np.asarray(baseline, np.float64)
-    if len(diff) < 2:
-        return float("nan")
-    return float(diff.std(ddof=1) / np.sqrt(len(diff)))
 
 
 def scores(truth: np.ndarray, filled: np.ndarray) -> dict[str, np.ndarray]:
@@ -141,7 +133,7 @@ def interpolation_table(per_clip: dict) -> str:
                 cells.append("—")
                 continue
             diff = (model[metric] - values[metric]).mean()
-            se = paired_se(model[metric], values[metric])
+            _, se = paired_difference(model[metric], values[metric])
             cells.append(f"{diff:+.{digits}f} ± {se:.{digits}f}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -34,7 +34,14 @@ from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.files import refuse_existing, write_then_rename
 from lgcvd_train.data import pushsim
 from lgcvd_train.data.arrays import load_videos
-from lgcvd_train.eval_protocol import aggregate, clip_metrics, copy_last, curves, frame_range
+from lgcvd_train.eval_protocol import (
+    aggregate,
+    clip_metrics,
+    copy_last,
+    curves,
+    frame_range,
+    paired_difference,
+)
 from lgcvd_train.evaluate import DIGITS, NAMES
 from lgcvd_train.metrics import load_lpips
 
@@ -96,12 +103,12 @@ def predictions(video: np.ndarray, futures: np.ndarray, given: int, baseline) ->
 
 def paired(per_clip: np.ndarray, base: np.ndarray) -> dict:
     """Mean and std over clips, and the mean difference to `base` with its standard error."""
-    diff = per_clip - base
+    delta, se = paired_difference(per_clip, base)
     return {
         "mean": float(per_clip.mean()),
         "std": float(per_clip.std()),
-        "delta": float(diff.mean()),
-        "delta_se": float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None,
+        "delta": delta,
+        "delta_se": None if np.isnan(se) else se,
     }
 
 

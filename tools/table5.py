@@ -49,7 +49,8 @@ from lgcvd_train.cli import TRAIN, finite, parse_task_weights
 from lgcvd_train.config import ADAMS, PRESETS, preset
 from lgcvd_train.continuation import describe
 from lgcvd_train.eval_protocol import FrameRange, copy_last, load_clips
-from lgcvd_train.evaluate import ARROWS, DIGITS, NAMES, REPORT, few_clips_warning, fvd_label
+from lgcvd_train.evaluate import ARROWS, DIGITS, NAMES, REPORT
+from lgcvd_train.metrics.fvd import few_clips_warning, fvd_label
 
 BIN = Path(sys.executable).parent  # lgcvd-train and lgcvd-eval of this environment
 

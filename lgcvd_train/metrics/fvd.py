@@ -51,3 +51,19 @@ def _sqrtm(m: np.ndarray) -> np.ndarray:
 def fvd(model: I3D, real_videos: np.ndarray, fake_videos: np.ndarray) -> float:
     """FVD between two sets of uint8 videos (N, T, H, W, 3), T >= 9 (16 in the usual protocol)."""
     return frechet_distance(i3d_features(model, real_videos), i3d_features(model, fake_videos))
+
+
+def fvd_label(model: dict) -> str:
+    """'1007.3 (N=256)': a model's FVD with the number of real clips it rests on."""
+    return f"{model['fvd']:.1f} (N={model['fvd_clips']['real']})"
+
+
+def few_clips_warning(clips: int) -> str | None:
+    """The warning for an FVD on fewer than RELIABLE_CLIPS clips, else None."""
+    if clips >= RELIABLE_CLIPS:
+        return None
+    return (
+        f"warning: FVD rests on {clips} clips, fewer than {RELIABLE_CLIPS}: it is biased upward "
+        f"and noisy, so compare it only with FVDs on {clips} clips (pass --clips "
+        f"{RELIABLE_CLIPS} or more for the protocol's FVD)"
+    )
