@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.metadata
+import signal
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,14 @@ import torch
 
 from lgcvd_train.config import TrainConfig, preset
 from lgcvd_train.model import LGCVD
+
+
+# A suite started in the background by a non-interactive shell (`make test &`, nohup) inherits an
+# ignored SIGINT, which Python and every child process would keep: the Ctrl-C tests would then
+# find no KeyboardInterrupt. Python's own handler restores Ctrl-C here and, reset to the default
+# by exec, in the commands the tests start.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # One thread: on a shared 2-core machine torch's spinning OpenMP workers make tiny calls far slower.
 torch.set_num_threads(1)
