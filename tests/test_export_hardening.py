@@ -54,7 +54,12 @@ def test_a_stop_signal_leaves_no_temporary_folder_and_keeps_the_old_bundle(
     while time.monotonic() < deadline and len(leftovers(tmp_path)) < 2:  # the work folder is made
         time.sleep(0.05)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:  # a command that ignored the signal must not outlive a failed test
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == code, err[-2000:]
     assert err.strip().splitlines() == [f"{word}; no bundle written to {out}"]
     assert leftovers(tmp_path) == ["x.lgcvd"]

@@ -68,7 +68,12 @@ def test_a_stop_signal_saves_a_resumable_checkpoint_and_leaves_no_temporary_file
     ):  # 10 steps done
         time.sleep(0.2)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:  # a command that ignored the signal must not outlive a failed test
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == code, err[-2000:]
     ckpt = load_checkpoint(out)
     assert ckpt.step >= 10
