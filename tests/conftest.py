@@ -14,7 +14,6 @@ import torch
 from lgcvd_train.config import TrainConfig, preset
 from lgcvd_train.model import LGCVD
 
-
 # A suite started in the background by a non-interactive shell (`make test &`, nohup) inherits an
 # ignored SIGINT, which Python and every child process would keep: the Ctrl-C tests would then
 # find no KeyboardInterrupt. Python's own handler restores Ctrl-C here and, reset to the default
