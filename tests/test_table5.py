@@ -22,6 +22,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from lgcvd_train import ablation
 from lgcvd_train.checkpoint import load_checkpoint, save_checkpoint
 from lgcvd_train.cli import parse_task_weights
 from lgcvd_train.config import TrainConfig, preset
@@ -231,8 +232,8 @@ def test_the_table_gives_the_mean_over_two_seeds_and_half_their_difference(tmp_p
 
 def test_the_spread_of_more_than_two_seeds_is_their_standard_deviation():
     # 1, 2, 4: mean 7/3, squared deviations 16/9 + 1/9 + 25/9 = 42/9, over n - 1 = 2: 7/3
-    assert table5.spread([1.0, 2.0, 4.0]) == pytest.approx(math.sqrt(7 / 3))
-    assert table5.spread([3.0, 4.0]) == 0.5 and table5.spread([3.0]) is None
+    assert ablation.spread([1.0, 2.0, 4.0]) == pytest.approx(math.sqrt(7 / 3))
+    assert ablation.spread([3.0, 4.0]) == 0.5 and ablation.spread([3.0]) is None
 
 
 def clips(n: int, seed: int) -> np.ndarray:

@@ -26,7 +26,6 @@ import ctypes
 import json
 import shlex
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -44,39 +43,24 @@ from lgcvd_runtime.signals import (
     sigterm_as_interrupt,
     stop_word,
 )
+from lgcvd_train.ablation import FRAMES, VARIANTS, N, P, Variant, table_text
 from lgcvd_train.checkpoint import FILENAME, load_checkpoint
 from lgcvd_train.cli import TRAIN, finite, parse_task_weights
 from lgcvd_train.config import ADAMS, PRESETS, preset
 from lgcvd_train.continuation import describe
-from lgcvd_train.eval_protocol import FrameRange, copy_last, load_clips
-from lgcvd_train.evaluate import ARROWS, DIGITS, NAMES, REPORT
-from lgcvd_train.metrics.fvd import few_clips_warning, fvd_label
+from lgcvd_train.eval_protocol import load_clips
+from lgcvd_train.evaluate import REPORT
 
 BIN = Path(sys.executable).parent  # lgcvd-train and lgcvd-eval of this environment
 
 
-@dataclass(frozen=True)
-class Variant:
-    name: str  # folder name
-    label: str  # table row
-    flags: tuple[str, ...]  # lgcvd-train ablation switches
-
-
-VARIANTS = (
-    Variant("baseline", "baseline", ("--no-two-stage", "--no-context")),
-    Variant("two-stage", "+ two-stage training", ("--no-context",)),
-    Variant("encoder", "+ sequence encoder", ("--no-two-stage",)),
-    Variant("full", "full (both)", ()),
-)
 # The recipe of the shipped default model's base run (docs/results.md, "The shipped default
 # model", step 1), where it differs from lgcvd-train's defaults.
 BASE_RUN_LR = 3e-4
 BASE_RUN_TASKS = "prediction=0.6,unconditional=0.2,interpolation=0.1,random=0.1"
 # The evaluation protocol of issue 18 item 3: lgcvd-eval's options, the same for every run.
-P, N, FRAMES = 2, 28, FrameRange(3, 28)
 EVAL = ("-p", P, "-n", N, "--frame-range", FRAMES.first, FRAMES.last, "--samples", 1)
 EVAL += ("--sampler", "dpmpp", "--steps", 10, "--seed", 0)
-METRICS = tuple(NAMES)  # psnr, ssim, lpips
 TABLE = "table5.md"
 PR_SET_PDEATHSIG = 1  # prctl option, linux/prctl.h
 
@@ -272,71 +256,6 @@ def run_all(plan: Plan, todo, parallel: int) -> list[str]:
     return failures
 
 
-def spread(values: list[float]) -> float | None:
-    """Half the difference of two seeds' values, the standard deviation of more, None for one."""
-    if len(values) == 2:
-        return abs(values[0] - values[1]) / 2
-    return statistics.stdev(values) if len(values) > 2 else None
-
-
-def cell(values: list[float], digits: int) -> str:
-    text = f"{statistics.fmean(values):.{digits}f}"
-    s = spread(values)
-    return text if s is None else f"{text} ± {s:.{digits}f}"
-
-
-def scores(model: dict) -> dict[str, float]:
-    """A report model's best-of-S means over the protocol's frames, and its FVD."""
-    best = model["aggregates"][FRAMES.label]["best"]
-    return {**{m: best[m]["mean"] for m in METRICS}, "fvd": model["fvd"]}
-
-
-def table_text(plan: Plan, reports: dict[Run, dict]) -> str:
-    """OUT/table5.md: per variant the mean over seeds ± their spread, copy-last, and per run."""
-    digits = {**DIGITS, "fvd": 1}  # fvd_label's digits
-    first = next(iter(reports.values()))
-    seeds = sorted({run.seed for run in reports})
-    fvds = first["models"][copy_last().label]["fvd"] is not None
-    columns = [*METRICS, "fvd"] if fvds else list(METRICS)
-    head = [f"{NAMES.get(m, 'FVD')} {ARROWS.get(m, '↓')}" for m in columns]
-    spreads = {1: "One seed: no spread.", 2: "± is half the difference between the two seeds."}
-    lines = [
-        "# Table 5 ablation (tools/table5.py)",
-        "",
-        f"`{plan.preset}` preset, {plan.steps:,} steps of batch {plan.batch_size}, lr {plan.lr:g}, "
-        f"cooldown {plan.cooldown} steps, task weights {plan.task_weights}, "
-        f"seeds {', '.join(map(str, seeds))}; trained on {plan.data}. Evaluated on the first "
-        f"{first['data']['clips']} clips of {plan.test_data}: {P} given frames, {N} predicted, "
-        f"one sample, {first['settings']['sampler']} {first['settings']['steps']} steps, seed "
-        f"{first['settings']['seed']}; {FRAMES.label}, mean over clips. "
-        + spreads.get(len(seeds), f"± is the standard deviation over the {len(seeds)} seeds."),
-        "",
-        "| variant | flags | " + " | ".join(head) + " |",
-        "|---|---|" + "---:|" * len(columns),
-    ]
-    base = scores(first["models"][copy_last().label])
-    row = [f"{base[m]:.{digits[m]}f}" for m in columns]
-    lines.append("| copy last frame | — | " + " | ".join(row) + " |")
-    for variant in VARIANTS:
-        mine = [(run, r) for run, r in reports.items() if run.variant == variant]
-        if not mine:
-            continue
-        per_seed = [scores(r["models"][variant.name]) for _, r in mine]
-        row = [cell([s[m] for s in per_seed], digits[m]) for m in columns]
-        flags = f"`{' '.join(variant.flags)}`" if variant.flags else "—"
-        lines.append(f"| {variant.label} | {flags} | " + " | ".join(row) + " |")
-    lines += ["", "Per run:", "", "| run | " + " | ".join(head) + " |"]
-    lines.append("|---|" + "---:|" * len(columns))
-    for run, r in reports.items():
-        model = r["models"][run.variant.name]
-        s = scores(model)
-        row = [f"{s[m]:.{digits[m]}f}" for m in METRICS] + ([fvd_label(model)] if fvds else [])
-        lines.append(f"| {run.variant.label}, seed {run.seed} | " + " | ".join(row) + " |")
-    if fvds and (warning := few_clips_warning(first["data"]["clips"])):
-        lines += ["", warning]
-    return "\n".join(lines) + "\n"
-
-
 def seed_list(ctx, param, text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
@@ -466,7 +385,12 @@ def main(seeds, variants, parallel, dry_run, **options):
             f"{len(failures)} command(s) failed, first: {failures[0]} (logs in {plan.out / 'logs'})"
         )
     reports = {run: json.loads(run.report(plan).read_text()) for run in runs}
-    text = table_text(plan, reports)
+    recipe = (
+        f"`{plan.preset}` preset, {plan.steps:,} steps of batch {plan.batch_size}, lr "
+        f"{plan.lr:g}, cooldown {plan.cooldown} steps, task weights {plan.task_weights}; "
+        f"trained on {plan.data}"
+    )
+    text = table_text(recipe, plan.test_data, reports)
     with write_then_rename(plan.out / TABLE) as tmp:
         tmp.write_text(text)
     click.echo(text, nl=False)
