@@ -21,6 +21,19 @@ from lgcvd_train.model import LGCVD
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
+
+def stop_and_wait(proc: subprocess.Popen, sig: int, timeout: float = 120) -> str:
+    """Send `sig` to a command the test started and return its stderr once it exits; a command
+    that does not obey is killed, so a failed test leaves nothing running."""
+    proc.send_signal(sig)
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 # One thread: on a shared 2-core machine torch's spinning OpenMP workers make tiny calls far slower.
 torch.set_num_threads(1)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import random_model
+from conftest import random_model, stop_and_wait
 from test_export import export, gate_frames, write_checkpoint
 
 from lgcvd_runtime.bundle import MANIFEST, load_manifest
@@ -53,13 +53,7 @@ def test_a_stop_signal_leaves_no_temporary_folder_and_keeps_the_old_bundle(
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(leftovers(tmp_path)) < 2:  # the work folder is made
         time.sleep(0.05)
-    proc.send_signal(sig)
-    try:
-        _, err = proc.communicate(timeout=120)
-    finally:  # a command that ignored the signal must not outlive a failed test
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    err = stop_and_wait(proc, sig)
     assert proc.returncode == code, err[-2000:]
     assert err.strip().splitlines() == [f"{word}; no bundle written to {out}"]
     assert leftovers(tmp_path) == ["x.lgcvd"]

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import stop_and_wait
 
 from lgcvd_train.checkpoint import (
     FILENAME,
@@ -67,13 +68,7 @@ def test_a_stop_signal_saves_a_resumable_checkpoint_and_leaves_no_temporary_file
         (out / METRICS).exists() and (out / METRICS).read_text().strip()
     ):  # 10 steps done
         time.sleep(0.2)
-    proc.send_signal(sig)
-    try:
-        _, err = proc.communicate(timeout=120)
-    finally:  # a command that ignored the signal must not outlive a failed test
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    err = stop_and_wait(proc, sig)
     assert proc.returncode == code, err[-2000:]
     ckpt = load_checkpoint(out)
     assert ckpt.step >= 10
