@@ -42,7 +42,13 @@ def _apply(options, command):
 
 def model_options(command):
     """--model, --backend, --sampler, --steps, --seed, --threads: how to load and sample."""
-    options = [
+    return _apply(model_option_list(), command)
+
+
+def model_option_list(seed: int | None = None) -> list:
+    """The options of `model_options`; a `seed` makes runs repeatable by default (evaluations)."""
+    seed_help = "(default: random)" if seed is None else f"[default: {seed}]"
+    return [
         click.option(
             "--model",
             "bundle",
@@ -75,8 +81,8 @@ def model_options(command):
         click.option(
             "--seed",
             type=int,
-            default=None,
-            help="Seed for all noise, a whole number >= 0 (default: random).",
+            default=seed,
+            help=f"Seed for all noise, a whole number >= 0 {seed_help}.",
         ),
         click.option(
             "--threads",
@@ -85,7 +91,6 @@ def model_options(command):
             help="CPU threads for onnxruntime (default: one per physical core).",
         ),
     ]
-    return _apply(options, command)
 
 
 def output_options(command):

@@ -44,10 +44,8 @@ import numpy as np
 import torch
 
 from lgcvd_runtime import api
-from lgcvd_runtime.backends import CHOICES
 from lgcvd_runtime.files import refuse_existing
-from lgcvd_runtime.options import Group, load_model
-from lgcvd_runtime.samplers import SAMPLERS
+from lgcvd_runtime.options import Group, load_model, model_option_list
 from lgcvd_runtime.timeline import Timeline
 from lgcvd_train.data import load_dataset
 from lgcvd_train.eval_protocol import EvalError, load_clips, paired_difference, real_features
@@ -220,50 +218,11 @@ def _settings(model: api.Model, options: dict) -> dict:
 
 
 def model_options(command):
-    """--model, --backend, --sampler, --steps, --seed, --threads (lgcvd-run's, seed fixed)."""
+    """lgcvd-run's model options (--seed 0 by default, so a run repeats), then the data and
+    output options of both subcommands."""
     for option in reversed(
         [
-            click.option(
-                "--model",
-                "bundle",
-                type=click.Path(path_type=Path),
-                default=None,
-                help="Bundle NAME.lgcvd [default: the shipped model].",
-            ),
-            click.option(
-                "--backend",
-                type=click.Choice(CHOICES),
-                default="auto",
-                show_default=True,
-                help="Inference engine.",
-            ),
-            click.option(
-                "--sampler",
-                type=click.Choice(SAMPLERS),
-                default=api.DEFAULT_SAMPLER,
-                show_default=True,
-                help="Reverse-diffusion sampler.",
-            ),
-            click.option(
-                "--steps",
-                type=click.IntRange(1),
-                default=api.DEFAULT_STEPS,
-                show_default=True,
-                help="Denoising steps per window.",
-            ),
-            click.option(
-                "--seed",
-                type=click.IntRange(0),
-                default=0,
-                show_default=True,
-                help="Seed the per-clip noise seeds are drawn from.",
-            ),
-            click.option(
-                "--threads",
-                type=click.IntRange(1),
-                default=None,
-                help="CPU threads of onnxruntime and torch [default: theirs].",
-            ),
+            *model_option_list(seed=0),
             click.option(
                 "--data",
                 required=True,
