@@ -32,6 +32,7 @@ class ModelSpec:
     frames: int  # N
     cond_slots: int  # K
     parameterization: str
+    residual: bool = False  # x0 is the window minus conditioning.baseline (False: the window)
 
     @property
     def new_frames(self) -> int:

@@ -6,6 +6,10 @@ one constant mask plane whose value (j+1)/(N+1) encodes the frame's position j i
 (j = -1: no frame; its image is the fixed tensor U, mid-gray = 0). Layout (B, 4K, H, W):
 [img_0 (3), mask_0 (1), img_1 (3), mask_1 (1), ...].
 
+A residual model (`ModelSpec.residual`) denoises the window minus its `baseline`, the guess the
+condition frames give each frame on their own (a copy, or a cross-fade between two); its sample
+plus the baseline is the window.
+
 Pure numpy (float32). Training calls these functions on numpy arrays and converts the result;
 this module knows nothing about networks or engines.
 """
@@ -72,3 +76,27 @@ def build_condition(window: np.ndarray, positions: np.ndarray, n_frames: int) ->
             if j != ABSENT:
                 cond[i, slot, :c] = window[i, j]
     return cond.reshape(b, k * (c + 1), h, w)
+
+
+def baseline(window: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The frames a window's condition frames predict on their own: a frame between two of them
+    is their linear cross-fade, a frame before the first or after the last is a copy of it, and
+    every frame of a window without condition frames is U (0).
+
+    window: (B, N, 3, H, W) float in [-1, 1], read at `positions` only; positions: (B, K) int,
+    -1 = empty slot. Returns (B, N, 3, H, W) float32.
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    out = np.zeros(window.shape, dtype=np.float32)
+    for i, row in enumerate(positions):
+        known = sorted({int(j) for j in row if j != ABSENT})
+        for f in range(window.shape[1] if known else 0):
+            before = [j for j in known if j <= f]
+            after = [j for j in known if j >= f]
+            if before and after and before[-1] != after[0]:
+                a, b = before[-1], after[0]
+                w = (f - a) / (b - a)
+                out[i, f] = (1.0 - w) * window[i, a] + w * window[i, b]
+            else:
+                out[i, f] = window[i, before[-1] if before else after[0]]
+    return out

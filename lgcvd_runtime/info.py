@@ -61,7 +61,9 @@ def describe(path: Path, sampler: str, steps: int) -> str:
         f"max batch {m.max_batch})",
         f"frames      {spec.image_size}x{spec.image_size}, {spec.channels} channels; window "
         f"N={spec.frames}, K={spec.cond_slots} condition slots, {spec.new_frames} new frames",
-        f"model       {spec.parameterization}-prediction; schedule {m.schedule.type}, "
+        f"model       {spec.parameterization}-prediction"
+        f"{' of the residual from the condition frames' if spec.residual else ''}; "
+        f"schedule {m.schedule.type}, "
         f"T={m.schedule.T}",
     ]
     for name, graph in m.graphs.items():

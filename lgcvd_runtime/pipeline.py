@@ -4,7 +4,9 @@ One window of N frames is produced at a time, where the `Timeline` puts it. Its 
 y m holds up to K frames already known (given or predicted) at their positions; its global
 context comes from the previous window's sample x̂ (or U for the first window) through
 `backend.encode`, exactly once per window. The denoising loop is `samplers.sample` with
-`backend.denoise` as the callable. Calls larger than the bundle's max batch are split into chunks.
+`backend.denoise` as the callable. A residual model's sample is added to the window's
+`conditioning.baseline` (its x0 estimates clipped so that the frames stay in [-1, 1]). Calls larger
+than the bundle's max batch are split into chunks.
 
 Noise belongs to a batch row, not to a call: row r draws x_T and every step's noise from its own
 generator `rngs[r]`, so a row's result does not depend on what it was batched with.
@@ -26,7 +28,13 @@ import numpy as np
 
 from .backends.base import Backend
 from .bundle import ModelSpec
-from .conditioning import build_condition, stack_window, unknown_window, unstack_window
+from .conditioning import (
+    baseline,
+    build_condition,
+    stack_window,
+    unknown_window,
+    unstack_window,
+)
 from .errors import LgcvdError, NonFiniteError
 from .samplers import sample
 from .schedule import Plan
@@ -127,7 +135,9 @@ class Pipeline:
     def _window(self, frames, positions, context, rngs, window: int) -> np.ndarray:
         """Sample one window. frames: (B, N, 3, H, W) with the frames at `positions` filled in."""
         b, n, c, h, w = frames.shape
-        cond = build_condition(frames, np.tile(positions, (b, 1)), self.spec.frames)
+        positions = np.tile(positions, (b, 1))
+        cond = build_condition(frames, positions, self.spec.frames)
+        offset = stack_window(baseline(frames, positions)) if self.spec.residual else 0.0
         t_vec = np.empty((b,), dtype=np.float32)
         steps, step = self.settings.plan.steps, [0]
 
@@ -147,9 +157,10 @@ class Pipeline:
             self.settings.sampler,
             randn,
             self.spec.parameterization,
+            clip=(-1.0 - offset, 1.0 - offset),  # the window's frames stay in [-1, 1]
             on_step=self.on_step,
         )
-        return unstack_window(x0)  # (B, N, 3, H, W)
+        return unstack_window(x0 + offset)  # (B, N, 3, H, W)
 
     def _context(self, prev: np.ndarray | None, previous_context, rows: int, window: int):
         if prev is None:

@@ -87,7 +87,7 @@ def sample(
     sampler: str,
     randn: Callable[[], Array],
     parameterization: str = "v",
-    clip: float | None = 1.0,
+    clip: tuple[Array, Array] | None = (-1.0, 1.0),
     on_step: Callable[[int], None] | None = None,
 ) -> Array:
     """Run the reverse process over `plan` from x_T; return the final sample (x0).
@@ -105,7 +105,7 @@ def sample(
         out = denoise(x, int(plan.timesteps[i]))
         x0, eps = x0_eps_from_output(x, out, math.sqrt(ab), math.sqrt(1.0 - ab), parameterization)
         if clip is not None:
-            x0 = x0.clip(-clip, clip)
+            x0 = x0.clip(*clip)
             eps = (x - math.sqrt(ab) * x0) / math.sqrt(1.0 - ab)
         if i == 0:
             x = x0  # every sampler ends on the denoised estimate at the smallest t

@@ -158,6 +158,13 @@ def finite(ctx, param, value: float | None) -> float | None:
     help="What the network predicts.",
 )
 @click.option(
+    "--residual/--no-residual",
+    default=ModelConfig.residual,
+    show_default=True,
+    help="Denoise each window's difference from the guess its condition frames give (a copy of "
+    "the last, a cross-fade between two) instead of the window itself.",
+)
+@click.option(
     "--no-two-stage",
     is_flag=True,
     help="Ablation: stage 2 sees ground truth instead of the stage-1 estimate.",
@@ -270,6 +277,7 @@ def main(
     grad_clip,
     loss,
     parameterization,
+    residual,
     no_two_stage,
     no_context,
     task_weights,
@@ -303,7 +311,12 @@ def main(
         for name in FLAGS
         if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
     }
-    mcfg = replace(preset(preset_name), context=not no_context, parameterization=parameterization)
+    mcfg = replace(
+        preset(preset_name),
+        context=not no_context,
+        parameterization=parameterization,
+        residual=residual,
+    )
     tcfg = TrainConfig(
         steps=steps,
         batch_size=batch_size,

@@ -33,6 +33,7 @@ class ModelConfig:
     context: bool = True  # sequence encoder + cross-attention (global context)
     cross_attn_levels: tuple[str, ...] = ("mid",)  # "mid" and/or feature sizes as strings ("8")
     parameterization: str = "v"  # "v" or "eps"
+    residual: bool = False  # denoise the window minus its condition frames' baseline
 
     @property
     def new_frames(self) -> int:

@@ -17,11 +17,12 @@ from .config import PRESETS, ModelConfig, TrainConfig
 from .data import DATA_GENERATORS
 from .init_weights import recorded_config
 
-MODEL_OPTIONS = ("preset_name", "no_context", "parameterization")  # what builds the ModelConfig
+MODEL_OPTIONS = ("preset_name", "no_context", "parameterization", "residual")  # what builds the ModelConfig
 FLAGS = {  # lgcvd-train parameter name -> its option
     "preset_name": "--preset",
     "no_context": "--no-context",
     "parameterization": "--parameterization",
+    "residual": "--residual",
     "num_videos": "--num-videos",
     "seed": "--seed",
 }
@@ -37,12 +38,27 @@ def describe(cfg: ModelConfig) -> str:
         (
             name
             for name, arch in PRESETS.items()
-            if replace(arch, context=cfg.context, parameterization=cfg.parameterization) == cfg
+            if replace(
+                arch,
+                context=cfg.context,
+                parameterization=cfg.parameterization,
+                residual=cfg.residual,
+            )
+            == cfg
         ),
         "custom",
     )
     size, context = cfg.image_size, "" if cfg.context else ", no context"
-    return f"a {size}x{size} '{name}' model ({cfg.parameterization}-prediction{context})"
+    residual = ", residual" if cfg.residual else ""
+    return f"a {size}x{size} '{name}' model ({cfg.parameterization}-prediction{residual}{context})"
+
+
+def typed_flag(name: str, value) -> tuple[str, object]:
+    """(the option as typed, its value or None for a flag): --residual, --no-residual,
+    --preset base."""
+    if isinstance(value, bool):
+        return (FLAGS[name] if value else "--no-" + FLAGS[name][2:]), None
+    return FLAGS[name], value
 
 
 def follow_recorded(
@@ -53,18 +69,23 @@ def follow_recorded(
     wanted = recorded
     if "preset_name" in given:
         wanted = replace(
-            asked, context=recorded.context, parameterization=recorded.parameterization
+            asked,
+            context=recorded.context,
+            parameterization=recorded.parameterization,
+            residual=recorded.residual,
         )
     if "no_context" in given:
         wanted = replace(wanted, context=asked.context)
     if "parameterization" in given:
         wanted = replace(wanted, parameterization=asked.parameterization)
+    if "residual" in given:
+        wanted = replace(wanted, residual=asked.residual)
     if wanted != recorded:
-        names = [name for name in MODEL_OPTIONS if name in given]
-        asking = " ".join(FLAGS[n] + ("" if given[n] is True else f" {given[n]}") for n in names)
+        typed = [typed_flag(name, given[name]) for name in MODEL_OPTIONS if name in given]
+        asking = " ".join(flag + ("" if value is None else f" {value}") for flag, value in typed)
         raise ContinuationError(
             f"{origin} holds {describe(recorded)}; {asking} asks for {describe(wanted)}: "
-            f"drop {' '.join(FLAGS[n] for n in names)} ({rule})"
+            f"drop {' '.join(flag for flag, _ in typed)} ({rule})"
         )
     return recorded
 
@@ -96,5 +117,7 @@ def follow_source(mcfg: ModelConfig, tcfg: TrainConfig, given: dict, source: Pat
     arch, schedule = recorded_config(source)
     rule = "fine-tuning keeps the architecture of the model it starts from"
     if arch is not None:
+        if "residual" in given:  # what the network denoises is the new run's choice
+            arch = replace(arch, residual=mcfg.residual)
         mcfg = follow_recorded(mcfg, arch, given, str(source), rule)
     return mcfg, tcfg.with_(schedule=schedule)

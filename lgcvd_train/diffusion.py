@@ -53,7 +53,8 @@ def loss_fn(pred: torch.Tensor, tgt: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValueError(f"unknown loss {kind!r}; choose l1 or l2")
 
 
-def estimate_x0(x_t, out, alpha, sigma, parameterization: str) -> torch.Tensor:
-    """Eq. 7: the one-step estimate x̂0 of the window from the same noisy step, clipped to [-1, 1]."""
+def estimate_x0(x_t, out, alpha, sigma, parameterization: str, offset=0.0) -> torch.Tensor:
+    """Eq. 7: the one-step estimate x̂0 of the window from the same noisy step, plus `offset` (a
+    residual model's baseline), clipped to [-1, 1]."""
     x0, _ = x0_eps_from_output(x_t, out.float(), alpha, sigma, parameterization)
-    return x0.clamp(-1.0, 1.0)
+    return (x0 + offset).clamp(-1.0, 1.0)

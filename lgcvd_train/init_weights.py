@@ -16,6 +16,7 @@ error says what does not.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -139,24 +140,29 @@ def recorded_config(source: Path) -> tuple[ModelConfig | None, ScheduleSpec]:
     return ckpt.model_config, ckpt.schedule
 
 
-def init_model(source: Path, cfg: ModelConfig) -> tuple[LGCVD, dict]:
+def init_model(
+    source: Path, cfg: ModelConfig, residual: bool | None = None
+) -> tuple[LGCVD, dict]:
     """(model holding SOURCE's weights, provenance entry) for --init-from. The architecture is the
     one SOURCE records (a checkpoint always does, bundles since they carry `model_config`), else
-    `cfg`."""
+    `cfg`; `residual`, where given, replaces what SOURCE denoised (no weight depends on it)."""
     source = Path(source)
     if _is_bundle(source):
         manifest = load_manifest(source)
         model = LGCVD(_bundle_config(source, manifest) or cfg)
         state, facts = bundle_weights(source, manifest, model)
         load_initial(model, state, source)
-        return model, facts
-    model, ckpt = load_model(source)  # EMA weights, checked against the checkpoint's config
-    facts = {
-        "checkpoint": str(resolve(source)),
-        "step": ckpt.step,
-        "provenance": ckpt.state.get("provenance", {}),
-    }
-    return model.train(), facts
+    else:
+        model, ckpt = load_model(source)  # EMA weights, checked against the checkpoint's config
+        model.train()
+        facts = {
+            "checkpoint": str(resolve(source)),
+            "step": ckpt.step,
+            "provenance": ckpt.state.get("provenance", {}),
+        }
+    if residual is not None:
+        model.cfg = replace(model.cfg, residual=residual)
+    return model, facts
 
 
 def load_initial(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:

@@ -27,6 +27,7 @@ def model_spec(cfg: ModelConfig) -> ModelSpec:
         frames=cfg.frames,
         cond_slots=cfg.cond_slots,
         parameterization=cfg.parameterization,
+        residual=cfg.residual,
     )
 
 

@@ -182,7 +182,7 @@ class Trainer:
                 self.provenance["resume_command"] = provenance["command"]
         torch.manual_seed(self.tcfg.seed)  # same initial weights on every rank
         if init_from is not None and not resume:  # a resumed run has its weights already
-            model, source = init_model(init_from, mcfg)
+            model, source = init_model(init_from, mcfg, residual=mcfg.residual)
             mcfg = model.cfg
             self.provenance = {**self.provenance, "init_from": source}
         else:

@@ -4,6 +4,8 @@ A 14-frame clip is two windows overlapping by K frames. Stage 1 denoises window 
 conditions and the encoder fed U; its one-step estimate x̂0 (Eq. 7, same noisy step) is detached.
 Stage 2 denoises window 2 with the encoder fed x̂0 and, for the prediction task, x̂0's last K frames
 as condition frames. Without two-stage training (ablation), stage 2 sees ground truth instead.
+A residual model (`ModelConfig.residual`) regresses each window minus the baseline of its own
+condition frames (`conditioning.baseline`; stage 2's from its condition, x̂0's frames included).
 
 Batches are drawn without state: the clips, tasks, timesteps and noise of step s on rank r come
 from generators seeded by (seed, s, r), so a resumed run repeats an uninterrupted one exactly.
@@ -21,6 +23,7 @@ import torch
 
 from lgcvd_runtime.conditioning import (
     ABSENT,
+    baseline,
     build_condition,
     stack_window,
     to_model,
@@ -88,6 +91,7 @@ class Batch:
     pos2: np.ndarray  # (B, K) stage-2 condition positions
     x1: torch.Tensor  # (B, 3N, H, W) window 1 stacked
     cond1: torch.Tensor
+    base1: torch.Tensor | float  # a residual model's baseline of window 1 (stacked), else 0
     prev1: torch.Tensor
     x2: torch.Tensor  # window 2 stacked
     draws: tuple  # ((t, eps) of stage 1, (t, eps) of stage 2)
@@ -134,6 +138,12 @@ class TwoStageStep:
         t = torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
         return t.contiguous(memory_format=self.memory_format)
 
+    def _baseline(self, window: np.ndarray, positions: np.ndarray) -> torch.Tensor | float:
+        """What a residual model adds to its x0 (conditioning.baseline), stacked; else 0."""
+        if not self.mcfg.residual:
+            return 0.0
+        return self._tensor(stack_window(baseline(window, positions)))
+
     def prepare(self, clips: np.ndarray, step: int, rank: int) -> Batch:
         """The step's tasks, condition positions, stage-1 inputs, timesteps and noise.
         clips: (B, L, 3, H, W) in [-1, 1]."""
@@ -164,17 +174,20 @@ class TwoStageStep:
             pos2=pos2,
             x1=x1,
             cond1=self._tensor(build_condition(w1, pos1, n)),
+            base1=self._baseline(w1, pos1),
             prev1=self._tensor(unknown_window(b, n, h, w)),
             x2=x2,
             draws=tuple((t, eps.contiguous(memory_format=self.memory_format)) for t, eps in draws),
         )
 
-    def _stage(self, model, window, cond, prev, t, eps):
-        """Diffusion loss of one window; returns (loss, out, x_t, alpha, sigma)."""
-        x_t, (alpha, sigma) = noisy_input(self.sched, window, t, eps)
+    def _stage(self, model, window, base, cond, prev, t, eps):
+        """Diffusion loss of one window (of its difference from `base`, for a residual model);
+        returns (loss, out, x_t, alpha, sigma)."""
+        x0 = window - base
+        x_t, (alpha, sigma) = noisy_input(self.sched, x0, t, eps)
         with self.autocast():
             out = model(x_t, t, cond, prev)
-        tgt = target(window, eps, alpha, sigma, self.mcfg.parameterization)
+        tgt = target(x0, eps, alpha, sigma, self.mcfg.parameterization)
         return self.loss(out, tgt, t), out, x_t, alpha, sigma
 
     def __call__(self, model, clips: np.ndarray, step: int, rank: int, no_sync=None):
@@ -188,10 +201,12 @@ class TwoStageStep:
         # Stage 1: ground-truth conditions, encoder sees U.
         with no_sync() if no_sync else contextlib.nullcontext():
             loss1, out1, x_t1, a1, s1 = self._stage(
-                model, batch.x1, batch.cond1, batch.prev1, *batch.draws[0]
+                model, batch.x1, batch.base1, batch.cond1, batch.prev1, *batch.draws[0]
             )
             (0.5 * loss1).backward()
-        x0_hat = estimate_x0(x_t1, out1.detach(), a1, s1, self.mcfg.parameterization)
+        x0_hat = estimate_x0(
+            x_t1, out1.detach(), a1, s1, self.mcfg.parameterization, offset=batch.base1
+        )
 
         # Stage 2: the encoder sees x̂0 (two-stage) or the ground truth of window 1 (ablation).
         src2 = batch.w2.copy()
@@ -203,7 +218,8 @@ class TwoStageStep:
         else:
             prev2 = batch.x1
         cond2 = self._tensor(build_condition(src2, batch.pos2, n))
-        loss2, _, _, _, _ = self._stage(model, batch.x2, cond2, prev2, *batch.draws[1])
+        base2 = self._baseline(src2, batch.pos2)
+        loss2, _, _, _, _ = self._stage(model, batch.x2, base2, cond2, prev2, *batch.draws[1])
         (0.5 * loss2).backward()
         return StageOutputs(
             loss=0.5 * (loss1.item() + loss2.item()),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +171,12 @@ def test_a_resumed_run_loads_its_data_at_the_checkpoint_resolution(tmp_path, dat
             "--parameterization (a resumed run keeps its checkpoint's architecture)",
         ),
         (
+            ["--residual"],
+            "{out} holds a 32x32 'tiny' model (v-prediction); --residual asks for a 32x32 "
+            "'tiny' model (v-prediction, residual): drop --residual (a resumed run keeps its "
+            "checkpoint's architecture)",
+        ),
+        (
             ["--num-videos", "3"],
             "{out} was trained with --num-videos 2; --num-videos 3 asks for other training "
             "data: drop --num-videos (a resumed run keeps its data and seed)",
@@ -180,7 +187,7 @@ def test_a_resumed_run_loads_its_data_at_the_checkpoint_resolution(tmp_path, dat
             "--seed (a resumed run keeps its data and seed)",
         ),
     ],
-    ids=["preset", "model-flags", "num-videos", "seed"],
+    ids=["preset", "model-flags", "residual", "num-videos", "seed"],
 )
 def test_resume_refuses_options_that_contradict_the_checkpoint(tmp_path, extra, message):
     out = tmp_path / "run"
@@ -219,3 +226,21 @@ def test_a_fine_tuned_run_loads_its_data_at_the_source_resolution(tmp_path, data
         "of the model it starts from)"
     )
     assert not (tmp_path / "other").exists()
+
+
+def test_a_fine_tuned_run_may_denoise_the_residual_its_source_did_not(tmp_path):
+    source, tuned = tmp_path / "source", tmp_path / "tuned"
+    assert CliRunner().invoke(main, tiny_run(source, "--preset", "tiny")).exit_code == 0
+    result = CliRunner().invoke(main, tiny_run(tuned, "--init-from", str(source), "--residual"))
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tuned).model_config == replace(preset("tiny"), residual=True)
+    # resumed, it keeps what it denoises
+    again = CliRunner().invoke(
+        main, ["--data", "shapes", "--out", str(tuned), "--steps", "2", "--resume", "--no-residual"]
+    )
+    assert again.exit_code == 1
+    assert again.output.strip() == (
+        f"Error: {tuned} holds a 32x32 'tiny' model (v-prediction, residual); --no-residual asks "
+        "for a 32x32 'tiny' model (v-prediction): drop --no-residual (a resumed run keeps its "
+        "checkpoint's architecture)"
+    )

@@ -51,12 +51,17 @@ def noise_source(given: list, dtype=np.float64):
     return randn
 
 
+def bounds(clip: float | None) -> tuple[float, float] | None:
+    """The golden cases' symmetric clip as the (low, high) that `sample` takes."""
+    return None if clip is None else (-clip, clip)
+
+
 @pytest.mark.parametrize("case", GOLDEN, ids=lambda c: "-".join(map(str, c)))
 def test_whole_loop_matches_its_golden_output(case):
     sampler, parameterization, clip = case
     given = []
     out = samplers.sample(
-        denoiser(), X_T, PLAN, sampler, noise_source(given), parameterization, clip
+        denoiser(), X_T, PLAN, sampler, noise_source(given), parameterization, bounds(clip)
     )
     np.testing.assert_allclose(out, GOLDEN[case], rtol=1e-11, atol=1e-13)
     assert len(given) == (PLAN.steps - 1 if sampler == "ddpm" else 0)  # no noise on the last step
@@ -111,7 +116,7 @@ def test_every_intermediate_state_follows_the_samplers_defining_step(case):
     sampler, parameterization, clip = case
     seen, counted, given = [], [], []
     out = samplers.sample(
-        denoiser(seen), X_T, PLAN, sampler, noise_source(given), parameterization, clip,
+        denoiser(seen), X_T, PLAN, sampler, noise_source(given), parameterization, bounds(clip),
         counted.append,
     )  # fmt: skip
     assert counted == list(range(1, PLAN.steps + 1))

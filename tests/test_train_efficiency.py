@@ -10,6 +10,7 @@ import click
 import numpy as np
 import pytest
 
+from lgcvd_train.checkpoint import load_checkpoint
 from lgcvd_train.data.arrays import save_videos
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
@@ -44,9 +45,9 @@ def test_a_budget_run_stops_on_cpu_time_not_on_steps(tmp_path):
         "data": str(data), "init_from": None, "steps": 2, "cpu_seconds": 3.0, "batch": 1,
         "lr": 1e-4, "tasks": "prediction=1", "seed": 0, "threads": 1, "warmup": 0,
     }  # fmt: skip
-    rec = tool().train_variant("baseline", job, tmp_path / "run")
+    rec = tool().train_variant("baseline+residual", job, tmp_path / "run")
     # --steps 2 is ignored under a budget: it trains until 3 CPU seconds are spent, and the
     # last step began before they were
     assert rec["cpu"] >= 3.0
     assert len(rec["times"]) == len(rec["losses"]) >= 1
-    assert (tmp_path / "run" / "checkpoint.safetensors").exists()
+    assert load_checkpoint(tmp_path / "run").model_config.residual  # a model field, not training's

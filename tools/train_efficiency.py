@@ -42,13 +42,14 @@ BUNDLE = REPO / "lgcvd_runtime" / "assets" / "default.lgcvd"
 # The recipe before issue 18's study (unweighted loss, torch's default Adam); the defaults now
 # are its winners, "min-snr+adam-fused". A foreach Adam was studied too and then dropped.
 BASELINE = {"loss_weighting": "none", "adam": "default"}
-VARIANTS = {  # name -> TrainConfig fields changed from the baseline
+VARIANTS = {  # name -> TrainConfig fields changed from the baseline ("residual": the model's)
     "baseline": {},
     "min-snr": {"loss_weighting": "min-snr"},
     "adam-fused": {"adam": "fused"},
     "channels-last": {"channels_last": True},
     "compile": {"compile": True},
     "prefetch": {"prefetch": True},
+    "residual": {"residual": True},
 }
 X0_T = 300  # the fixed timestep of the reported x0 error
 RECIPE_TASKS = "prediction=0.6,unconditional=0.2,interpolation=0.1,random=0.1"  # step 1's mixture
@@ -70,6 +71,8 @@ def changes(variant: str) -> dict:
 def train_variant(variant: str, job: dict, run_dir: Path) -> dict:
     """Train one variant in this process, for job['steps'] steps or until the process has used
     job['cpu_seconds'] of CPU time; per-step wall times and losses."""
+    from dataclasses import replace
+
     import torch
 
     from lgcvd_train.cli import TRAIN, parse_task_weights
@@ -81,6 +84,8 @@ def train_variant(variant: str, job: dict, run_dir: Path) -> dict:
     torch.set_num_threads(job["threads"])
     budget = job["cpu_seconds"]
     steps = job["steps"] if budget is None else 10**9  # a budget run stops on time
+    fields = changes(variant)
+    residual = fields.pop("residual", False)
     tcfg = TRAIN.with_(
         steps=steps,
         batch_size=job["batch"],
@@ -88,12 +93,13 @@ def train_variant(variant: str, job: dict, run_dir: Path) -> dict:
         lr=job["lr"],
         save_every=10**9,
         task_weights=parse_task_weights(job["tasks"]),
-        **changes(variant),
+        **fields,
     )
     init_from = job["init_from"]
-    mcfg = preset("base")
+    mcfg = replace(preset("base"), residual=residual)
     if init_from is not None:
-        mcfg, tcfg = follow_source(mcfg, tcfg, {}, Path(init_from))
+        given = {"residual": True} if residual else {}
+        mcfg, tcfg = follow_source(mcfg, tcfg, given, Path(init_from))
     videos = load_dataset(
         job["data"], mcfg.image_size, seed=job["seed"], min_frames=tcfg.clip_frames
     )

@@ -25,7 +25,7 @@ import click
 import numpy as np
 import torch
 
-from lgcvd_runtime.conditioning import build_condition, stack_window, to_model
+from lgcvd_runtime.conditioning import baseline, build_condition, stack_window, to_model
 from lgcvd_runtime.schedule import ScheduleSpec
 from lgcvd_train.config import ModelConfig
 from lgcvd_train.diffusion import Schedule, estimate_x0
@@ -53,6 +53,7 @@ def x0_errors(
     x0 = torch.from_numpy(stack_window(window))
     given = np.tile(np.arange(k), (b, 1))
     cond = torch.from_numpy(build_condition(window, given, n))
+    base = torch.from_numpy(stack_window(baseline(window, given))) if cfg.residual else 0.0
     prev = torch.zeros_like(x0)  # U: the first window has no previous estimate
     sched = Schedule(schedule)
     gen = torch.Generator().manual_seed(seed)
@@ -61,9 +62,9 @@ def x0_errors(
         t = torch.full((b,), step)
         eps = torch.randn(x0.shape, generator=gen)
         alpha, sigma = sched.coefficients(t)
-        x_t = alpha * x0 + sigma * eps
+        x_t = alpha * (x0 - base) + sigma * eps
         out = model(x_t, t, cond, prev).float()
-        x0_hat = estimate_x0(x_t, out, alpha, sigma, cfg.parameterization).clamp(-1, 1)
+        x0_hat = estimate_x0(x_t, out, alpha, sigma, cfg.parameterization, offset=base)
         new_hat = x0_hat.view(b, n, c, h, w)[:, k:]
         new_true = x0.view(b, n, c, h, w)[:, k:]
         err = (new_hat - new_true).abs().mean().item()
