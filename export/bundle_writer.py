@@ -20,7 +20,7 @@ import torch
 
 from lgcvd_runtime.backends import trt_backend
 from lgcvd_runtime.bundle import GraphSpec, Manifest, sha256_file, write_manifest
-from lgcvd_runtime.files import refuse_existing, temporary_path
+from lgcvd_runtime.files import abandoned_temporaries, refuse_existing, temporary_path
 from lgcvd_runtime.signals import signals_deferred
 from lgcvd_runtime.trust import calibrate
 from lgcvd_train import __version__
@@ -153,6 +153,9 @@ def export_bundle(
     target = Path(target)
     refuse_existing(target, opts.force)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for left in abandoned_temporaries(target):
+        shutil.rmtree(left, ignore_errors=True) if left.is_dir() else left.unlink(missing_ok=True)
+        echo(f"note: removed {left.name}, left by an export that was killed")
     work = temporary_path(target)  # within the name limit for any legal NAME
     work.mkdir()  # with the umask's permissions, as the renamed bundle keeps them
     try:

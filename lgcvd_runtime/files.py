@@ -53,6 +53,26 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{stem}{tag}")
 
 
+def abandoned_temporaries(path: Path) -> list[Path]:
+    """The temporary files and folders of `path` (`temporary_path`'s names) whose process no
+    longer runs: what a SIGKILL or a power loss left behind."""
+    path = Path(path)
+    limit, found = _name_limit(path.parent), []
+    for tmp in path.parent.glob(".*.tmp"):
+        stem, _, tag = tmp.name[1:-4].rpartition(".")
+        pid, _, token = tag.partition("-")
+        shortened = len(os.fsencode(tmp.name)) > limit - 4 and path.name.startswith(stem)
+        if not (pid.isdigit() and len(token) == 8 and (stem == path.name or shortened)):
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            found.append(tmp)
+        except PermissionError:  # another user's live process
+            pass
+    return sorted(found)
+
+
 def create_temporary(path: Path) -> Path:
     """Create an empty temporary file beside `path` (see `temporary_path`) and return its name;
     a folder that cannot be written is an OutputError."""

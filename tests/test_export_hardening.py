@@ -133,6 +133,18 @@ def test_a_run_directory_with_a_truncated_checkpoint_is_one_line(checkpoint, tmp
     assert leftovers(tmp_path) == ["run"]
 
 
+def test_an_export_removes_what_a_killed_export_of_the_same_bundle_left(checkpoint, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # a pid that no longer runs, as after a SIGKILL
+    left = tmp_path / f".x.lgcvd.{proc.pid}-0123abcd.tmp"
+    left.mkdir()
+    (left / "denoiser.onnx").write_bytes(b"half")
+    result = export(checkpoint, "-o", tmp_path / "x.lgcvd")
+    assert result.exit_code == 0, result.output
+    assert f"note: removed {left.name}, left by an export that was killed" in result.output
+    assert leftovers(tmp_path) == ["x.lgcvd"]
+
+
 def test_a_bundle_name_of_254_bytes_is_written(checkpoint, tmp_path):
     out = tmp_path / ("é" * 124 + ".lgcvd")  # 254 bytes, one under the usual limit
     assert len(os.fsencode(out.name)) == 254

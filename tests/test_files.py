@@ -2,12 +2,15 @@
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from lgcvd_runtime.errors import OutputError, OutputExistsError
 from lgcvd_runtime.files import (
+    abandoned_temporaries,
     create_temporary,
     give_umask_permissions,
     temporary_path,
@@ -97,3 +100,27 @@ def test_create_temporary_in_a_folder_that_cannot_be_written_is_one_line_error(t
     assert str(err.value) == (
         f"cannot write {folder / 'out.mkv'} (Permission denied); choose a folder you can write to"
     )
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_temporaries_of_processes_that_no_longer_run_are_found_and_only_they(tmp_path):
+    target = tmp_path / "m.lgcvd"
+    dead = tmp_path / f".m.lgcvd.{dead_pid()}-0123abcd.tmp"
+    alive = tmp_path / f".m.lgcvd.{os.getpid()}-0123abcd.tmp"
+    other = tmp_path / f".other.lgcvd.{dead_pid()}-0123abcd.tmp"  # another output's
+    longer = tmp_path / f".m.lgcvd2.{dead_pid()}-0123abcd.tmp"  # a name that only starts alike
+    for folder in (dead, alive, other, longer):
+        folder.mkdir()
+    assert abandoned_temporaries(target) == [dead]
+    long_target = tmp_path / ("n" * 250 + ".lgcvd")  # its temporary name is shortened
+    cut = temporary_path(long_target)  # this process's name, given a dead pid of as many digits
+    pid = next(p for p in iter(dead_pid, None) if len(str(p)) == len(str(os.getpid())))
+    cut = cut.with_name(cut.name.replace(f".{os.getpid()}-", f".{pid}-"))
+    cut.write_bytes(b"")
+    assert abandoned_temporaries(long_target) == [cut]
