@@ -1,10 +1,11 @@
-"""Stopping on a signal: SIGTERM (what systemd, `docker stop` and ROS launch send) is handled
-exactly like Ctrl-C, so every clean-up written for KeyboardInterrupt (temporary outputs deleted,
-the trainer's checkpoint saved) also runs when a supervisor stops the process.
+"""Stopping on a signal: SIGTERM (what systemd, `docker stop` and ROS launch send) and SIGHUP
+(the terminal closed) are handled exactly like Ctrl-C, so every clean-up written for
+KeyboardInterrupt (temporary outputs deleted, the trainer's checkpoint saved) also runs when a
+supervisor stops the process. A SIGHUP that is ignored (`nohup`) stays ignored.
 
 All three command lines (`lgcvd-run`, `lgcvd-train`, `lgcvd-export`) run inside
 `sigterm_as_interrupt()` and exit with `exit_code(err)`: 130 for Ctrl-C, 143 (128 + 15) for
-SIGTERM, the codes a shell reports for a process ended by those signals.
+SIGTERM, 129 for SIGHUP, the codes a shell reports for a process ended by those signals.
 """
 
 from __future__ import annotations
@@ -16,47 +17,62 @@ from contextlib import contextmanager
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived; raised in the main thread wherever it was running."""
+    """SIGTERM or SIGHUP (`signum`) arrived; raised in the main thread wherever it was running."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _raise_terminated(signum, frame) -> None:
-    raise Terminated
+    raise Terminated(signum)
+
+
+def _stops() -> tuple[int, ...]:
+    """The signals handled like Ctrl-C besides SIGINT: SIGTERM, and SIGHUP unless ignored."""
+    hangup = signal.getsignal(signal.SIGHUP) != signal.SIG_IGN
+    return (signal.SIGTERM, signal.SIGHUP) if hangup else (signal.SIGTERM,)
 
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread.
-    Outside the main thread signals cannot be handled and the block runs unchanged."""
+    """Within the block, SIGTERM and SIGHUP raise `Terminated` (a KeyboardInterrupt) in the main
+    thread. Outside the main thread signals cannot be handled and the block runs unchanged."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = {s: signal.signal(s, _raise_terminated) for s in _stops()}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def stop_word(err: KeyboardInterrupt) -> str:
-    """How a stop is told to the user: "terminated" (SIGTERM) or "interrupted" (Ctrl-C)."""
-    return "terminated" if isinstance(err, Terminated) else "interrupted"
+    """How a stop is told to the user: "terminated" (SIGTERM), "hung up" (SIGHUP) or
+    "interrupted" (Ctrl-C)."""
+    if not isinstance(err, Terminated):
+        return "interrupted"
+    return "hung up" if err.signum == signal.SIGHUP else "terminated"
 
 
 def exit_code(err: KeyboardInterrupt) -> int:
-    """The exit status for a run stopped by `err`: 143 for SIGTERM, 130 for Ctrl-C."""
-    return 128 + signal.SIGTERM if isinstance(err, Terminated) else 128 + signal.SIGINT
+    """The exit status for a run stopped by `err`: 128 + the signal (143 SIGTERM, 129 SIGHUP,
+    130 Ctrl-C)."""
+    return 128 + (err.signum if isinstance(err, Terminated) else signal.SIGINT)
 
 
 @contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Within the block, Ctrl-C and SIGTERM are held back and take effect when it ends: for steps
+    """Within the block, Ctrl-C, SIGTERM and SIGHUP are held back and take effect when it ends: for steps
     that must finish once begun (an optimizer update, the checkpoint saved on a stop, the renames
     that put a finished output in place). Outside the main thread the block runs unchanged."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     held: list[int] = []
-    stops = (signal.SIGINT, signal.SIGTERM)
+    stops = (signal.SIGINT, *_stops())
     previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in stops}
     try:
         yield

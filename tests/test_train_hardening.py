@@ -51,9 +51,19 @@ def steps_logged(run: Path) -> list[int]:
 # --- stop signals ------------------------------------------------------------------------------
 
 
+def hangup_by_default() -> None:
+    """In the child: SIGHUP's default action, even when the tests run under nohup."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]
+    "sig, code, word",
+    [
+        (signal.SIGTERM, 143, "terminated"),
+        (signal.SIGINT, 130, "interrupted"),
+        (signal.SIGHUP, 129, "hung up"),
+    ],
 )
 def test_a_stop_signal_saves_a_resumable_checkpoint_and_leaves_no_temporary_file(
     tmp_path, sig, code, word
@@ -61,7 +71,11 @@ def test_a_stop_signal_saves_a_resumable_checkpoint_and_leaves_no_temporary_file
     out = tmp_path / "run"
     cmd = [str(BIN / "lgcvd-train"), *TINY, "--steps", "100000", "--save-every", "100000"]
     proc = subprocess.Popen(
-        [*cmd, "--quiet", "--out", str(out)], env=ENV, stderr=subprocess.PIPE, text=True
+        [*cmd, "--quiet", "--out", str(out)],
+        env=ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=hangup_by_default,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (

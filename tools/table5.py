@@ -242,7 +242,7 @@ def run_all(plan: Plan, todo, parallel: int) -> list[str]:
                     click.echo(f"table5: {name} done", err=True)
             time.sleep(0.2)
     except KeyboardInterrupt as stop:
-        sig = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
+        sig = stop.signum if isinstance(stop, Terminated) else signal.SIGINT
         click.echo(f"table5: {stop_word(stop)}; stopping {len(running)} command(s)", err=True)
         for proc, *_ in running.values():
             proc.send_signal(sig)
