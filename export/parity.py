@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from lgcvd_runtime.conditioning import build_condition, stack_window, to_model
+from lgcvd_runtime.conditioning import baseline, build_condition, stack_window, to_model
 from lgcvd_runtime.errors import DataError, LgcvdError
 from lgcvd_runtime.samplers import q_sample
 from lgcvd_runtime.schedule import ScheduleSpec, full_alphas_cumprod
@@ -145,7 +145,8 @@ def denoiser_checks(
     abar = full_alphas_cumprod(schedule)
     positions = np.tile(np.arange(model.cfg.cond_slots), (len(window), 1))
     cond = build_condition(window, positions, model.cfg.frames)  # (B, 4K, H, W)
-    x0 = stack_window(window)  # (B, 3N, H, W)
+    # what the network denoises: the window, or its difference from the baseline (residual)
+    x0 = stack_window(window - baseline(window, positions) if model.cfg.residual else window)
     eps = rng.standard_normal(x0.shape).astype(np.float32)
     checks = []
     for t in (5, schedule.T // 2, schedule.T - 5):
