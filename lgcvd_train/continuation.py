@@ -17,7 +17,12 @@ from .config import PRESETS, ModelConfig, TrainConfig
 from .data import DATA_GENERATORS
 from .init_weights import recorded_config
 
-MODEL_OPTIONS = ("preset_name", "no_context", "parameterization", "residual")  # what builds the ModelConfig
+MODEL_OPTIONS = (
+    "preset_name",
+    "no_context",
+    "parameterization",
+    "residual",
+)  # what builds the ModelConfig
 FLAGS = {  # lgcvd-train parameter name -> its option
     "preset_name": "--preset",
     "no_context": "--no-context",

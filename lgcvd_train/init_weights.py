@@ -140,9 +140,7 @@ def recorded_config(source: Path) -> tuple[ModelConfig | None, ScheduleSpec]:
     return ckpt.model_config, ckpt.schedule
 
 
-def init_model(
-    source: Path, cfg: ModelConfig, residual: bool | None = None
-) -> tuple[LGCVD, dict]:
+def init_model(source: Path, cfg: ModelConfig, residual: bool | None = None) -> tuple[LGCVD, dict]:
     """(model holding SOURCE's weights, provenance entry) for --init-from. The architecture is the
     one SOURCE records (a checkpoint always does, bundles since they carry `model_config`), else
     `cfg`; `residual`, where given, replaces what SOURCE denoised (no weight depends on it)."""
