@@ -24,9 +24,9 @@ from click.testing import CliRunner
 
 from lgcvd_train import ablation
 from lgcvd_train.checkpoint import load_checkpoint, save_checkpoint
-from lgcvd_train.cli import parse_task_weights
 from lgcvd_train.config import TrainConfig, preset
 from lgcvd_train.model import LGCVD
+from lgcvd_train.train_options import parse_task_weights
 from lgcvd_train.trainer import METRICS
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"

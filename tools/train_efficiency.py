@@ -75,10 +75,10 @@ def train_variant(variant: str, job: dict, run_dir: Path) -> dict:
 
     import torch
 
-    from lgcvd_train.cli import TRAIN, parse_task_weights
     from lgcvd_train.config import preset
     from lgcvd_train.continuation import follow_source
     from lgcvd_train.data import load_dataset
+    from lgcvd_train.train_options import TRAIN, parse_task_weights
     from lgcvd_train.trainer import Trainer
 
     torch.set_num_threads(job["threads"])
