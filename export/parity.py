@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from lgcvd_runtime.conditioning import baseline, build_condition, stack_window, to_model
+from lgcvd_runtime.conditioning import build_condition, denoised_offset, stack_window, to_model
 from lgcvd_runtime.errors import DataError, LgcvdError
 from lgcvd_runtime.samplers import q_sample
 from lgcvd_runtime.schedule import ScheduleSpec, full_alphas_cumprod
@@ -145,8 +145,8 @@ def denoiser_checks(
     abar = full_alphas_cumprod(schedule)
     positions = np.tile(np.arange(model.cfg.cond_slots), (len(window), 1))
     cond = build_condition(window, positions, model.cfg.frames)  # (B, 4K, H, W)
-    # what the network denoises: the window, or its difference from the baseline (residual)
-    x0 = stack_window(window - baseline(window, positions) if model.cfg.residual else window)
+    # what the network denoises (B, 3N, H, W): the window, less a residual model's baseline
+    x0 = stack_window(window) - denoised_offset(window, positions, model.cfg.residual)
     eps = rng.standard_normal(x0.shape).astype(np.float32)
     checks = []
     for t in (5, schedule.T // 2, schedule.T - 5):

@@ -100,3 +100,11 @@ def baseline(window: np.ndarray, positions: np.ndarray) -> np.ndarray:
             else:
                 out[i, f] = window[i, before[-1] if before else after[0]]
     return out
+
+
+def denoised_offset(
+    window: np.ndarray, positions: np.ndarray, residual: bool
+) -> np.ndarray | float:
+    """What the network's x0 is measured from: the stacked `baseline` (B, 3N, H, W) for a residual
+    model, 0 for one that denoises the window itself. x0 = window - offset; window = x0 + offset."""
+    return stack_window(baseline(window, positions)) if residual else 0.0

@@ -29,8 +29,8 @@ import numpy as np
 from .backends.base import Backend
 from .bundle import ModelSpec
 from .conditioning import (
-    baseline,
     build_condition,
+    denoised_offset,
     stack_window,
     unknown_window,
     unstack_window,
@@ -137,7 +137,7 @@ class Pipeline:
         b, n, c, h, w = frames.shape
         positions = np.tile(positions, (b, 1))
         cond = build_condition(frames, positions, self.spec.frames)
-        offset = stack_window(baseline(frames, positions)) if self.spec.residual else 0.0
+        offset = denoised_offset(frames, positions, self.spec.residual)
         t_vec = np.empty((b,), dtype=np.float32)
         steps, step = self.settings.plan.steps, [0]
 

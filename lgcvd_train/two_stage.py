@@ -23,8 +23,8 @@ import torch
 
 from lgcvd_runtime.conditioning import (
     ABSENT,
-    baseline,
     build_condition,
+    denoised_offset,
     stack_window,
     to_model,
     unknown_window,
@@ -139,10 +139,9 @@ class TwoStageStep:
         return t.contiguous(memory_format=self.memory_format)
 
     def _baseline(self, window: np.ndarray, positions: np.ndarray) -> torch.Tensor | float:
-        """What a residual model adds to its x0 (conditioning.baseline), stacked; else 0."""
-        if not self.mcfg.residual:
-            return 0.0
-        return self._tensor(stack_window(baseline(window, positions)))
+        """conditioning.denoised_offset as a tensor (0 for a model that is not residual)."""
+        offset = denoised_offset(window, positions, self.mcfg.residual)
+        return offset if isinstance(offset, float) else self._tensor(offset)
 
     def prepare(self, clips: np.ndarray, step: int, rank: int) -> Batch:
         """The step's tasks, condition positions, stage-1 inputs, timesteps and noise.

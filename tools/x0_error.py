@@ -25,7 +25,7 @@ import click
 import numpy as np
 import torch
 
-from lgcvd_runtime.conditioning import baseline, build_condition, stack_window, to_model
+from lgcvd_runtime.conditioning import build_condition, denoised_offset, stack_window, to_model
 from lgcvd_runtime.schedule import ScheduleSpec
 from lgcvd_train.config import ModelConfig
 from lgcvd_train.diffusion import Schedule, estimate_x0
@@ -53,7 +53,7 @@ def x0_errors(
     x0 = torch.from_numpy(stack_window(window))
     given = np.tile(np.arange(k), (b, 1))
     cond = torch.from_numpy(build_condition(window, given, n))
-    base = torch.from_numpy(stack_window(baseline(window, given))) if cfg.residual else 0.0
+    base = torch.as_tensor(denoised_offset(window, given, cfg.residual))
     prev = torch.zeros_like(x0)  # U: the first window has no previous estimate
     sched = Schedule(schedule)
     gen = torch.Generator().manual_seed(seed)
