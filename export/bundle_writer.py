@@ -154,7 +154,10 @@ def export_bundle(
     refuse_existing(target, opts.force)
     target.parent.mkdir(parents=True, exist_ok=True)
     for left in abandoned_temporaries(target):
-        shutil.rmtree(left, ignore_errors=True) if left.is_dir() else left.unlink(missing_ok=True)
+        if left.is_dir():
+            shutil.rmtree(left, ignore_errors=True)
+        else:
+            left.unlink(missing_ok=True)
         echo(f"note: removed {left.name}, left by an export that was killed")
     work = temporary_path(target)  # within the name limit for any legal NAME
     work.mkdir()  # with the umask's permissions, as the renamed bundle keeps them
