@@ -64,7 +64,7 @@ def _run(model, windows, timeline: Timeline, outputs, quiet: bool) -> None:
                 output.update()
     finally:
         progress.close()
-    if local and (warning := model.input_warning(score)):  # also with --quiet: no mere note
+    if warning := model.input_warning(score):  # also with --quiet and --server: no mere note
         click.echo(warning, err=True)
 
 

@@ -9,12 +9,14 @@ The server (a repository from `lgcvd-serve triton-repo`) runs the runtime's own 
 the same seed the frames equal the library's with the server's sampler and steps. Each clip is
 one request; the clips of one call are sent at once, so Triton batches them (and other clients')
 in the denoiser. Seeds follow the library's rule (`pipeline.clip_seeds`): one for all clips, one per
-clip, or drawn from the client's own generator. `tritonclient[grpc]` is imported here only, when
+clip, or drawn from the client's own generator. The windows carry the server's input score (`trust`)
+as the library's do, and `input_warning` words it against the served bundle's calibration. `tritonclient[grpc]` is imported here only, when
 a client is built (`pip install 'lgcvd[serve]'`).
 """
 
 from __future__ import annotations
 
+import json
 import queue
 from collections.abc import Iterator
 
@@ -24,14 +26,17 @@ from .api import PredictedWindow, Seed
 from .errors import BackendError, LgcvdError
 from .pipeline import clip_seeds
 from .serve.configs import (
+    OOD_PARAMETER,
     PIPELINE_MODEL,
     REQUEST_FRAMES,
     REQUEST_N,
     REQUEST_SAMPLES,
     REQUEST_SEED,
     RESPONSE_FRAMES,
+    RESPONSE_SCORE,
     RESPONSE_STARTS,
 )
+from .trust import Calibration
 
 INSTALL = "pip install 'lgcvd[serve]'"
 
@@ -76,11 +81,24 @@ class TritonClient:
         config = self._client.get_model_config(PIPELINE_MODEL, as_json=True)["config"]
         # sampler, steps, context_mode, image_size: what the server was generated with
         self.settings = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        record = self.settings.get(OOD_PARAMETER)  # the served bundle's calibration, if any
+        declared = {output["name"] for output in config.get("output", [])}
+        self._outputs = [
+            x for x in (RESPONSE_FRAMES, RESPONSE_STARTS, RESPONSE_SCORE) if x in declared
+        ]  # a repository made before the score was served has no score output
+        self.calibration = Calibration.of_record(json.loads(record) if record else None)
 
     @property
     def size(self) -> int:
         """Frame side of the served model (its forecasts are size x size)."""
         return int(self.settings["image_size"])
+
+    def input_warning(self, score: float | None) -> str | None:
+        """The one-line warning for a score beyond the served bundle's calibrated range (as
+        `api.Model.input_warning`), else None."""
+        if score is None or self.calibration is None:
+            return None
+        return self.calibration.warning(score)
 
     def _inputs(self, clip: np.ndarray, n: int, seed: int, samples: int) -> list:
         g = self._grpc
@@ -100,7 +118,7 @@ class TritonClient:
     def _send(self, clips: list[np.ndarray], n: int, seeds: list[int], samples: int) -> list:
         """All requests at once; the responses in the order of `clips`."""
         answers: queue.Queue = queue.Queue()
-        outputs = [self._grpc.InferRequestedOutput(x) for x in (RESPONSE_FRAMES, RESPONSE_STARTS)]
+        outputs = [self._grpc.InferRequestedOutput(x) for x in self._outputs]
         for i, (clip, seed) in enumerate(zip(clips, seeds, strict=True)):
             self._client.async_infer(
                 PIPELINE_MODEL,
@@ -142,7 +160,9 @@ class TritonClient:
                 "the clips' windows start at different frames; give every camera as many frames"
             )
         stacked = np.stack(frames) if many else frames[0]
-        return iter(_windows(stacked, list(starts[0]), axis=2 if many else 1))
+        scores = [_score(r.as_numpy(RESPONSE_SCORE)) for r in results]
+        score = (np.array(scores) if many else scores[0]) if None not in scores else None
+        return iter(_windows(stacked, list(starts[0]), axis=2 if many else 1, score=score))
 
     def batch_counts(self, model: str = "denoiser") -> dict[int, int]:
         """Triton's statistics of `model` since it loaded: batch size -> executions of that size
@@ -161,11 +181,20 @@ class TritonClient:
         self.close()
 
 
-def _windows(frames: np.ndarray, starts: list[int], axis: int) -> list[PredictedWindow]:
-    """Split the predicted frames (along the frame `axis`) at the windows' first frames."""
+def _windows(frames: np.ndarray, starts: list[int], axis: int, score=None) -> list[PredictedWindow]:
+    """Split the predicted frames (along the frame `axis`) at the windows' first frames; every
+    window carries the input `score`, as the library's do."""
     offsets = [s - starts[0] for s in starts]
     parts = np.split(frames, offsets[1:], axis=axis)
-    return [PredictedWindow(i, s, p) for i, (s, p) in enumerate(zip(starts, parts, strict=True))]
+    return [
+        PredictedWindow(i, s, p, score) for i, (s, p) in enumerate(zip(starts, parts, strict=True))
+    ]
+
+
+def _score(values: np.ndarray | None) -> float | None:
+    """A response's input score: one value, or none (an uncalibrated bundle, or a server made
+    before the score was served)."""
+    return None if values is None or values.size == 0 else float(values.reshape(-1)[0])
 
 
 def _message(err: Exception) -> str:

@@ -59,6 +59,9 @@ class Served:
     def predict(self, given: np.ndarray, n: int, samples: int):
         return self.client.predict(given, n, samples)
 
+    def input_warning(self, score: float | None) -> str | None:
+        return self.client.input_warning(score)
+
 
 def window_spec(model):
     """The window rule's model spec for a timeline: the bundle's, or None with a server (which

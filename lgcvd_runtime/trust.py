@@ -163,7 +163,12 @@ class Calibration:
     @classmethod
     def of(cls, manifest: Manifest) -> Calibration | None:
         """The bundle's calibration, or None if it has none for this module's SCORE."""
-        record = manifest.ood
+        return cls.of_record(manifest.ood)
+
+    @classmethod
+    def of_record(cls, record) -> Calibration | None:
+        """A manifest's "ood" record (as `calibrate` wrote it, or as a Triton server passes it
+        on) as a calibration; None if it is absent or made for another score definition."""
         if not isinstance(record, dict) or record.get("score") != SCORE:
             return None
         try:

@@ -283,16 +283,14 @@ def test_a_provenance_tree_nests_mappings_and_lists():
     ]
 
 
-def test_predict_on_a_server_writes_what_the_same_model_writes_here(
-    tmp_path, bundle, clip, monkeypatch
-):
-    """A stand-in for TritonClient that runs the bundle here, as the server's Pipeline does."""
-    from lgcvd_runtime import client
+def stand_in_server(bundle, steps: int = 2):
+    """A stand-in for TritonClient that runs `bundle` here, as the server's Pipeline does."""
 
     class Server:
         def __init__(self, url, seed=None):
-            self.model = api.load(bundle, backend="onnxruntime", steps=2, seed=seed)
-            self.settings = {"sampler": "ddpm", "steps": "2", "image_size": "32"}
+            self.model = api.load(bundle, backend="onnxruntime", steps=steps, seed=seed)
+            size = str(self.model.size)
+            self.settings = {"sampler": "ddpm", "steps": str(steps), "image_size": size}
 
         @property
         def size(self):
@@ -301,13 +299,41 @@ def test_predict_on_a_server_writes_what_the_same_model_writes_here(
         def predict(self, clips, n, samples=1, seed=None):
             return self.model.predict(clips, n, samples, seed=seed)
 
-    monkeypatch.setattr(client, "TritonClient", Server)
+        def input_warning(self, score):
+            return self.model.input_warning(score)
+
+    return Server
+
+
+def test_predict_on_a_server_writes_what_the_same_model_writes_here(
+    tmp_path, bundle, clip, monkeypatch
+):
+    from lgcvd_runtime import client
+
+    monkeypatch.setattr(client, "TritonClient", stand_in_server(bundle))
     args = ["-n", 8, "--samples", 2, "--seed", 5, "--quiet"]
     result = run("predict", clip, "--server", "gpu-box:8001", "-o", tmp_path / "a.mkv", *args)
     assert result.exit_code == 0, result.output
     local = ["--model", bundle, "--backend", "onnxruntime", "--steps", 2]
     assert run("predict", clip, *local, "-o", tmp_path / "b.mkv", *args).exit_code == 0
     np.testing.assert_array_equal(read_frames(tmp_path / "a.mkv"), read_frames(tmp_path / "b.mkv"))
+
+
+def test_predict_on_a_server_warns_of_an_unlike_input_as_a_local_model_does(
+    tmp_path, clip, monkeypatch
+):
+    """Random frames are far outside the shipped (calibrated) model's training data."""
+    from lgcvd_runtime import client
+
+    monkeypatch.setattr(client, "TritonClient", stand_in_server(api.default_bundle(), steps=1))
+    args = ["-n", 6, "--seed", 5, "--quiet"]
+    served = run("predict", clip, "--server", "gpu-box:8001", "-o", tmp_path / "a.mkv", *args)
+    local = run(
+        "predict", clip, "--steps", 1, "--backend", "onnxruntime", "-o", tmp_path / "b.mkv", *args
+    )
+    assert served.exit_code == 0 and local.exit_code == 0, served.output + local.output
+    assert served.stderr.startswith("input looks unlike this model's training data: score ")
+    assert served.stderr == local.stderr and served.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -99,6 +100,44 @@ def test_the_pipeline_model_carries_the_sampler_and_runs_the_runtime(tmp_path):
     )
     graph_config = (repo / "denoiser" / "config.pbtxt").read_text()
     assert 'backend: "python"' in graph_config and "kind: KIND_CPU" in graph_config
+
+
+def _parameter(text: str, key: str) -> str | None:
+    """A config.pbtxt parameter's string value, its text-format escapes undone, or None."""
+    found = re.search(rf'key: "{key}"\s*value: \{{ string_value: "((?:[^"\\]|\\.)*)" \}}', text)
+    return None if found is None else re.sub(r"\\(.)", r"\1", found.group(1))
+
+
+def test_the_pipeline_model_returns_the_input_score_and_passes_the_calibration_on(tmp_path):
+    bundle = default_bundle()
+    write_repository(bundle, tmp_path / "repo", RepoOptions(graphs="python"))
+    text = (tmp_path / "repo" / "lgcvd" / "config.pbtxt").read_text()
+    outputs = {t["name"]: t for t in _blocks(text, "output")}
+    assert outputs["input_score"] == {
+        "name": "input_score",
+        "type": "TYPE_FP64",
+        "dims": [-1],
+        "reshape_to_scalar": False,
+    }
+    assert json.loads(_parameter(text, "ood")) == load_manifest(bundle).ood
+    plain = tmp_path / "plain.lgcvd"  # the same bundle, not calibrated
+    shutil.copytree(bundle, plain)
+    manifest = json.loads((plain / "manifest.json").read_text())
+    del manifest["ood"]
+    (plain / "manifest.json").write_text(json.dumps(manifest))
+    write_repository(plain, tmp_path / "plain", RepoOptions(graphs="python"))
+    plain_text = (tmp_path / "plain" / "lgcvd" / "config.pbtxt").read_text()
+    assert _parameter(plain_text, "ood") is None and _parameter(plain_text, "steps") == "50"
+
+
+def test_the_client_reads_a_score_or_its_absence_from_a_response():
+    from lgcvd_runtime.client import _score, _windows
+
+    assert _score(np.array([4.25])) == 4.25
+    assert _score(np.zeros((0,), np.float64)) is None  # an uncalibrated bundle's response
+    assert _score(None) is None  # a repository made before the score was served
+    windows = _windows(np.zeros((1, 10, 1, 1, 1)), [2, 8], axis=1, score=4.25)
+    assert [w.input_score for w in windows] == [4.25, 4.25]
 
 
 def test_an_existing_repository_is_refused_without_force_and_replaced_with_it(tmp_path):
@@ -211,6 +250,10 @@ SERVER_CHECK = textwrap.dedent(
             same([type(w)(w.index, w.start, w.frames[3 - i]) for w in cameras], expected[i])
             for i in range(4)]
         report["samples_equal"] = same(samples, expected_samples)
+        report["scores"] = [[a[0].input_score, e[0].input_score] for a, e in zip(answers, expected)]
+        report["camera_scores"] = [cameras[0].input_score.tolist(), [e[0].input_score for e in expected[::-1]]]
+        report["calibration_equal"] = client.calibration == library.calibration
+        report["warnings"] = [client.input_warning(99.0), library.input_warning(99.0)]
         report["starts"] = [w.start for w in answers[0]]
         report["shape"] = list(answers[1][0].frames.shape)
         report["settings"] = client.settings
@@ -249,6 +292,10 @@ def test_a_real_triton_server_answers_concurrent_clients_exactly_like_the_librar
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["equal"] == [True] * 4 and report["cameras_equal"] == [True] * 4
     assert report["samples_equal"]
+    assert all(isinstance(a, float) and a == e for a, e in report["scores"]), report["scores"]
+    assert report["camera_scores"][0] == report["camera_scores"][1]
+    assert report["calibration_equal"] and report["warnings"][0] == report["warnings"][1]
+    assert report["warnings"][0].startswith("input looks unlike this model's training data")
     assert report["starts"] == [2, 8] and report["shape"] == [1, 6, 64, 64, 3]
     assert max(int(size) for size in report["batches"]) > 1, report["batches"]
     assert report["refusal"] == report["library_refusal"]  # the library's one line, passed on

@@ -30,6 +30,8 @@ REQUEST_SEED = "seed"  # (1,) int64: the clip's seed
 REQUEST_SAMPLES = "samples"  # (1,) int32, optional (default 1)
 RESPONSE_FRAMES = "predicted"  # (S, n, size, size, 3) uint8
 RESPONSE_STARTS = "starts"  # (W,) int32: the first frame index of each window
+RESPONSE_SCORE = "input_score"  # (1,) float64: the input score (trust); (0,) if uncalibrated
+OOD_PARAMETER = "ood"  # the bundle's calibration record as JSON, for clients' warnings
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,14 @@ def _tensors(section: str, specs) -> str:
     return f"{section} [\n" + ",\n".join(_tensor(s) for s in specs) + "\n]\n"
 
 
+def _quoted(value: str) -> str:
+    """`value` escaped for a double-quoted protobuf text-format string (a JSON parameter)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _parameters(values: dict[str, str]) -> str:
     items = [
-        f'  {{\n    key: "{k}"\n    value: {{ string_value: "{v}" }}\n  }}'
+        f'  {{\n    key: "{k}"\n    value: {{ string_value: "{_quoted(v)}" }}\n  }}'
         for k, v in values.items()
     ]
     return "parameters [\n" + ",\n".join(items) + "\n]\n" if items else ""
@@ -116,7 +123,7 @@ def graph_config(
 
 def pipeline_config(instances: int, settings: dict[str, str]) -> str:
     """config.pbtxt of the `lgcvd` model: one request = one clip, frames of any size; `settings`
-    (sampler, steps, context_mode, graph model names) are passed as parameters."""
+    (sampler, steps, context_mode, graph model names, the calibration) are passed as parameters."""
     frames_in = f'  {{\n    name: "{REQUEST_FRAMES}"\n    data_type: TYPE_UINT8\n    dims: [ -1, -1, -1, 3 ]\n  }}'
     scalars = [
         f'  {{\n    name: "{name}"\n    data_type: {dtype}\n    dims: [ 1 ]{opt}\n  }}'
@@ -129,6 +136,7 @@ def pipeline_config(instances: int, settings: dict[str, str]) -> str:
     outputs = [
         f'  {{\n    name: "{RESPONSE_FRAMES}"\n    data_type: TYPE_UINT8\n    dims: [ -1, -1, -1, -1, 3 ]\n  }}',
         f'  {{\n    name: "{RESPONSE_STARTS}"\n    data_type: TYPE_INT32\n    dims: [ -1 ]\n  }}',
+        f'  {{\n    name: "{RESPONSE_SCORE}"\n    data_type: TYPE_FP64\n    dims: [ -1 ]\n  }}',
     ]
     text = f'name: "{PIPELINE_MODEL}"\nbackend: "python"\nmax_batch_size: 0\n'
     text += "input [\n" + ",\n".join([frames_in, *scalars]) + "\n]\n"

@@ -15,6 +15,7 @@ have lgcvd installed. This module knows no Triton package and no window logic.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -26,10 +27,12 @@ from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.files import refuse_existing
 from lgcvd_runtime.pipeline import CONTEXT_MODES
 from lgcvd_runtime.samplers import SAMPLERS
+from lgcvd_runtime.trust import Calibration
 
 from .configs import (
     DEFAULT_QUEUE_DELAY_US,
     GRAPH_BACKENDS,
+    OOD_PARAMETER,
     PIPELINE_MODEL,
     Instances,
     graph_config,
@@ -101,6 +104,8 @@ def _write_pipeline(root: Path, bundle: Path, manifest: Manifest, options: RepoO
         "graphs": ",".join(required_graphs(manifest)),
         "image_size": str(manifest.model.image_size),  # for clients (TritonClient.size)
     }
+    if Calibration.of(manifest) is not None:  # for clients' warnings (TritonClient.input_warning)
+        settings[OOD_PARAMETER] = json.dumps(manifest.ood, separators=(",", ":"))
     version = root / PIPELINE_MODEL / "1"
     version.mkdir(parents=True)
     (root / PIPELINE_MODEL / "config.pbtxt").write_text(

@@ -30,6 +30,7 @@ from .configs import (
     REQUEST_SAMPLES,
     REQUEST_SEED,
     RESPONSE_FRAMES,
+    RESPONSE_SCORE,
     RESPONSE_STARTS,
     triton_dims,
 )
@@ -111,7 +112,8 @@ def _scalar(pb, request, name: str, default: int = 1) -> int:
 
 
 class PipelineModel:
-    """The `lgcvd` model: requests (frames, n, seed[, samples]) -> (predicted, starts)."""
+    """The `lgcvd` model: requests (frames, n, seed[, samples]) -> (predicted, starts,
+    input_score), the score as the library's results carry it (none if uncalibrated)."""
 
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
@@ -133,10 +135,13 @@ class PipelineModel:
         windows = list(self.model.predict(frames, n, samples, seed=seed))
         predicted = np.concatenate([w.frames for w in windows], axis=1)
         starts = np.array([w.start for w in windows], dtype=np.int32)
+        score = windows[0].input_score  # None where the bundle is not calibrated
+        scores = np.array([] if score is None else [score], dtype=np.float64)
         return pb.InferenceResponse(
             output_tensors=[
                 pb.Tensor(RESPONSE_FRAMES, np.ascontiguousarray(predicted)),
                 pb.Tensor(RESPONSE_STARTS, starts),
+                pb.Tensor(RESPONSE_SCORE, scores),
             ]
         )
 
