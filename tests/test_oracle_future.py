@@ -80,6 +80,27 @@ def test_future_streams_are_deterministic_and_apart_from_the_clips_own_and_each_
     assert len({tuple(d) for d in draws}) == len(draws)
 
 
+def test_the_frames_only_oracle_keeps_the_futures_nearest_the_given_frames():
+    oracle = tool()
+    clip = pushsim.render_clips(1, FRAMES, SIZE, SEED, first_index=INDEX)[0].video
+    seeds = (31, 32, 33, 34)
+    gaps, kept = oracle.matched_futures(
+        clip, SEED, INDEX, GIVEN, lambda: [np.random.default_rng(s) for s in seeds], keep=2
+    )
+    # each future rendered on its own, every move (the first included) from its stream
+    alone = [
+        pushsim.render_futures(SEED, INDEX, FRAMES, SIZE, 0, [np.random.default_rng(s)])[0].video
+        for s in seeds
+    ]
+    expected = [np.abs(v[:GIVEN].astype(float) - clip[:GIVEN]).mean() for v in alone]
+    np.testing.assert_allclose(gaps, expected)
+    nearest = np.argsort(expected)[:2]
+    np.testing.assert_array_equal(kept, np.stack([alone[j] for j in nearest]))
+    for video in alone:  # the scene is the clip's; the arm's first move is not
+        np.testing.assert_array_equal(video[0], clip[0])
+    assert any((video[1] != clip[1]).any() for video in alone)
+
+
 def test_first_difference_names_the_first_differing_frame():
     oracle = tool()
     a = np.zeros((5, 2, 2, 3), np.uint8)
@@ -128,6 +149,13 @@ def test_cli_refuses_as_many_given_frames_as_the_clips_have(tiny):
     )
 
 
+def test_cli_refuses_to_keep_more_futures_than_it_draws(tiny):
+    args = [tiny, "--seed", 0, "--knows", "frames", "--futures", 2, "--keep", 3]
+    assert one_line_error(invoke(*args, "--frame-range", 3, 6)) == (
+        "Error: --keep is 3 but --futures is 2; keep at most 2"
+    )
+
+
 def test_cli_refuses_a_frame_range_outside_the_predicted_frames(tiny):
     line = one_line_error(invoke(tiny, "--seed", 0))  # default 3-28, the clips have 6 frames
     assert line.startswith("Error: --frame-range 3 28 is outside the predicted frames 3..6")
@@ -173,3 +201,16 @@ def test_cli_scores_the_oracle_and_writes_its_report(tiny, tmp_path):
             assert rows[other][m]["mean"] == pytest.approx(oracle[m]["mean"])
     assert invoke(*args).exit_code == 1
     assert invoke(*args, "--force").exit_code == 0
+
+
+@needs_lpips
+def test_cli_scores_the_frames_only_oracle(tiny, tmp_path):
+    out = tmp_path / "f.json"
+    args = ["--knows", "frames", "--futures", 3, "--keep", 1, "--frame-range", 3, 6]
+    result = invoke(tiny, "--seed", 0, *args, "--out", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["knows"] == "frames" and report["kept"] == 1
+    gap = report["given_frames_gap"]
+    assert gap["kept"] <= gap["median_of_all"]
+    assert "kept the 1 of 3 futures nearest each clip's given frames" in result.output

@@ -13,8 +13,16 @@ K futures, the expected score of one draw); its best of K; the per-pixel mean of
 (a "mean predictor"). Deltas against copy-last come with their paired standard error over clips.
 PSNR counts an exact frame as 48.13 dB (one grey level off everywhere), not infinity.
 
+`--knows frames` asks what the given frames alone allow: every arm move, the one under way
+included, is drawn from each of the K streams, and only the `--keep` futures whose given frames
+lie nearest the clip's are scored (`matched_futures`, rejection sampling with a shrinking
+tolerance: a draw of the future given the frames, approximately, that sharpens as K grows). It
+still knows the scene's objects and physics exactly, which the frames show only in part.
+
     OMP_NUM_THREADS=1 python tools/oracle_future.py /work/data/pushsim_test.npy --seed 1 \\
         --futures 2 --out oracle.json
+    OMP_NUM_THREADS=1 python tools/oracle_future.py /work/data/pushsim_test.npy --seed 1 \\
+        --knows frames --futures 64 --keep 1 --out oracle_frames.json
 
 First, clip i re-rendered with its own stream must match the data (its maximum pixel difference
 is reported); a clip that does not is refused (wrong --seed, or not a pushsim set). This file
@@ -24,6 +32,7 @@ knows the evaluation protocol and pushsim; it knows nothing about models.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -51,6 +60,7 @@ PSNR_CAP = 20 * np.log10(255.0)
 # A clip whose given frames differ from their re-render by more than this mean |difference|
 # (grey levels) is not the clip the seed renders: refused.
 MISMATCH = 1.0
+KNOWS = ("state", "frames")  # what the oracle knows of the clip: its physical state, or frames
 ROWS = ("copy-last", "oracle, one sample", "oracle, best of K", "mean of K futures")
 
 
@@ -72,6 +82,24 @@ def oracle_clip(video: np.ndarray, seed: int, index: int, given: int, futures: l
     frames, size = video.shape[0], video.shape[1]
     clips = pushsim.render_futures(seed, index, frames, size, given, [None, *futures])
     return clips[0].video, np.stack([c.video for c in clips[1:]])
+
+
+def matched_futures(
+    video: np.ndarray, seed: int, index: int, given: int, streams: Callable[[], list], keep: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frames-only oracle's futures of clip `index`: every arm move, the first included, is
+    drawn from each of the K streams (the scene stays the clip's), and the `keep` futures whose
+    first `given` frames lie closest to the clip's (mean |difference|) are rendered in full.
+    Keeping the nearest of many prior draws approximates a draw from the posterior given the
+    frames (rejection sampling with a shrinking tolerance). -> (the K distances in grey levels,
+    the kept futures (keep, T, H, W, 3) uint8). `streams()` returns the K fresh streams."""
+    frames, size = video.shape[0], video.shape[1]
+    starts = pushsim.render_futures(seed, index, given, size, 0, streams())
+    gaps = np.array([np.abs(c.video.astype(np.int16) - video[:given]).mean() for c in starts])
+    nearest = np.argsort(gaps, kind="stable")[:keep]
+    fresh = streams()  # the same streams again, unused
+    kept = pushsim.render_futures(seed, index, frames, size, 0, [fresh[j] for j in nearest])
+    return gaps, np.stack([c.video for c in kept])
 
 
 def first_difference(a: np.ndarray, b: np.ndarray) -> int | None:
@@ -146,7 +174,17 @@ def markdown(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def run(data: Path, seed: int, clips: int | None, k: int, future_seed: int, given: int, span):
+def run(
+    data: Path,
+    seed: int,
+    clips: int | None,
+    k: int,
+    future_seed: int,
+    given: int,
+    span,
+    knows: str = "state",
+    keep: int = 1,
+):
     """Render, check and score every clip. -> the report (JSON-ready)."""
     videos = load_videos(data)
     count, total = len(videos), videos.shape[1]
@@ -158,15 +196,24 @@ def run(data: Path, seed: int, clips: int | None, k: int, future_seed: int, give
         raise OracleError(
             f"--given is {given} but the clips have {total} frames; pass 1..{total - 1}"
         )
+    if knows == "frames" and keep > k:
+        raise OracleError(f"--keep is {keep} but --futures is {k}; keep at most {k}")
     chosen = frame_range(given, total - given, span)
     lpips, baseline = load_lpips(), copy_last()
     per_frame: dict[str, dict[str, list]] = {"copy-last": {}, "oracle": {}, "mean": {}}
     worst, departures = 0, []
+    nearest, typical = [], []  # frames-only: the kept futures' and all K futures' distances
     for i in tqdm(range(clips or count), desc="oracle", unit="clip"):
         video = np.asarray(videos[i])
-        again, futures = oracle_clip(
-            video, seed, i, given, future_generators(seed, i, future_seed, k)
-        )
+        streams = lambda i=i: future_generators(seed, i, future_seed, k)  # noqa: E731
+        if knows == "state":
+            again, futures = oracle_clip(video, seed, i, given, streams())
+        else:
+            own = pushsim.render_futures(seed, i, total, video.shape[1], given, [None])
+            again = own[0].video
+            gaps, futures = matched_futures(video, seed, i, given, streams, keep)
+            nearest.append(np.sort(gaps)[:keep].mean())
+            typical.append(np.median(gaps))
         check_rerender(video, again, i, given, data, seed)
         worst = max(worst, int(np.abs(video.astype(np.int16) - again).max()))
         departures += [first_difference(again, f) for f in futures]
@@ -184,6 +231,18 @@ def run(data: Path, seed: int, clips: int | None, k: int, future_seed: int, give
         "futures": k,
         "future_seed": future_seed,
         "given": given,
+        "knows": knows,
+        **(
+            {}
+            if knows == "state"
+            else {
+                "kept": keep,
+                "given_frames_gap": {  # mean |difference| to the clip's given frames, grey levels
+                    "kept": float(np.mean(nearest)),
+                    "median_of_all": float(np.mean(typical)),
+                },
+            }
+        ),
         "frames": chosen.label,
         "rerender_max_abs_diff": worst,
         "psnr_cap_db": PSNR_CAP,
@@ -216,17 +275,22 @@ def run(data: Path, seed: int, clips: int | None, k: int, future_seed: int, give
               help="Seed of the futures' random streams.")  # fmt: skip
 @click.option("--given", type=click.IntRange(min=1), default=2, show_default=True,
               help="Given frames p; the arm's moves are kept while they are shown.")  # fmt: skip
+@click.option("--knows", type=click.Choice(KNOWS), default="state", show_default=True,
+              help="state: the move under way is kept (a ceiling); frames: every move is "
+              "drawn anew and the futures nearest the given frames are kept.")  # fmt: skip
+@click.option("--keep", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --knows frames: futures kept (and scored) of the K drawn.")  # fmt: skip
 @click.option("--frame-range", "span", type=(int, int), default=(3, 28), show_default=True,
               help="Scored frames A B (numbered from 1, given frames included, inclusive).")  # fmt: skip
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the report (with per-clip values) as JSON here.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
-def main(data, seed, clips, k, future_seed, given, span, out, force) -> None:
+def main(data, seed, clips, k, future_seed, given, knows, keep, span, out, force) -> None:
     """Score copy-last against oracle futures of the pushsim clips in DATA."""
     try:
         if out is not None:
             refuse_existing(out, force)
-        report = run(data, seed, clips, k, future_seed, given, span)
+        report = run(data, seed, clips, k, future_seed, given, span, knows, keep)
         if out is not None:
             with write_then_rename(out, force) as tmp:
                 tmp.write_text(json.dumps(report, indent=1))
@@ -240,6 +304,13 @@ def main(data, seed, clips, k, future_seed, given, span, out, force) -> None:
         f"futures leave the clip at frame {mean} on average (first {left['min']}; "
         f"{left['never']} of {left['of']} never do)"
     )
+    if knows == "frames":
+        gap = report["given_frames_gap"]
+        click.echo(
+            f"kept the {keep} of {k} futures nearest each clip's given frames: "
+            f"{gap['kept']:.3f} grey levels from them on average (median future: "
+            f"{gap['median_of_all']:.3f})"
+        )
     click.echo(markdown(report["rows"]))
     if out is not None:
         click.echo(f"wrote {out}")
