@@ -198,3 +198,56 @@ def test_unconditional_on_the_shipped_bundle_reports_fvd_with_n_and_the_warning(
     assert np.isfinite(report["fvd"]) and report["fvd_clips"] == 2
     assert len(report["per_clip"]["objects_generated"]) == 2
     assert report["settings"]["frames"] == 9
+
+
+def test_still_repeats_the_last_given_frame():
+    given = np.arange(3 * 2 * 2 * 3, dtype=np.uint8).reshape(3, 2, 2, 3)
+    made = eval_tasks.still(given)
+    assert made.shape == given.shape
+    assert all(np.array_equal(frame, given[-1]) for frame in made)
+
+
+def test_motion_table_gives_given_minus_still_with_its_paired_standard_error():
+    per_clip = {
+        "given": {"first": [0.9, 0.7, 0.8], "later": [0.5, 0.5, 0.5], "all": [0.6, 0.6, 0.6]},
+        "still": {"first": [0.8, 0.7, 0.6], "later": [0.5, 0.5, 0.5], "all": [0.6, 0.6, 0.6]},
+        "copy-last": {"first": [0.7] * 3, "later": [0.4] * 3, "all": [0.5] * 3},
+    }
+    table = eval_tasks.motion_table(per_clip, 2, 12, 28)
+    # first frames: differences 0.1, 0.0, 0.2: mean 0.1, sample std 0.1, SE 0.1 / sqrt(3)
+    assert "| forecast from | SSIM 3-12 | SSIM 13-28 | SSIM 3-28 |" in table
+    assert (
+        f"| given − still (± SE) | +0.1000 ± {0.1 / math.sqrt(3):.4f} | +0.0000 ± 0.0000 |" in table
+    )
+    assert "| copy-last | 0.7000 | 0.4000 | 0.5000 |" in table
+
+
+def test_motion_refuses_a_split_outside_the_predicted_frames(tmp_path):
+    result = run("motion", "--data", "shapes", "--split", 2, "--out", tmp_path / "o.json", *FAST)
+    assert one_line_error(result) == (
+        "Error: --split 2 must lie between the last given frame (2) and the last predicted one "
+        "(28); pass --split 12"
+    )
+
+
+def test_motion_on_still_clips_finds_no_difference_and_on_moving_ones_writes_scores(
+    tmp_path, held_out
+):
+    """A clip whose given frames are one frame repeated is its own still input: with the same
+    noise both forecasts are the same frames, so every difference is exactly 0."""
+    clips = np.load(held_out)
+    frozen = clips.copy()
+    frozen[:, 1] = frozen[:, 0]
+    np.save(tmp_path / "frozen.npy", frozen)
+    out = tmp_path / "m.json"
+    args = ["-n", 6, "--split", 4, "--clips", 2, *FAST]
+    result = run("motion", "--data", tmp_path / "frozen.npy", "--out", out, *args)
+    assert result.exit_code == 0, result.output
+    per_clip = json.loads(out.read_text())["per_clip"]
+    assert per_clip["given"] == per_clip["still"] and len(per_clip["given"]["first"]) == 2
+    assert "| given − still (± SE) | +0.0000 ± 0.0000 | +0.0000 ± 0.0000 |" in result.stdout
+    moving = run("motion", "--data", held_out, "--out", tmp_path / "n.json", *args)
+    assert moving.exit_code == 0, moving.output
+    report = json.loads((tmp_path / "n.json").read_text())
+    assert report["per_clip"]["given"] != report["per_clip"]["still"]
+    assert report["settings"]["split"] == 4 and report["settings"]["given"] == 2

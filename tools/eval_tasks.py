@@ -1,9 +1,12 @@
-"""Evaluation of a bundle's two non-prediction tasks: interpolation and unconditional generation.
+"""Evaluation of a bundle beyond `lgcvd-eval`'s prediction table: interpolation, unconditional
+generation, and whether its predictions read the motion between the given frames.
 
     OMP_NUM_THREADS=1 python tools/eval_tasks.py interpolation --data data/pushsim_test.npy \\
         --clips 64 --sampler dpmpp --steps 10 --out eval/interpolation.json
     OMP_NUM_THREADS=1 python tools/eval_tasks.py unconditional --data data/pushsim_test.npy \\
         --clips 64 --sampler dpmpp --steps 10 --out eval/unconditional.json
+    OMP_NUM_THREADS=1 python tools/eval_tasks.py motion --data data/pushsim_test.npy \\
+        --clips 64 --sampler dpmpp --steps 10 --out eval/motion.json
 
 Both run a bundle through the torch-free runtime (`lgcvd_runtime.load`, default: the shipped
 model) with one sample per clip; the noise of clip c comes from the seed the model draws for it
@@ -33,6 +36,15 @@ pixels in the tray region over all its frames (pushsim_test.npy, 30 frames: 5th 
 The report gives the mean on generated and on real clips and the share of generated clips at or
 above the real clips' 5th percentile. Region and thresholds assume pushsim-like 64x64 scenes;
 they scale with the frame height but mean nothing on other data.
+
+motion: per held-out clip, the model predicts -n frames twice with the same noise: from the p
+given frames, and from p copies of the last given frame ("still": the same last frame, no motion
+to read). Both are scored with SSIM against the truth, per clip over the first predicted frames
+(p+1..--split, numbered from 1), the later ones and all, next to copy-last. A model that reads
+the motion scores higher from the given frames than from still ones, most in the first frames;
+the table gives that difference with its paired standard error. (On pushsim, a future drawn to
+match the two given frames scores SSIM 0.90 over frames 3-12 where copy-last scores 0.75:
+tools/oracle_future.py --knows frames, docs/results.md.)
 """
 
 from __future__ import annotations
@@ -183,6 +195,62 @@ def generate(model: api.Model, clips: int, n: int) -> np.ndarray:
     return timeline.video
 
 
+def still(given: np.ndarray) -> np.ndarray:
+    """(p, H, W, 3) given frames -> p copies of the last: what they show, without the motion."""
+    return np.repeat(given[-1:], len(given), axis=0)
+
+
+def motion_report(model: api.Model, videos: np.ndarray, p: int, split: int) -> dict:
+    """Per-clip SSIM of forecasts from the given frames and from still ones (the same seed per
+    clip), and of copy-last, over frames p+1..split, split+1..end and all (numbered from 1).
+    videos (C, p+n, H, W, 3) uint8 -> {predictor: {range: [C values]}}."""
+    first = slice(0, split - p)  # indices into the n predicted frames
+    later = slice(split - p, None)
+    per_clip: dict[str, dict[str, list]] = {
+        name: {"first": [], "later": [], "all": []} for name in ("given", "still", "copy-last")
+    }
+    n = videos.shape[1] - p
+    for video in videos:
+        truth, given = video[p:], video[:p]
+        seed = model.seeds(None, 1)[0]  # one draw per clip, used for both inputs
+        fakes = {
+            "given": forecast(model, given, n, seed),
+            "still": forecast(model, still(given), n, seed),
+        }
+        fakes["copy-last"] = np.repeat(given[-1:], n, axis=0)
+        for name, fake in fakes.items():
+            values = ssim(truth, fake)  # (n,)
+            for part, frames in (("first", first), ("later", later), ("all", slice(None))):
+                per_clip[name][part].append(float(values[frames].mean()))
+    return per_clip
+
+
+def forecast(model: api.Model, given: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """One sample of the n frames after `given`. -> (n, H, W, 3) uint8."""
+    return np.concatenate([w.frames[0] for w in model.predict(given, n, seed=seed)])
+
+
+def motion_table(per_clip: dict, p: int, split: int, last: int) -> str:
+    """SSIM per predictor and frame range, then given - still with its paired standard error."""
+    parts = (
+        ("first", f"{p + 1}-{split}"),
+        ("later", f"{split + 1}-{last}"),
+        ("all", f"{p + 1}-{last}"),
+    )
+    head = " | ".join(f"SSIM {label}" for _, label in parts)
+    lines = [f"| forecast from | {head} |", "|---" + "|---:" * len(parts) + "|"]
+    for name in ("given", "still", "copy-last"):
+        cells = " | ".join(f"{np.mean(per_clip[name][part]):.4f}" for part, _ in parts)
+        lines.append(f"| {name} | {cells} |")
+    diffs = [
+        paired_difference(per_clip["given"][part], per_clip["still"][part]) for part, _ in parts
+    ]
+    lines.append(
+        "| given − still (± SE) | " + " | ".join(f"{d:+.4f} ± {se:.4f}" for d, se in diffs) + " |"
+    )
+    return "\n".join(lines) + "\n"
+
+
 def load_segments(data: str, size: int, clips: int, start: int) -> np.ndarray:
     """Video frames start .. start+7 (numbered from 1) of the first `clips` videos of `data`.
     -> (C, 8, size, size, 3) uint8."""
@@ -251,7 +319,7 @@ def model_options(command):
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
-    """Evaluate a bundle's interpolation and unconditional generation."""
+    """Evaluate a bundle's interpolation, unconditional generation and use of motion."""
 
 
 @main.command()
@@ -321,6 +389,41 @@ def unconditional(data, clips, out, force, frames, no_fvd, **options) -> None:
     report = {"task": "unconditional", "data": data, "clips": clips, "settings": settings}
     report |= {"fvd": fvd, "fvd_clips": clips, "objects": objects}
     per_clip = {"objects_generated": gen_obj, "objects_real": real_obj}
+    write_report(out, {**report, "per_clip": per_clip}, force=force)
+
+
+@main.command()
+@model_options
+@click.option(
+    "-p",
+    "given",
+    type=click.IntRange(2),
+    default=2,
+    show_default=True,
+    help="Given frames (at least 2: one shows no motion).",
+)
+@click.option("-n", "frames", type=click.IntRange(1), default=26, show_default=True,
+              help="Frames to predict (26: frames 3-28 with -p 2, lgcvd-eval's range).")  # fmt: skip
+@click.option("--split", type=click.IntRange(1), default=12, show_default=True,
+              help="Last of the first predicted frames, numbered from 1.")  # fmt: skip
+def motion(data, clips, out, force, given, frames, split, **options) -> None:
+    """Forecast from the given frames and from still copies of the last; SSIM of both."""
+    last = given + frames
+    if not given < split < last:
+        raise EvalError(
+            f"--split {split} must lie between the last given frame ({given}) and the last "
+            f"predicted one ({last}); pass --split {min(given + 10, last - 1)}"
+        )
+    model = _load(options, out, force)
+    per_clip = motion_report(model, load_clips(data, model.size, clips, last, seed=0), given, split)
+    click.echo(
+        f"motion: {data}, {clips} clips, frames 1..{given} given, {given + 1}..{last} "
+        f"predicted; {options['sampler']} {options['steps']} steps, seed {options['seed']}; "
+        "paired SE over clips\n"
+    )
+    click.echo(motion_table(per_clip, given, split, last), nl=False)
+    settings = {"given": given, "frames": frames, "split": split, **_settings(model, options)}
+    report = {"task": "motion", "data": data, "clips": clips, "settings": settings}
     write_report(out, {**report, "per_clip": per_clip}, force=force)
 
 
