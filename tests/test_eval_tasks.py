@@ -251,3 +251,19 @@ def test_motion_on_still_clips_finds_no_difference_and_on_moving_ones_writes_sco
     report = json.loads((tmp_path / "n.json").read_text())
     assert report["per_clip"]["given"] != report["per_clip"]["still"]
     assert report["settings"]["split"] == 4 and report["settings"]["given"] == 2
+
+
+def test_motion_from_a_later_start_gives_the_frames_from_there(tmp_path, held_out):
+    """Video frames 3 and 4 are one frame repeated: from --start 3 the given frames show no
+    motion (given and still forecasts are the same), from --start 2 they do."""
+    clips = np.load(held_out)
+    clips[:, 3] = clips[:, 2]
+    np.save(tmp_path / "late.npy", clips)
+    args = ["--data", tmp_path / "late.npy", "-n", 6, "--split", 4, "--clips", 2, *FAST]
+    for start, same in ((3, True), (2, False)):
+        out = tmp_path / f"{start}.json"
+        assert run("motion", *args, "--start", start, "--out", out).exit_code == 0
+        report = json.loads(out.read_text())
+        assert report["settings"]["start"] == start
+        per_clip = report["per_clip"]
+        assert (per_clip["given"] == per_clip["still"]) is same

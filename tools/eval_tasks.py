@@ -40,7 +40,8 @@ they scale with the frame height but mean nothing on other data.
 motion: per held-out clip, the model predicts -n frames twice with the same noise: from the p
 given frames, and from p copies of the last given frame ("still": the same last frame, no motion
 to read). Both are scored with SSIM against the truth, per clip over the first predicted frames
-(p+1..--split, numbered from 1), the later ones and all, next to copy-last. A model that reads
+(p+1..--split, numbered from 1 from video frame --start), the later ones and all, next to
+copy-last. A model that reads
 the motion scores higher from the given frames than from still ones, most in the first frames;
 the table gives that difference with its paired standard error. (On pushsim, a future drawn to
 match the two given frames scores SSIM 0.90 over frames 3-12 where copy-last scores 0.75:
@@ -405,8 +406,10 @@ def unconditional(data, clips, out, force, frames, no_fvd, **options) -> None:
 @click.option("-n", "frames", type=click.IntRange(1), default=26, show_default=True,
               help="Frames to predict (26: frames 3-28 with -p 2, lgcvd-eval's range).")  # fmt: skip
 @click.option("--split", type=click.IntRange(1), default=12, show_default=True,
-              help="Last of the first predicted frames, numbered from 1.")  # fmt: skip
-def motion(data, clips, out, force, given, frames, split, **options) -> None:
+              help="Last of the first predicted frames, numbered from 1 (from --start).")  # fmt: skip
+@click.option("--start", type=click.IntRange(1), default=1, show_default=True,
+              help="Video frame (numbered from 1) that is the first given frame.")  # fmt: skip
+def motion(data, clips, out, force, given, frames, split, start, **options) -> None:
     """Forecast from the given frames and from still copies of the last; SSIM of both."""
     last = given + frames
     if not given < split < last:
@@ -415,14 +418,16 @@ def motion(data, clips, out, force, given, frames, split, **options) -> None:
             f"predicted one ({last}); pass --split {min(given + 10, last - 1)}"
         )
     model = _load(options, out, force)
-    per_clip = motion_report(model, load_clips(data, model.size, clips, last, seed=0), given, split)
+    videos = load_clips(data, model.size, clips, start - 1 + last, seed=0)[:, start - 1 :]
+    per_clip = motion_report(model, videos, given, split)
     click.echo(
-        f"motion: {data}, {clips} clips, frames 1..{given} given, {given + 1}..{last} "
-        f"predicted; {options['sampler']} {options['steps']} steps, seed {options['seed']}; "
-        "paired SE over clips\n"
+        f"motion: {data}, {clips} clips from video frame {start}, frames 1..{given} of them "
+        f"given, {given + 1}..{last} predicted; {options['sampler']} {options['steps']} "
+        f"steps, seed {options['seed']}; paired SE over clips\n"
     )
     click.echo(motion_table(per_clip, given, split, last), nl=False)
-    settings = {"given": given, "frames": frames, "split": split, **_settings(model, options)}
+    settings = {"start": start, "given": given, "frames": frames, "split": split}
+    settings |= _settings(model, options)
     report = {"task": "motion", "data": data, "clips": clips, "settings": settings}
     write_report(out, {**report, "per_clip": per_clip}, force=force)
 
