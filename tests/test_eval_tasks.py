@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import export_tiny_bundle
 
+from lgcvd_train import motion_check
 from lgcvd_train.eval_protocol import paired_difference
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
@@ -202,7 +203,7 @@ def test_unconditional_on_the_shipped_bundle_reports_fvd_with_n_and_the_warning(
 
 def test_still_repeats_the_last_given_frame():
     given = np.arange(3 * 2 * 2 * 3, dtype=np.uint8).reshape(3, 2, 2, 3)
-    made = eval_tasks.still(given)
+    made = motion_check.still(given)
     assert made.shape == given.shape
     assert all(np.array_equal(frame, given[-1]) for frame in made)
 
@@ -213,7 +214,7 @@ def test_motion_table_gives_given_minus_still_with_its_paired_standard_error():
         "still": {"first": [0.8, 0.7, 0.6], "later": [0.5, 0.5, 0.5], "all": [0.6, 0.6, 0.6]},
         "copy-last": {"first": [0.7] * 3, "later": [0.4] * 3, "all": [0.5] * 3},
     }
-    table = eval_tasks.motion_table(per_clip, 2, 12, 28)
+    table = motion_check.motion_table(per_clip, 2, 12, 28)
     # first frames: differences 0.1, 0.0, 0.2: mean 0.1, sample std 0.1, SE 0.1 / sqrt(3)
     assert "| forecast from | SSIM 3-12 | SSIM 13-28 | SSIM 3-28 |" in table
     assert (

@@ -37,14 +37,11 @@ The report gives the mean on generated and on real clips and the share of genera
 above the real clips' 5th percentile. Region and thresholds assume pushsim-like 64x64 scenes;
 they scale with the frame height but mean nothing on other data.
 
-motion: per held-out clip, the model predicts -n frames twice with the same noise: from the p
-given frames, and from p copies of the last given frame ("still": the same last frame, no motion
-to read). Both are scored with SSIM against the truth, per clip over the first predicted frames
-(p+1..--split, numbered from 1 from video frame --start), the later ones and all, next to
-copy-last. A model that reads
-the motion scores higher from the given frames than from still ones, most in the first frames;
-the table gives that difference with its paired standard error. (On pushsim, a future drawn to
-match the two given frames scores SSIM 0.90 over frames 3-12 where copy-last scores 0.75:
+motion (`lgcvd_train.motion_check`): each held-out clip, from video frame --start, is forecast
+from its p given frames and from p still copies of the last, with the same noise; the table gives
+the SSIM of both and of copy-last over the first predicted frames (p+1..--split), the later ones
+and all, and given - still with its paired standard error. (On pushsim, a future drawn to match
+the two given frames scores SSIM 0.90 over frames 3-12 where copy-last scores 0.75:
 tools/oracle_future.py --knows frames, docs/results.md.)
 """
 
@@ -65,6 +62,7 @@ from lgcvd_train.eval_protocol import EvalError, load_clips, paired_difference, 
 from lgcvd_train.metrics import frechet_distance, load_i3d, psnr, ssim, write_report
 from lgcvd_train.metrics.fvd import few_clips_warning, fvd_label
 from lgcvd_train.metrics.i3d import MIN_FRAMES
+from lgcvd_train.motion_check import motion_report, motion_table
 
 SEGMENT = 8  # interpolation: 2 keyframes, 6 frames between
 KEYFRAME_SLOTS = 2
@@ -194,62 +192,6 @@ def generate(model: api.Model, clips: int, n: int) -> np.ndarray:
     for w in model.generate(n, samples=clips):
         timeline.write(w.start, w.frames)
     return timeline.video
-
-
-def still(given: np.ndarray) -> np.ndarray:
-    """(p, H, W, 3) given frames -> p copies of the last: what they show, without the motion."""
-    return np.repeat(given[-1:], len(given), axis=0)
-
-
-def motion_report(model: api.Model, videos: np.ndarray, p: int, split: int) -> dict:
-    """Per-clip SSIM of forecasts from the given frames and from still ones (the same seed per
-    clip), and of copy-last, over frames p+1..split, split+1..end and all (numbered from 1).
-    videos (C, p+n, H, W, 3) uint8 -> {predictor: {range: [C values]}}."""
-    first = slice(0, split - p)  # indices into the n predicted frames
-    later = slice(split - p, None)
-    per_clip: dict[str, dict[str, list]] = {
-        name: {"first": [], "later": [], "all": []} for name in ("given", "still", "copy-last")
-    }
-    n = videos.shape[1] - p
-    for video in videos:
-        truth, given = video[p:], video[:p]
-        seed = model.seeds(None, 1)[0]  # one draw per clip, used for both inputs
-        fakes = {
-            "given": forecast(model, given, n, seed),
-            "still": forecast(model, still(given), n, seed),
-        }
-        fakes["copy-last"] = np.repeat(given[-1:], n, axis=0)
-        for name, fake in fakes.items():
-            values = ssim(truth, fake)  # (n,)
-            for part, frames in (("first", first), ("later", later), ("all", slice(None))):
-                per_clip[name][part].append(float(values[frames].mean()))
-    return per_clip
-
-
-def forecast(model: api.Model, given: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """One sample of the n frames after `given`. -> (n, H, W, 3) uint8."""
-    return np.concatenate([w.frames[0] for w in model.predict(given, n, seed=seed)])
-
-
-def motion_table(per_clip: dict, p: int, split: int, last: int) -> str:
-    """SSIM per predictor and frame range, then given - still with its paired standard error."""
-    parts = (
-        ("first", f"{p + 1}-{split}"),
-        ("later", f"{split + 1}-{last}"),
-        ("all", f"{p + 1}-{last}"),
-    )
-    head = " | ".join(f"SSIM {label}" for _, label in parts)
-    lines = [f"| forecast from | {head} |", "|---" + "|---:" * len(parts) + "|"]
-    for name in ("given", "still", "copy-last"):
-        cells = " | ".join(f"{np.mean(per_clip[name][part]):.4f}" for part, _ in parts)
-        lines.append(f"| {name} | {cells} |")
-    diffs = [
-        paired_difference(per_clip["given"][part], per_clip["still"][part]) for part, _ in parts
-    ]
-    lines.append(
-        "| given − still (± SE) | " + " | ".join(f"{d:+.4f} ± {se:.4f}" for d, se in diffs) + " |"
-    )
-    return "\n".join(lines) + "\n"
 
 
 def load_segments(data: str, size: int, clips: int, start: int) -> np.ndarray:
