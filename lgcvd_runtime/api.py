@@ -32,7 +32,7 @@ from .errors import BundleError, LgcvdError
 from .pipeline import CONTEXT_MODES, Pipeline, SamplerSettings, Window, clip_seeds, row_generators
 from .samplers import SAMPLERS
 from .schedule import respace
-from .trust import Calibration, scores_of_clips
+from .trust import Calibration, input_warning, scores_of_clips
 from .video import center_crop_resize
 
 if TYPE_CHECKING:
@@ -165,9 +165,7 @@ class Model:
 
     def input_warning(self, score: float | None) -> str | None:
         """The one-line warning for a score beyond the calibrated range, else None."""
-        if score is None or self.calibration is None:
-            return None
-        return self.calibration.warning(score)
+        return input_warning(self.calibration, score)
 
     def _scorer(self, fitted: list[np.ndarray], many: bool):
         """What the results of a call on `fitted` carry: a deferred input score, or None."""

@@ -9,9 +9,10 @@ The server (a repository from `lgcvd-serve triton-repo`) runs the runtime's own 
 the same seed the frames equal the library's with the server's sampler and steps. Each clip is
 one request; the clips of one call are sent at once, so Triton batches them (and other clients')
 in the denoiser. Seeds follow the library's rule (`pipeline.clip_seeds`): one for all clips, one per
-clip, or drawn from the client's own generator. The windows carry the server's input score (`trust`)
-as the library's do, and `input_warning` words it against the served bundle's calibration. `tritonclient[grpc]` is imported here only, when
-a client is built (`pip install 'lgcvd[serve]'`).
+clip, or drawn from the client's own generator. The windows carry the server's input score
+(`trust`) as the library's do, and `input_warning` words it against the served bundle's
+calibration. `tritonclient[grpc]` is imported here only, when a client is built
+(`pip install 'lgcvd[serve]'`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from .serve.configs import (
     RESPONSE_SCORE,
     RESPONSE_STARTS,
 )
-from .trust import Calibration
+from .trust import Calibration, input_warning
 
 INSTALL = "pip install 'lgcvd[serve]'"
 
@@ -96,9 +97,7 @@ class TritonClient:
     def input_warning(self, score: float | None) -> str | None:
         """The one-line warning for a score beyond the served bundle's calibrated range (as
         `api.Model.input_warning`), else None."""
-        if score is None or self.calibration is None:
-            return None
-        return self.calibration.warning(score)
+        return input_warning(self.calibration, score)
 
     def _inputs(self, clip: np.ndarray, n: int, seed: int, samples: int) -> list:
         g = self._grpc

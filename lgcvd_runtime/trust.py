@@ -194,3 +194,11 @@ class Calibration:
             f"input looks unlike this model's training data: score {score:.1f}, "
             f"{THRESHOLD}th percentile {self.threshold:.1f}"
         )
+
+
+def input_warning(calibration: Calibration | None, score: float | None) -> str | None:
+    """The one-line warning for `score` beyond `calibration`'s range; None without a score or a
+    calibration (the library's `Model` and the Triton client both word it here)."""
+    if score is None or calibration is None:
+        return None
+    return calibration.warning(score)
