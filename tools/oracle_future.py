@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import click
@@ -205,7 +206,7 @@ def run(
     nearest, typical = [], []  # frames-only: the kept futures' and all K futures' distances
     for i in tqdm(range(clips or count), desc="oracle", unit="clip"):
         video = np.asarray(videos[i])
-        streams = lambda i=i: future_generators(seed, i, future_seed, k)  # noqa: E731
+        streams = partial(future_generators, seed, i, future_seed, k)  # fresh K streams per call
         if knows == "state":
             again, futures = oracle_clip(video, seed, i, given, streams())
         else:
