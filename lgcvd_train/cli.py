@@ -183,14 +183,6 @@ from .train_options import MAX_SEED, TRAIN, finite, parse_task_weights
     help="gamma of --loss-weighting min-snr.",
 )
 @click.option(
-    "--motion-weight",
-    type=click.FloatRange(0),
-    callback=finite,
-    default=TRAIN.motion_weight,
-    show_default=True,
-    help="Weight each pixel's loss by 1 + this * how much it changes between frames (0: off).",
-)
-@click.option(
     "--adam",
     type=click.Choice(list(ADAMS)),
     default=TRAIN.adam,
@@ -254,7 +246,6 @@ def main(
     no_amp,
     loss_weighting,
     snr_gamma,
-    motion_weight,
     adam,
     channels_last,
     compile_model,
@@ -300,7 +291,6 @@ def main(
         amp=not no_amp,
         loss_weighting=loss_weighting,
         snr_gamma=snr_gamma,
-        motion_weight=motion_weight,
         adam=adam,
         channels_last=channels_last,
         compile=compile_model,

@@ -129,7 +129,6 @@ class TrainConfig:
     # efficiency). Part of the recipe: a resumed run keeps its checkpoint's.
     loss_weighting: str = "min-snr"
     snr_gamma: float = 5.0  # gamma of "min-snr"
-    motion_weight: float = 0.0  # pixel weight 1 + this * its change between frames (0: off)
     # Speed options (issue 18): they change how fast a step runs, not what it computes, so a
     # resumed run takes them from its command line like `amp` (speed.py).
     adam: str = "fused"  # torch.optim.Adam's implementation: "fused" (fastest here) or "default"

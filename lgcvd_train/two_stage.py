@@ -121,8 +121,6 @@ class TwoStageStep:
             tcfg.schedule,
             mcfg.parameterization,
             device,
-            motion=tcfg.motion_weight,
-            frames=mcfg.frames,
         )
         names = list(tcfg.task_weights)
         w = np.array([tcfg.task_weights[t] for t in names], dtype=np.float64)
@@ -189,7 +187,7 @@ class TwoStageStep:
         with self.autocast():
             out = model(x_t, t, cond, prev)
         tgt = target(x0, eps, alpha, sigma, self.mcfg.parameterization)
-        return self.loss(out, tgt, t, window), out, x_t, alpha, sigma
+        return self.loss(out, tgt, t), out, x_t, alpha, sigma
 
     def __call__(self, model, clips: np.ndarray, step: int, rank: int, no_sync=None):
         """clips: (B, L, 3, H, W) in [-1, 1]. Backpropagates both stages; returns StageOutputs."""

@@ -17,7 +17,7 @@ import torch
 
 from lgcvd_runtime.schedule import ScheduleSpec
 from lgcvd_train.config import TrainConfig
-from lgcvd_train.loss_weighting import LossWeightingError, WeightedLoss, motion_weights
+from lgcvd_train.loss_weighting import LossWeightingError, WeightedLoss
 from lgcvd_train.speed import BatchSource, SpeedOptionError, make_adam, prepare_model
 
 GAMMA = 5.0
@@ -51,14 +51,14 @@ def test_min_snr_weights_the_target_loss_as_min_snr_gamma_on_the_x0_error(parame
         x0_hat = (x_t - sigma * (target + error)) / alpha
     x0_loss = min(snr, GAMMA) * torch.mean((x0_hat - x0) ** 2).item()
     loss = WeightedLoss("l2", "min-snr", GAMMA, ScheduleSpec(), parameterization)
-    got = loss(target + error, target, torch.full((2,), t), x0).item()
+    got = loss(target + error, target, torch.full((2,), t)).item()
     assert got == pytest.approx(x0_loss, rel=1e-4)
 
 
 def test_no_weighting_is_the_plain_mean_loss():
     out, tgt = torch.zeros(2, 3), torch.tensor([[1.0, -2.0, 3.0], [0.0, 0.0, 6.0]])
     loss = WeightedLoss("l1", "none", GAMMA, ScheduleSpec(), "v")
-    assert loss(out, tgt, torch.tensor([10, 900]), tgt).item() == pytest.approx(2.0)
+    assert loss(out, tgt, torch.tensor([10, 900])).item() == pytest.approx(2.0)
 
 
 def test_bad_weighting_options_are_one_line():
@@ -66,44 +66,6 @@ def test_bad_weighting_options_are_one_line():
         WeightedLoss("l1", "snr", GAMMA, ScheduleSpec(), "v")
     with pytest.raises(LossWeightingError, match=r"^--snr-gamma 0.0: gamma is a finite number"):
         WeightedLoss("l1", "min-snr", 0.0, ScheduleSpec(), "v")
-    with pytest.raises(LossWeightingError, match=r"^--motion-weight -1.0: a finite number >= 0$"):
-        WeightedLoss("l1", "none", GAMMA, ScheduleSpec(), "v", motion=-1.0)
-
-
-def step_clip(frames: int, size: int, at: int, delta: float) -> torch.Tensor:
-    """(1, 3 frames, size, size) zeros, except pixel (1, 2) of every channel, which is `delta`
-    from frame `at` on: one change, between frames at-1 and at."""
-    clip = torch.zeros(1, frames, 3, size, size)
-    clip[0, at:, :, 1, 2] = delta
-    return clip.reshape(1, 3 * frames, size, size)
-
-
-@pytest.mark.parametrize("at, changed", [(3, [3]), (1, [0, 1])])  # frame 0 looks forward
-def test_motion_weights_are_one_plus_strength_times_half_the_change(at, changed):
-    frames, size, lam, delta = 8, 4, 10.0, 0.8
-    w = motion_weights(step_clip(frames, size, at, delta), frames, lam).reshape(
-        frames, 3, size, size
-    )
-    expected = torch.ones(frames, 3, size, size)
-    expected[changed, :, 1, 2] = 1 + lam * delta / 2
-    assert torch.equal(w, expected)
-
-
-def test_motion_weighted_loss_is_the_weighted_mean_over_pixels():
-    """An error e on the changed pixel counts (1 + lam delta / 2) e out of a total weight of
-    P + 3 lam delta / 2 (P pixels, the change on 3 channels of one frame); on a still pixel, e."""
-    frames, size, lam, delta, e = 8, 4, 10.0, 0.8, 0.5
-    clip = step_clip(frames, size, 3, delta)
-    total = 3 * frames * size * size + 3 * lam * delta / 2
-    loss = WeightedLoss("l1", "none", GAMMA, ScheduleSpec(), "v", motion=lam, frames=frames)
-    moving, still = torch.zeros_like(clip), torch.zeros_like(clip)
-    moving.view(1, frames, 3, size, size)[0, 3, 0, 1, 2] = e
-    still.view(1, frames, 3, size, size)[0, 3, 0, 0, 0] = e
-    t = torch.tensor([500])
-    assert loss(moving, torch.zeros_like(clip), t, clip).item() == pytest.approx(
-        (1 + lam * delta / 2) * e / total
-    )
-    assert loss(still, torch.zeros_like(clip), t, clip).item() == pytest.approx(e / total)
 
 
 def test_the_default_recipe_is_the_study_s_winner():
