@@ -11,7 +11,7 @@ shared tables stay cheap to import for the training side.
 
 from __future__ import annotations
 
-from .errors import (
+from lgcvd_runtime.errors import (
     BackendError,
     BundleError,
     LgcvdError,

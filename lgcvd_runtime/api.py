@@ -24,19 +24,26 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .backends import load_backend
-from .backends.base import Backend
-from .bundle import Manifest, load_manifest
-from .conditioning import to_model, to_uint8
-from .errors import BundleError, LgcvdError
-from .pipeline import CONTEXT_MODES, Pipeline, SamplerSettings, Window, clip_seeds, row_generators
-from .samplers import SAMPLERS
-from .schedule import respace
-from .trust import Calibration, input_warning, scores_of_clips
-from .video import center_crop_resize
+from lgcvd_runtime.backends import load_backend
+from lgcvd_runtime.backends.base import Backend
+from lgcvd_runtime.bundle import Manifest, load_manifest
+from lgcvd_runtime.conditioning import to_model, to_uint8
+from lgcvd_runtime.errors import BundleError, LgcvdError
+from lgcvd_runtime.media.video import center_crop_resize
+from lgcvd_runtime.ood import Calibration, input_warning, scores_of_clips
+from lgcvd_runtime.pipeline import (
+    CONTEXT_MODES,
+    Pipeline,
+    SamplerSettings,
+    Window,
+    clip_seeds,
+    row_generators,
+)
+from lgcvd_runtime.samplers import SAMPLERS
+from lgcvd_runtime.schedule import respace
 
 if TYPE_CHECKING:
-    from .live import LiveStream
+    from lgcvd_runtime.live import LiveStream
 
 ASSETS = Path(__file__).parent / "assets"  # default.lgcvd and demo.mkv, when shipped
 # Chosen by measurement; the numbers behind it are in docs/results.md (sampler study).
@@ -50,7 +57,7 @@ class PredictedWindow:
     """One finished window: `frames` (S, F, H, W, 3) uint8 (one clip) or (C, S, F, H, W, 3) (a
     list of C clips) are video frames start .. start+F-1 for each sample. Indices count from the
     first frame given to the call. `input_score`: how unlike the model's training data the given
-    frames look (`trust`; a float, or (C,) for a list of clips), where the bundle is calibrated
+    frames look (`ood`; a float, or (C,) for a list of clips), where the bundle is calibrated
     (`Model.calibration`), else None; None for generation."""
 
     index: int
@@ -157,7 +164,7 @@ class Model:
         return fitted, many
 
     def input_score(self, clips) -> float | np.ndarray:
-        """The input score (`trust`) of one clip's given frames (a float) or of a list of clips
+        """The input score (`ood`) of one clip's given frames (a float) or of a list of clips
         ((C,)): one encode and one denoise call; a calibrated bundle's results carry it."""
         fitted, many = self.clips(clips)
         scores = scores_of_clips(self.backend, self.manifest, np.stack(fitted))
@@ -229,7 +236,7 @@ class Model:
     ) -> LiveStream:
         """A non-blocking forecaster with its own worker thread: see `live.LiveStream`. n
         defaults to one window of new frames; `seed`: one for all cameras or one per camera."""
-        from .live import LiveStream
+        from lgcvd_runtime.live import LiveStream
 
         return LiveStream(self, p, n or self.manifest.model.new_frames, cameras, samples, seed)
 

@@ -13,9 +13,9 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from .errors import BundleError
-from .files import write_then_rename
-from .schedule import ScheduleSpec
+from lgcvd_runtime.errors import BundleError
+from lgcvd_runtime.files import write_then_rename
+from lgcvd_runtime.schedule import ScheduleSpec
 
 FORMAT = "lgcvd-bundle"
 FORMAT_VERSION = 1
@@ -119,7 +119,7 @@ class Manifest:
     graphs: dict  # name ("context", "denoiser") -> GraphSpec
     provenance: dict
     format_version: int = FORMAT_VERSION
-    ood: dict | None = None  # optional: the input score's calibration (lgcvd_runtime.trust)
+    ood: dict | None = None  # optional: the input score's calibration (lgcvd_runtime.ood)
 
     def to_dict(self) -> dict:
         return {

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import OutputError, OutputExistsError
+from lgcvd_runtime.errors import OutputError, OutputExistsError
 
 NAME_MAX = 255  # bytes per file name where the file system does not say (ext4, xfs, btrfs, tmpfs)
 _FILE_MODE, _DIR_MODE = 0o666, 0o777  # before the umask, as open() and mkdir() use them

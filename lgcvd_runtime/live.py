@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .api import check_count
-from .errors import LgcvdError
-from .timeline import Timeline
+from lgcvd_runtime.api import check_count
+from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.timeline import Timeline
 
 if TYPE_CHECKING:
-    from .api import Model
+    from lgcvd_runtime.api import Model
 
 
 @dataclass(frozen=True)

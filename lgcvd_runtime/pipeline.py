@@ -26,19 +26,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backends.base import Backend
-from .bundle import ModelSpec
-from .conditioning import (
+from lgcvd_runtime.backends.base import Backend
+from lgcvd_runtime.bundle import ModelSpec
+from lgcvd_runtime.conditioning import (
     build_condition,
     denoised_offset,
     stack_window,
     unknown_window,
     unstack_window,
 )
-from .errors import LgcvdError, NonFiniteError
-from .samplers import sample
-from .schedule import Plan
-from .timeline import Timeline
+from lgcvd_runtime.errors import LgcvdError, NonFiniteError
+from lgcvd_runtime.samplers import sample
+from lgcvd_runtime.schedule import Plan
+from lgcvd_runtime.timeline import Timeline
 
 CONTEXT_MODES = ("last", "running_mean")
 

@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .schedule import Plan
+from lgcvd_runtime.schedule import Plan
 
 PARAMETERIZATIONS = ("v", "eps")
 SAMPLERS = ("ddpm", "ddim", "dpmpp")

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bundle import ModelSpec
-from .conditioning import ABSENT
-from .errors import LgcvdError
+from lgcvd_runtime.bundle import ModelSpec
+from lgcvd_runtime.conditioning import ABSENT
+from lgcvd_runtime.errors import LgcvdError
 
 TIME_AXIS = -4  # (..., T, 3, H, W) or (..., T, H, W, 3)
 

@@ -1,7 +1,7 @@
 """What the benchmark scripts in tools/ share, importable from any folder: a random-init checkpoint
 of a preset and the median time of a call.
 
-Knows nothing about what is benchmarked; timing is the runtime's own rule (`lgcvd_runtime.bench`).
+Knows nothing about what is benchmarked; timing is the runtime's own rule (`lgcvd_runtime.cli.bench`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from lgcvd_runtime.bench import _latency_ms
+from lgcvd_runtime.cli.bench import _latency_ms
 
 from .checkpoint import save_checkpoint
 from .config import TrainConfig, preset

@@ -78,7 +78,6 @@ def export_tiny_bundle(tmp_path_factory, **overrides) -> str:
     path = tmp_path_factory.getbasetemp() / f"{name}.lgcvd"
     if not path.exists():
         from lgcvd_export import ExportOptions, export_bundle
-
         from lgcvd_train.checkpoint import load_model, save_checkpoint
 
         model = random_model(MODEL_SEED, **overrides)

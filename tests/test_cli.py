@@ -15,10 +15,12 @@ import pytest
 from click.testing import CliRunner
 from conftest import debian_video, export_tiny_bundle
 
-from lgcvd_runtime import api, cli, info, progress
-from lgcvd_runtime.pictures import EMPTY
-from lgcvd_runtime.video import read_frames
-from lgcvd_runtime.writer import VideoWriter
+from lgcvd_runtime import api
+from lgcvd_runtime.cli import info, progress
+from lgcvd_runtime.cli import run as cli
+from lgcvd_runtime.media.pictures import EMPTY
+from lgcvd_runtime.media.video import read_frames
+from lgcvd_runtime.media.writer import VideoWriter
 
 FAST = ["--backend", "onnxruntime", "--steps", "2", "--seed", "0", "--quiet"]
 
@@ -308,7 +310,7 @@ def stand_in_server(bundle, steps: int = 2):
 def test_predict_on_a_server_writes_what_the_same_model_writes_here(
     tmp_path, bundle, clip, monkeypatch
 ):
-    from lgcvd_runtime import client
+    from lgcvd_runtime.serve import client
 
     monkeypatch.setattr(client, "TritonClient", stand_in_server(bundle))
     args = ["-n", 8, "--samples", 2, "--seed", 5, "--quiet"]
@@ -323,7 +325,7 @@ def test_predict_on_a_server_warns_of_an_unlike_input_as_a_local_model_does(
     tmp_path, clip, monkeypatch
 ):
     """Random frames are far outside the shipped (calibrated) model's training data."""
-    from lgcvd_runtime import client
+    from lgcvd_runtime.serve import client
 
     monkeypatch.setattr(client, "TritonClient", stand_in_server(api.default_bundle(), steps=1))
     args = ["-n", 6, "--seed", 5, "--quiet"]

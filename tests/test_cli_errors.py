@@ -21,10 +21,11 @@ import pytest
 from conftest import export_tiny_bundle
 from test_cli import FAST, one_line_error, run, write_video
 
-from lgcvd_runtime import api, outputs
+from lgcvd_runtime import api
 from lgcvd_runtime.bundle import MANIFEST
-from lgcvd_runtime.video import read_frames
-from lgcvd_runtime.writer import VideoWriter
+from lgcvd_runtime.cli import outputs
+from lgcvd_runtime.media.video import read_frames
+from lgcvd_runtime.media.writer import VideoWriter
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import random_model
+
 from lgcvd_export import parity
 from lgcvd_export.cli import DEFAULT_REAL_FRAMES, main
-
 from lgcvd_runtime.bundle import load_manifest
 from lgcvd_runtime.errors import BundleError, DataError
 from lgcvd_train.checkpoint import save_checkpoint

@@ -156,6 +156,7 @@ def test_a_bundle_name_of_254_bytes_is_written(checkpoint, tmp_path):
 
 def test_unreadable_gate_frames_are_one_line(checkpoint, tmp_path):
     from click.testing import CliRunner
+
     from lgcvd_export.cli import main
 
     bad = tmp_path / "frames.npz"

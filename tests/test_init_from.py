@@ -48,7 +48,6 @@ def test_a_bundle_gives_back_exactly_the_weights_it_was_exported_from(tmp_path_f
 
 def test_an_fp16_bundle_gives_back_its_weights_rounded_to_half(tmp_path, tiny_checkpoint):
     from lgcvd_export import ExportOptions, export_bundle
-
     from lgcvd_train.checkpoint import load_model
 
     ema, ckpt = load_model(tiny_checkpoint)

@@ -8,13 +8,13 @@ import onnx
 import pytest
 from click.testing import CliRunner
 from conftest import random_model
-from lgcvd_export import int8_gate, options, parity, quantize
-from lgcvd_export.cli import main
 from test_export import write_checkpoint
 
+from lgcvd_export import int8_gate, options, parity, quantize
+from lgcvd_export.cli import main
 from lgcvd_runtime import api
 from lgcvd_runtime.bundle import load_manifest
-from lgcvd_runtime.cli import main as run_main
+from lgcvd_runtime.cli.run import main as run_main
 from lgcvd_runtime.schedule import ScheduleSpec, respace
 from lgcvd_train.data import shapes
 

@@ -17,7 +17,7 @@ from conftest import packaged_video
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lgcvd_runtime.errors import DataError, OutputExistsError
-from lgcvd_runtime.video import read_frames
+from lgcvd_runtime.media.video import read_frames
 from lgcvd_train.metrics import (
     frechet_distance,
     fvd,

@@ -73,7 +73,7 @@ def test_every_runtime_module_imports_and_predicts_without_torch_or_onnx(tmp_pat
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert {"lgcvd_runtime.cli", "lgcvd_runtime.backends.trt_backend"} <= set(report["modules"])
+    assert {"lgcvd_runtime.cli.run", "lgcvd_runtime.backends.trt_backend"} <= set(report["modules"])
     assert report["shape"] == [1, 6, 32, 32, 3]
     assert report["loaded"] == []
 

@@ -1,4 +1,4 @@
-"""Pictures a person looks at (lgcvd_runtime/pictures.py): the labelled, wrapped grid of a
+"""Pictures a person looks at (lgcvd_runtime/media/pictures.py): the labelled, wrapped grid of a
 result, the frame step rule, the built-in font and PNG files."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lgcvd_runtime.errors import OutputExistsError, VideoError
-from lgcvd_runtime.pictures import (
+from lgcvd_runtime.media.pictures import (
     EMPTY,
     GAP,
     INK,
@@ -22,7 +22,7 @@ from lgcvd_runtime.pictures import (
     text,
     write_png,
 )
-from lgcvd_runtime.video import read_frames
+from lgcvd_runtime.media.video import read_frames
 
 
 def numbered(t: int, h: int = 16, w: int = 16) -> np.ndarray:

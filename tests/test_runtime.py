@@ -230,8 +230,8 @@ def test_a_bundle_that_yields_nan_is_a_one_line_error_and_writes_nothing(
     import av
     from click.testing import CliRunner
 
-    from lgcvd_runtime import cli
     from lgcvd_runtime.backends import ort_backend
+    from lgcvd_runtime.cli import run as cli
     from lgcvd_runtime.errors import NonFiniteError
 
     honest = ort_backend.OrtBackend.denoise

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import click
+
 from lgcvd_export.bundle_writer import ExportOptions
 from lgcvd_export.cli import main as export_main
-
 from lgcvd_train.cli import main as train_main
 from lgcvd_train.config import ModelConfig, TrainConfig
 from lgcvd_train.data import GENERATED_VIDEOS

@@ -131,7 +131,7 @@ def test_the_pipeline_model_returns_the_input_score_and_passes_the_calibration_o
 
 
 def test_the_client_reads_a_score_or_its_absence_from_a_response():
-    from lgcvd_runtime.client import _score, _windows
+    from lgcvd_runtime.serve.client import _score, _windows
 
     assert _score(np.array([4.25])) == 4.25
     assert _score(np.zeros((0,), np.float64)) is None  # an uncalibrated bundle's response
@@ -185,7 +185,7 @@ def test_local_serving_says_what_is_missing(tmp_path, monkeypatch):
 
 
 def test_the_client_says_what_to_install_without_tritonclient(monkeypatch):
-    from lgcvd_runtime.client import TritonClient
+    from lgcvd_runtime.serve.client import TritonClient
 
     monkeypatch.setitem(sys.modules, "tritonclient", None)
     monkeypatch.setitem(sys.modules, "tritonclient.grpc", None)
@@ -195,7 +195,7 @@ def test_the_client_says_what_to_install_without_tritonclient(monkeypatch):
 
 
 def test_the_client_splits_a_response_into_the_library_windows():
-    from lgcvd_runtime.client import _windows
+    from lgcvd_runtime.serve.client import _windows
 
     frames = np.arange(2 * 10).reshape(2, 10, 1, 1, 1)  # (S, n, ...) frames 2 .. 11
     windows = _windows(frames, [2, 8], axis=1)
@@ -209,7 +209,7 @@ SERVER_CHECK = textwrap.dedent(
     from pathlib import Path
     import numpy as np
     import lgcvd_runtime
-    from lgcvd_runtime.client import TritonClient
+    from lgcvd_runtime.serve.client import TritonClient
     from lgcvd_runtime.serve.local_server import LocalServer
 
     repo, bundle, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])

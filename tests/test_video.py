@@ -1,4 +1,4 @@
-"""Video reading and writing (lgcvd_runtime/video.py, writer.py) and the video-folder dataset.
+"""Video reading and writing (lgcvd_runtime/media/video.py, writer.py) and the video-folder dataset.
 
 Pixel values are only checked through lossless paths (FFV1 .mkv, PNG, GIF palette colours);
 H.264 .mp4 is checked for frame count and size only (design.md: yuv420p loses much at 64x64).
@@ -15,7 +15,7 @@ import pytest
 from conftest import debian_video
 
 from lgcvd_runtime.errors import DataError, VideoError
-from lgcvd_runtime.video import (
+from lgcvd_runtime.media.video import (
     MAX_SIDE,
     VideoInfo,
     center_crop_resize,
@@ -23,7 +23,7 @@ from lgcvd_runtime.video import (
     probe,
     read_frames,
 )
-from lgcvd_runtime.writer import VideoWriter
+from lgcvd_runtime.media.writer import VideoWriter
 from lgcvd_train.data.videos import load_video_folder
 
 BAIR_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "bair-real"

@@ -1,4 +1,4 @@
-"""Writing videos (lgcvd_runtime/writer.py): formats, frame rates, the adaptive GIF palette,
+"""Writing videos (lgcvd_runtime/media/writer.py): formats, frame rates, the adaptive GIF palette,
 and outputs that appear whole, with the umask's permissions, under any legal name, or not at all.
 Pixel values only through lossless paths (FFV1 .mkv, GIF palette colours)."""
 
@@ -14,8 +14,8 @@ import pytest
 from test_video import decode_with_pyav, numbered_frames, write_mkv
 
 from lgcvd_runtime.errors import OutputError, OutputExistsError, VideoError
-from lgcvd_runtime.video import probe, read_frames
-from lgcvd_runtime.writer import VideoWriter
+from lgcvd_runtime.media.video import probe, read_frames
+from lgcvd_runtime.media.writer import VideoWriter
 
 
 def test_mp4_has_the_frame_count_and_even_padded_size(tmp_path):

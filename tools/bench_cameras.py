@@ -23,8 +23,8 @@ import numpy as np
 
 import lgcvd_runtime
 from lgcvd_runtime import api
-from lgcvd_runtime.options import model_options
-from lgcvd_runtime.video import read_frames
+from lgcvd_runtime.cli.options import model_options
+from lgcvd_runtime.media.video import read_frames
 
 
 def _clips(frames: np.ndarray, cameras: int, p: int) -> list[np.ndarray]:

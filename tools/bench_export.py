@@ -27,11 +27,11 @@ import click
 import numpy as np
 import onnxruntime as ort
 import torch
+
 from lgcvd_export import ExportOptions, export_bundle, int8_gate, parity
 from lgcvd_export.cli import DEFAULT_REAL_FRAMES
 from lgcvd_export.graphs import export_model
 from lgcvd_export.quantize import FLOAT_OPS
-
 from lgcvd_runtime.bundle import load_manifest
 from lgcvd_train.benchmarks import median_ms, random_checkpoint
 from lgcvd_train.checkpoint import load_model

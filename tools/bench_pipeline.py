@@ -18,9 +18,9 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-from lgcvd_export import ExportOptions, export_bundle
 
 import lgcvd_runtime
+from lgcvd_export import ExportOptions, export_bundle
 from lgcvd_runtime.conditioning import to_model, to_uint8
 from lgcvd_runtime.pipeline import row_generators
 from lgcvd_runtime.timeline import Timeline

@@ -25,8 +25,8 @@ import numpy as np
 
 import lgcvd_runtime
 from lgcvd_runtime.api import default_bundle
-from lgcvd_runtime.client import TritonClient
 from lgcvd_runtime.samplers import SAMPLERS
+from lgcvd_runtime.serve.client import TritonClient
 from lgcvd_runtime.serve.local_server import LocalServer
 from lgcvd_runtime.serve.repository import RepoOptions, write_repository
 

@@ -5,7 +5,7 @@ already exported bundle (no checkpoint needed; lgcvd-export --calibrate does the
 rewriting only the manifest's "ood" key, atomically; the graphs and their hashes are untouched.
 `score` prints the score of clips (arrays: the first frames of every clip; videos: clips read at
 --starts) and the share above the calibrated 99th percentile, to measure false alarms and
-detection. The score itself is lgcvd_runtime.trust; the numbers it gave: docs/ood.md.
+detection. The score itself is lgcvd_runtime.ood; the numbers it gave: docs/ood.md.
 
     python tools/calibrate_ood.py calibrate lgcvd_runtime/assets/default.lgcvd \\
         --data /work/data/pushsim_calib.npy
@@ -25,7 +25,8 @@ import numpy as np
 from lgcvd_runtime.backends import load_backend
 from lgcvd_runtime.bundle import Manifest, load_manifest, write_manifest
 from lgcvd_runtime.errors import LgcvdError, OutputExistsError
-from lgcvd_runtime.trust import (
+from lgcvd_runtime.media.video import read_frames
+from lgcvd_runtime.ood import (
     CALIBRATION_GIVEN,
     THRESHOLD,
     Calibration,
@@ -34,7 +35,6 @@ from lgcvd_runtime.trust import (
     calibration_starts,
     scores_of_clips,
 )
-from lgcvd_runtime.video import read_frames
 from lgcvd_train.data.arrays import ARRAY_SUFFIXES, load_videos, recorded_command
 
 

@@ -9,5 +9,5 @@
 - `cli`: the `lgcvd-serve` command line.
 
 Nothing here imports Triton's packages at module level: `triton_python_backend_utils` exists only
-inside a running Triton, and `tritonclient` is an optional extra (`lgcvd_runtime.client`).
+inside a running Triton, and `tritonclient` is an optional extra (`lgcvd_runtime.serve.client`).
 """

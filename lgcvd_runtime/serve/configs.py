@@ -7,7 +7,7 @@ batch (the denoiser's `t`) travels as (B, 1) and is reshaped to (B,) for the gra
 model configuration documents for such inputs.
 
 The `lgcvd` model's request and response tensors are named here once; the Python-backend model
-(`triton_models`) and the client (`lgcvd_runtime.client`) read these names.
+(`triton_models`) and the client (`lgcvd_runtime.serve.client`) read these names.
 This module only writes text: it imports no Triton package and knows no window logic.
 """
 
@@ -30,7 +30,7 @@ REQUEST_SEED = "seed"  # (1,) int64: the clip's seed
 REQUEST_SAMPLES = "samples"  # (1,) int32, optional (default 1)
 RESPONSE_FRAMES = "predicted"  # (S, n, size, size, 3) uint8
 RESPONSE_STARTS = "starts"  # (W,) int32: the first frame index of each window
-RESPONSE_SCORE = "input_score"  # (1,) float64: the input score (trust); (0,) if uncalibrated
+RESPONSE_SCORE = "input_score"  # (1,) float64: the input score (ood); (0,) if uncalibrated
 OOD_PARAMETER = "ood"  # the bundle's calibration record as JSON, for clients' warnings
 
 

@@ -86,7 +86,7 @@ def repository_readme(bundle: Path, manifest: Manifest, options, graphs: list[st
         )
     text += (
         "## Call it\n\n"
-        "    from lgcvd_runtime.client import TritonClient\n"
+        "    from lgcvd_runtime.serve.client import TritonClient\n"
         '    client = TritonClient("localhost:8001")\n'
         "    windows = client.predict(frames, 6, seed=0)   # like model.predict(frames, 6, seed=0)\n\n"
         "or `lgcvd-run predict clip.mkv -o out.mkv --server localhost:8001 --seed 0`.\n"

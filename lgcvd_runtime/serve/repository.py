@@ -25,9 +25,9 @@ from lgcvd_runtime.api import DEFAULT_SAMPLER, DEFAULT_STEPS
 from lgcvd_runtime.bundle import Manifest, load_manifest, required_graphs
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.files import refuse_existing
+from lgcvd_runtime.ood import Calibration
 from lgcvd_runtime.pipeline import CONTEXT_MODES
 from lgcvd_runtime.samplers import SAMPLERS
-from lgcvd_runtime.trust import Calibration
 
 from .configs import (
     DEFAULT_QUEUE_DELAY_US,

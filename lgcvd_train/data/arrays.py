@@ -5,7 +5,7 @@ either a `.npz` file (key "videos", or its only array) or a `.npy` file. `.npy` 
 memory-mapped when read and can be written clip by clip (`save_video_stream`), which suits
 large sets such as BAIR (~16 GB). Every write goes to a temporary file that is renamed into place.
 
-Frames of another size go through the runtime's one resize (`lgcvd_runtime.video.center_crop_resize`),
+Frames of another size go through the runtime's one resize (`lgcvd_runtime.media.video.center_crop_resize`),
 so training sees the pixels serving sees. This file knows numpy only; nothing about models or
 training.
 """
@@ -23,7 +23,7 @@ import numpy as np
 
 from lgcvd_runtime.errors import DataError
 from lgcvd_runtime.files import refuse_existing, write_then_rename
-from lgcvd_runtime.video import center_crop_resize
+from lgcvd_runtime.media.video import center_crop_resize
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 NPZ_KEY = "videos"

@@ -10,7 +10,7 @@ Clip i of a dataset is a function of (seed, i) alone: every clip resets the simu
 from its own random generator, so datasets can be rendered in chunks or by several processes
 (`first_index`) and still match a single call. `render_futures` re-renders a clip with other
 futures: the same scene and arm moves up to the last given frame, later waypoints from another
-generator (tools/oracle_future.py scores such futures as an upper bound for prediction).
+generator (research/oracle_future.py scores such futures as an upper bound for prediction).
 
 This file knows pybullet and numpy only; it knows nothing about models or training.
 """

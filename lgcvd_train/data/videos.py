@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lgcvd_runtime.errors import DataError, VideoError
-from lgcvd_runtime.video import read_frames
+from lgcvd_runtime.media.video import read_frames
 
 VIDEO_SUFFIXES = (
     ".avi", ".flv", ".gif", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".ogv", ".webm",

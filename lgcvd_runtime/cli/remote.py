@@ -13,7 +13,7 @@ import click
 import numpy as np
 from click.core import ParameterSource
 
-from .pipeline import row_generators
+from lgcvd_runtime.pipeline import row_generators
 
 # parameter name -> the flag that chooses a local model, meaningless with --server
 _LOCAL = {
@@ -43,7 +43,7 @@ class Served:
     """The server behind `url`, with the `size` and `predict` a command uses of a model."""
 
     def __init__(self, url: str, seed: int | None, quiet: bool):
-        from .client import TritonClient
+        from lgcvd_runtime.serve.client import TritonClient
 
         if seed is not None:
             row_generators(seed, 1)  # the seed rule's own check, before anything is sent

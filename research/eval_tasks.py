@@ -1,11 +1,11 @@
 """Evaluation of a bundle beyond `lgcvd-eval`'s prediction table: interpolation, unconditional
 generation, and whether its predictions read the motion between the given frames.
 
-    OMP_NUM_THREADS=1 python tools/eval_tasks.py interpolation --data data/pushsim_test.npy \\
+    OMP_NUM_THREADS=1 python research/eval_tasks.py interpolation --data data/pushsim_test.npy \\
         --clips 64 --sampler dpmpp --steps 10 --out eval/interpolation.json
-    OMP_NUM_THREADS=1 python tools/eval_tasks.py unconditional --data data/pushsim_test.npy \\
+    OMP_NUM_THREADS=1 python research/eval_tasks.py unconditional --data data/pushsim_test.npy \\
         --clips 64 --sampler dpmpp --steps 10 --out eval/unconditional.json
-    OMP_NUM_THREADS=1 python tools/eval_tasks.py motion --data data/pushsim_test.npy \\
+    OMP_NUM_THREADS=1 python research/eval_tasks.py motion --data data/pushsim_test.npy \\
         --clips 64 --sampler dpmpp --steps 10 --out eval/motion.json
 
 Both run a bundle through the torch-free runtime (`lgcvd_runtime.load`, default: the shipped
@@ -37,12 +37,12 @@ The report gives the mean on generated and on real clips and the share of genera
 above the real clips' 5th percentile. Region and thresholds assume pushsim-like 64x64 scenes;
 they scale with the frame height but mean nothing on other data.
 
-motion (`lgcvd_train.motion_check`): each held-out clip, from video frame --start, is forecast
+motion (`research.motion_check`): each held-out clip, from video frame --start, is forecast
 from its p given frames and from p still copies of the last, with the same noise; the table gives
 the SSIM of both and of copy-last over the first predicted frames (p+1..--split), the later ones
 and all, and given - still with its paired standard error. (On pushsim, a future drawn to match
 the two given frames scores SSIM 0.90 over frames 3-12 where copy-last scores 0.75:
-tools/oracle_future.py --knows frames, docs/results.md.)
+research/oracle_future.py --knows frames, docs/results.md.)
 """
 
 from __future__ import annotations
@@ -54,15 +54,15 @@ import numpy as np
 import torch
 
 from lgcvd_runtime import api
+from lgcvd_runtime.cli.options import Group, load_model, model_option_list
 from lgcvd_runtime.files import refuse_existing
-from lgcvd_runtime.options import Group, load_model, model_option_list
 from lgcvd_runtime.timeline import Timeline
 from lgcvd_train.data import load_dataset
 from lgcvd_train.eval_protocol import EvalError, load_clips, paired_difference, real_features
 from lgcvd_train.metrics import frechet_distance, load_i3d, psnr, ssim, write_report
 from lgcvd_train.metrics.fvd import few_clips_warning, fvd_label
 from lgcvd_train.metrics.i3d import MIN_FRAMES
-from lgcvd_train.motion_check import motion_report, motion_table
+from research.motion_check import motion_report, motion_table
 
 SEGMENT = 8  # interpolation: 2 keyframes, 6 frames between
 KEYFRAME_SLOTS = 2

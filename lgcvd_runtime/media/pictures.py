@@ -19,9 +19,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .errors import VideoError
-from .files import create_temporary, publish
-from .writer import check_target
+from lgcvd_runtime.errors import VideoError
+from lgcvd_runtime.files import create_temporary, publish
+from lgcvd_runtime.media.writer import check_target
 
 SEPARATOR = 255  # value of the 2-px lines between pictures in side-by-side videos
 GAP = 2  # px between cells of a grid

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .api import Model
-from .backends.graph_io import concrete_shape
-from .pipeline import check_finite
+from lgcvd_runtime.api import Model
+from lgcvd_runtime.backends.graph_io import concrete_shape
+from lgcvd_runtime.pipeline import check_finite
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The input score (lgcvd_runtime.trust): its arithmetic against a denoiser whose answer is known,
+"""The input score (lgcvd_runtime.ood): its arithmetic against a denoiser whose answer is known,
 its call budget and a flagged input on a tiny random model, and its calibration written by
 tools/calibrate_ood.py and lgcvd-export --calibrate and read back."""
 
@@ -21,8 +21,8 @@ from lgcvd_runtime.api import load
 from lgcvd_runtime.backends import load_backend
 from lgcvd_runtime.bundle import ModelSpec, load_manifest
 from lgcvd_runtime.errors import BundleError
+from lgcvd_runtime.ood import SCORE, Calibration, calibration_inputs, ood_scores, scores_of_clips
 from lgcvd_runtime.schedule import ScheduleSpec
-from lgcvd_runtime.trust import SCORE, Calibration, calibration_inputs, ood_scores, scores_of_clips
 from lgcvd_train.data import shapes
 from lgcvd_train.data.arrays import save_videos
 
@@ -209,7 +209,6 @@ def test_a_corrupt_calibration_is_one_line(tiny):
 
 def test_export_with_calibrate_records_the_calibration(tiny_checkpoint, calib_clips, tmp_path):
     from lgcvd_export import ExportOptions, export_bundle
-
     from lgcvd_train.checkpoint import load_model
 
     model, ckpt = load_model(tiny_checkpoint)
@@ -251,7 +250,7 @@ BAIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "bair-real" / "
 def test_lgcvd_run_warns_on_a_real_bair_clip_and_not_on_a_pushsim_clip(tmp_path):
     if not BAIR.is_file():
         pytest.skip(f"{BAIR} (the project's shared real BAIR clips) is not here")
-    from lgcvd_runtime.cli import main as run_main
+    from lgcvd_runtime.cli.run import main as run_main
 
     fast = ["-n", "6", "--sampler", "ddim", "--steps", "2", "--quiet", "--threads", "1"]
     demo = DEFAULT.parent / "demo.mkv"  # a held-out pushsim clip

@@ -10,7 +10,7 @@ architectures after the same number of steps long before sampling is worth runni
     lgcvd-train --preset small --data data/pushsim_train.npy --out runs/ab-small --steps 150 \\
         --lr 3e-4 --seed 0 --task-weights prediction=0.6,unconditional=0.2,interpolation=0.1,random=0.1
     lgcvd-train --preset base ... --out runs/ab-base   (same options)
-    .venv/bin/python tools/x0_error.py runs/ab-small runs/ab-base --data data/pushsim_test.npy
+    .venv/bin/python research/x0_error.py runs/ab-small runs/ab-base --data data/pushsim_test.npy
 
 Models are run directories (EMA weights) or bundles (weights read back from the graphs). Run on
 training clips and on held-out ones, it tells underfitting (the same error) from memorising (a

@@ -3,9 +3,9 @@ two-stage training or sequence encoder, + two-stage, + sequence encoder, full) t
 equal steps and several seeds, each run evaluated on held-out clips, then one table of the mean
 over seeds and their spread.
 
-    python tools/table5.py --data data/pushsim_train.npy --test-data data/pushsim_test256.npy \\
+    python research/table5.py --data data/pushsim_train.npy --test-data data/pushsim_test256.npy \\
         --out runs/table5 --dry-run          # the plan: every command line, nothing run
-    nohup python tools/table5.py --data data/pushsim_train.npy \\
+    nohup python research/table5.py --data data/pushsim_train.npy \\
         --test-data data/pushsim_test256.npy --out runs/table5 &
 
 Each run is `lgcvd-train` into OUT/train/VARIANT-seedS, then `lgcvd-eval` into
@@ -43,13 +43,13 @@ from lgcvd_runtime.signals import (
     sigterm_as_interrupt,
     stop_word,
 )
-from lgcvd_train.ablation import FRAMES, VARIANTS, N, P, Variant, table_text
 from lgcvd_train.checkpoint import FILENAME, load_checkpoint
 from lgcvd_train.config import ADAMS, PRESETS, preset
 from lgcvd_train.continuation import describe
 from lgcvd_train.eval_protocol import load_clips
 from lgcvd_train.evaluate import REPORT
 from lgcvd_train.train_options import TRAIN, finite, parse_task_weights
+from research.ablation import FRAMES, VARIANTS, N, P, Variant, table_text
 
 BIN = Path(sys.executable).parent  # lgcvd-train and lgcvd-eval of this environment
 

@@ -4,16 +4,16 @@ then print its throughput and the quality it reached.
 
 Throughput, a few fine-tuning steps of the shipped model per variant:
 
-    .venv/bin/python tools/train_efficiency.py --data /work/data/pushsim_calib.npy \\
+    .venv/bin/python research/train_efficiency.py --data /work/data/pushsim_calib.npy \\
         --test-data /work/data/pushsim_test.npy --steps 30
 
 Quality at equal CPU time, each variant trained from scratch for the same process CPU time
 (all of its threads, torch.compile's work included), one thread each, two variants at a time,
-then scored on held-out clips: the one-step x0 error (`tools/x0_error.py`) at t = 300 and its
+then scored on held-out clips: the one-step x0 error (`research/x0_error.py`) at t = 300 and its
 mean over t, and SSIM over frames 3-28 of one sample per clip (`lgcvd-eval`,
 DPM-Solver++ 10 steps):
 
-    .venv/bin/python tools/train_efficiency.py --data /work/data/pushsim_train.npy \\
+    .venv/bin/python research/train_efficiency.py --data /work/data/pushsim_train.npy \\
         --test-data /work/data/pushsim_test.npy --from-scratch --cpu-seconds 600 \\
         --threads 1 --parallel 2 --lr 3e-4 --ssim-clips 16
 
@@ -127,9 +127,9 @@ def train_variant(variant: str, job: dict, run_dir: Path) -> dict:
 
 
 def x0_errors(run_dir: Path, test_data: str) -> dict[int, float]:
-    """t -> |x0_hat - x0| from tools/x0_error.py's table."""
+    """t -> |x0_hat - x0| from research/x0_error.py's table."""
     out = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "x0_error.py"), str(run_dir), "--data", test_data],
+        [sys.executable, str(REPO / "research" / "x0_error.py"), str(run_dir), "--data", test_data],
         check=True,
         capture_output=True,
         text=True,
@@ -140,7 +140,7 @@ def x0_errors(run_dir: Path, test_data: str) -> dict[int, float]:
         if len(cells) == 4 and cells[0].isdigit():
             rows[int(cells[0])] = float(cells[1])
     if X0_T not in rows:
-        raise click.ClickException(f"tools/x0_error.py printed no row for t={X0_T}:\n{out}")
+        raise click.ClickException(f"research/x0_error.py printed no row for t={X0_T}:\n{out}")
     return rows
 
 

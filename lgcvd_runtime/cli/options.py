@@ -13,11 +13,11 @@ from pathlib import Path
 
 import click
 
-from . import api
-from .backends import CHOICES
-from .errors import LgcvdError
-from .samplers import SAMPLERS
-from .signals import exit_code, sigterm_as_interrupt, stop_word
+from lgcvd_runtime import api
+from lgcvd_runtime.backends import CHOICES
+from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.samplers import SAMPLERS
+from lgcvd_runtime.signals import exit_code, sigterm_as_interrupt, stop_word
 
 
 class Group(click.Group):

@@ -16,18 +16,18 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import api
-from .backends import CHOICES
-from .bench import format_result, run_bench
-from .errors import VideoError
-from .info import describe
-from .options import Group, load_model, model_options, output_options
-from .outputs import Output, Truth
-from .progress import Progress
-from .remote import Served, refuse_local_options, window_spec
-from .samplers import SAMPLERS
-from .timeline import Timeline, interpolation_known
-from .video import iter_frames, probe, read_frames
+from lgcvd_runtime import api
+from lgcvd_runtime.backends import CHOICES
+from lgcvd_runtime.cli.bench import format_result, run_bench
+from lgcvd_runtime.cli.info import describe
+from lgcvd_runtime.cli.options import Group, load_model, model_options, output_options
+from lgcvd_runtime.cli.outputs import Output, Truth
+from lgcvd_runtime.cli.progress import Progress
+from lgcvd_runtime.cli.remote import Served, refuse_local_options, window_spec
+from lgcvd_runtime.errors import VideoError
+from lgcvd_runtime.media.video import iter_frames, probe, read_frames
+from lgcvd_runtime.samplers import SAMPLERS
+from lgcvd_runtime.timeline import Timeline, interpolation_known
 
 DEFAULT_FPS = 10.0
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .backends import availability
-from .bundle import load_manifest
-from .schedule import respace
+from lgcvd_runtime.backends import availability
+from lgcvd_runtime.bundle import load_manifest
+from lgcvd_runtime.schedule import respace
 
 INDENT = "  "
 LABEL = 12  # width of the left-hand column ("provenance  ")

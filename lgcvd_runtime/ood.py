@@ -26,13 +26,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import load_backend
-from .backends.base import Backend
-from .bundle import Manifest, ModelSpec
-from .conditioning import ABSENT, build_condition, stack_window, to_model, unknown_window
-from .errors import BundleError, LgcvdError
-from .samplers import x0_eps_from_output
-from .schedule import ScheduleSpec, full_alphas_cumprod
+from lgcvd_runtime.backends import load_backend
+from lgcvd_runtime.backends.base import Backend
+from lgcvd_runtime.bundle import Manifest, ModelSpec
+from lgcvd_runtime.conditioning import (
+    ABSENT,
+    build_condition,
+    stack_window,
+    to_model,
+    unknown_window,
+)
+from lgcvd_runtime.errors import BundleError, LgcvdError
+from lgcvd_runtime.samplers import x0_eps_from_output
+from lgcvd_runtime.schedule import ScheduleSpec, full_alphas_cumprod
 
 # Names this exact definition; change it whenever the definition changes.
 SCORE = "x0-error-still-t300"

@@ -1,4 +1,4 @@
-"""tools/eval_tasks.py: the interpolation baselines, the objects-in-the-tray measure and the paired
+"""research/eval_tasks.py: the interpolation baselines, the objects-in-the-tray measure and the paired
 standard error against hand computations, its one-line errors, and one small run of each
 subcommand on the shipped bundle."""
 
@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import export_tiny_bundle
 
-from lgcvd_train import motion_check
 from lgcvd_train.eval_protocol import paired_difference
+from research import motion_check
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
+TOOLS = Path(__file__).resolve().parents[1]
 if str(TOOLS) not in sys.path:
     sys.path.insert(0, str(TOOLS))
 eval_tasks = importlib.import_module("eval_tasks")

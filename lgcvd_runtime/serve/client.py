@@ -10,7 +10,7 @@ the same seed the frames equal the library's with the server's sampler and steps
 one request; the clips of one call are sent at once, so Triton batches them (and other clients')
 in the denoiser. Seeds follow the library's rule (`pipeline.clip_seeds`): one for all clips, one per
 clip, or drawn from the client's own generator. The windows carry the server's input score
-(`trust`) as the library's do, and `input_warning` words it against the served bundle's
+(`ood`) as the library's do, and `input_warning` words it against the served bundle's
 calibration. `tritonclient[grpc]` is imported here only, when a client is built
 (`pip install 'lgcvd[serve]'`).
 """
@@ -23,10 +23,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .api import PredictedWindow, Seed
-from .errors import BackendError, LgcvdError
-from .pipeline import clip_seeds
-from .serve.configs import (
+from lgcvd_runtime.api import PredictedWindow, Seed
+from lgcvd_runtime.errors import BackendError, LgcvdError
+from lgcvd_runtime.ood import Calibration, input_warning
+from lgcvd_runtime.pipeline import clip_seeds
+from lgcvd_runtime.serve.configs import (
     OOD_PARAMETER,
     PIPELINE_MODEL,
     REQUEST_FRAMES,
@@ -37,7 +38,6 @@ from .serve.configs import (
     RESPONSE_SCORE,
     RESPONSE_STARTS,
 )
-from .trust import Calibration, input_warning
 
 INSTALL = "pip install 'lgcvd[serve]'"
 

@@ -1,4 +1,4 @@
-"""Does a model read the motion between the given frames? (`tools/eval_tasks.py motion`)
+"""Does a model read the motion between the given frames? (`research/eval_tasks.py motion`)
 
 Each clip is forecast twice with the same noise: from its p given frames, and from p copies of
 the last given frame ("still": what the frames show, without the motion). Both are scored with
@@ -12,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from lgcvd_runtime import api
-
-from .eval_protocol import copy_last, paired_difference
-from .metrics import ssim
+from lgcvd_train.eval_protocol import copy_last, paired_difference
+from lgcvd_train.metrics import ssim
 
 COPY_LAST = copy_last()
 

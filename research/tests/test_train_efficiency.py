@@ -1,4 +1,4 @@
-"""tools/train_efficiency.py: variant parsing and the CPU-time budget of a study run."""
+"""research/train_efficiency.py: variant parsing and the CPU-time budget of a study run."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from lgcvd_train.checkpoint import load_checkpoint
 from lgcvd_train.data.arrays import save_videos
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
+TOOLS = Path(__file__).resolve().parents[1]
 
 
 def tool():

@@ -19,9 +19,9 @@ lie nearest the clip's are scored (`matched_futures`, rejection sampling with a 
 tolerance: a draw of the future given the frames, approximately, that sharpens as K grows). It
 still knows the scene's objects and physics exactly, which the frames show only in part.
 
-    OMP_NUM_THREADS=1 python tools/oracle_future.py /work/data/pushsim_test.npy --seed 1 \\
+    OMP_NUM_THREADS=1 python research/oracle_future.py /work/data/pushsim_test.npy --seed 1 \\
         --futures 2 --out oracle.json
-    OMP_NUM_THREADS=1 python tools/oracle_future.py /work/data/pushsim_test.npy --seed 1 \\
+    OMP_NUM_THREADS=1 python research/oracle_future.py /work/data/pushsim_test.npy --seed 1 \\
         --knows frames --futures 64 --keep 1 --out oracle_frames.json
 
 First, clip i re-rendered with its own stream must match the data (its maximum pixel difference

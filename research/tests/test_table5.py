@@ -1,4 +1,4 @@
-"""tools/table5.py, the Table 5 ablation runner: its plan (the lgcvd-train / lgcvd-eval command
+"""research/table5.py, the Table 5 ablation runner: its plan (the lgcvd-train / lgcvd-eval command
 lines per variant and seed), resuming from the runs' checkpoints, the table over seeds against
 numbers worked out by hand, one real run of the tiny preset, and a stop that saves."""
 
@@ -22,14 +22,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from lgcvd_train import ablation
 from lgcvd_train.checkpoint import load_checkpoint, save_checkpoint
 from lgcvd_train.config import TrainConfig, preset
 from lgcvd_train.model import LGCVD
 from lgcvd_train.train_options import parse_task_weights
 from lgcvd_train.trainer import METRICS
+from research import ablation
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
+TOOLS = Path(__file__).resolve().parents[1]
 if str(TOOLS) not in sys.path:
     sys.path.insert(0, str(TOOLS))
 table5 = importlib.import_module("table5")

@@ -21,8 +21,8 @@ import torch
 from lgcvd_runtime.backends import trt_backend
 from lgcvd_runtime.bundle import GraphSpec, Manifest, sha256_file, write_manifest
 from lgcvd_runtime.files import abandoned_temporaries, refuse_existing, temporary_path
+from lgcvd_runtime.ood import calibrate
 from lgcvd_runtime.signals import signals_deferred
-from lgcvd_runtime.trust import calibrate
 from lgcvd_train import __version__
 from lgcvd_train.checkpoint import Checkpoint, resolve
 from lgcvd_train.data.arrays import load_videos, recorded_command

@@ -18,10 +18,17 @@ from types import TracebackType
 
 import numpy as np
 
-from .errors import VideoError
-from .pictures import Row, check_png_target, grid, shown_frames, side_by_side, write_png
-from .timeline import Timeline
-from .writer import VideoWriter
+from lgcvd_runtime.errors import VideoError
+from lgcvd_runtime.media.pictures import (
+    Row,
+    check_png_target,
+    grid,
+    shown_frames,
+    side_by_side,
+    write_png,
+)
+from lgcvd_runtime.media.writer import VideoWriter
+from lgcvd_runtime.timeline import Timeline
 
 
 class Truth:
