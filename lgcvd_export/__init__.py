@@ -1,4 +1,4 @@
-"""lgcvd export side: a training checkpoint -> a versioned model bundle (design.md "Bundle").
+"""lgcvd export side: a training checkpoint -> a versioned model bundle (docs/design.md, Bundle).
 
 `graphs` exports the two ONNX graphs, `precision` makes their fp16 variant, `parity` is the gate
 that compares them with torch, `bundle_writer` assembles the bundle atomically, `trt_build`

@@ -1,4 +1,4 @@
-"""Assemble a bundle: export, fp16 / int8, gates, engines, manifest; atomically (design.md "Bundle").
+"""Assemble a bundle: export, fp16 / int8, gates, engines, manifest; atomically (docs/design.md).
 
 Everything is written into a temporary directory beside the target and renamed into place only
 when complete. Any failure, the gate included, or an interrupt removes the temporary directory,
@@ -9,8 +9,6 @@ folder and files get the permissions the user's umask gives.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -20,22 +18,22 @@ import torch
 
 from lgcvd_runtime.backends import trt_backend
 from lgcvd_runtime.bundle import GraphSpec, Manifest, sha256_file, write_manifest
-from lgcvd_runtime.files import abandoned_temporaries, refuse_existing, temporary_path
+from lgcvd_runtime.files import folder_then_rename, refuse_existing, remove_abandoned
+from lgcvd_runtime.media.arrays import load_videos, recorded_command
 from lgcvd_runtime.ood import calibrate
-from lgcvd_runtime.signals import signals_deferred
+from lgcvd_runtime.portable import portable_record
 from lgcvd_train import __version__
 from lgcvd_train.checkpoint import Checkpoint, resolve
-from lgcvd_train.data.arrays import load_videos, recorded_command
 from lgcvd_train.model import LGCVD
-from lgcvd_train.torch_backend import model_spec
 
-from . import int8_gate, parity, trt_build
+from . import int8_gate, parity, quantize, trt_build
 from .graphs import EXPORTER, GraphIO, export_model
 from .options import ExportOptions
 from .precision import to_fp16
 
 
 def provenance(ckpt: Checkpoint, checkpoint: Path, opts: ExportOptions, worst: float) -> dict:
+    """Where the bundle came from, its paths `portable`: the bundle travels, this machine not."""
     trained = ckpt.state.get("provenance", {})  # written by lgcvd-train
     record = {
         "checkpoint": str(resolve(checkpoint).resolve()),
@@ -60,7 +58,7 @@ def provenance(ckpt: Checkpoint, checkpoint: Path, opts: ExportOptions, worst: f
         "parity_max_rel_err": worst,
         "parity_tolerance": parity.TOLERANCE[opts.precision],
     }
-    return {k: v for k, v in record.items() if v is not None}
+    return portable_record({k: v for k, v in record.items() if v is not None})
 
 
 def build_manifest(
@@ -71,7 +69,7 @@ def build_manifest(
         for name, io in specs.items()
     }
     return Manifest(
-        model=model_spec(model.cfg),
+        model=model.cfg.layout(),
         schedule=schedule,
         precision=opts.precision,
         max_batch=opts.max_batch,
@@ -90,7 +88,7 @@ def fill(directory: Path, model, ckpt, checkpoint, opts, echo) -> None:
     gate = None
     if opts.precision == "int8":
         gate = int8_gate.int8_export(
-            directory, list(specs), model_spec(model.cfg), schedule, opts, echo
+            directory, list(specs), model.cfg.layout(), schedule, opts, echo
         )
     checks = parity.check_parity(model, directory, opts.precision, schedule, opts.real_frames)
     echo(parity.format_table(checks))
@@ -99,7 +97,7 @@ def fill(directory: Path, model, ckpt, checkpoint, opts, echo) -> None:
     prov = provenance(ckpt, checkpoint, opts, worst)
     if gate is not None:
         prov["int8"] = {
-            "float_ops": opts.int8_float_ops,
+            "float_ops": quantize.DEFAULT_FLOAT_OPS,
             "gate_psnr_vs_fp32": gate.psnr,
             "gate_ssim_vs_fp32": gate.ssim,
             "gate_clips": gate.clips,
@@ -122,25 +120,6 @@ def fill(directory: Path, model, ckpt, checkpoint, opts, echo) -> None:
     write_manifest(directory, manifest)
 
 
-def move_into_place(new: Path, target: Path) -> None:
-    """Rename the finished `new` to `target`; an old bundle there is removed only afterwards.
-    Ctrl-C and SIGTERM take effect after the renames, never between them."""
-    with signals_deferred():
-        if not target.exists():
-            os.replace(new, target)
-            return
-        old = temporary_path(target)  # the old bundle moves in here until the new one is in place
-        old.mkdir()
-        os.replace(target, old / target.name)
-        try:
-            os.replace(new, target)
-        except BaseException:
-            os.replace(old / target.name, target)
-            raise
-        finally:
-            shutil.rmtree(old, ignore_errors=True)
-
-
 def export_bundle(
     model: LGCVD,
     ckpt: Checkpoint,
@@ -153,18 +132,9 @@ def export_bundle(
     target = Path(target)
     refuse_existing(target, opts.force)
     target.parent.mkdir(parents=True, exist_ok=True)
-    for left in abandoned_temporaries(target):
-        if left.is_dir():
-            shutil.rmtree(left, ignore_errors=True)
-        else:
-            left.unlink(missing_ok=True)
+    for left in remove_abandoned(target):
         echo(f"note: removed {left.name}, left by an export that was killed")
-    work = temporary_path(target)  # within the name limit for any legal NAME
-    work.mkdir()  # with the umask's permissions, as the renamed bundle keeps them
-    try:
+    # the gate, any error and KeyboardInterrupt leave nothing behind
+    with folder_then_rename(target) as work:
         fill(work, model, ckpt, checkpoint, opts, echo)
-        move_into_place(work, target)
-    except BaseException:  # the gate, any error and KeyboardInterrupt: leave nothing behind
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return target

@@ -1,26 +1,25 @@
-"""`lgcvd-export`: a training checkpoint -> a model bundle NAME.lgcvd (design.md "Bundle").
+"""`lgcvd-export`: a training checkpoint -> a model bundle NAME.lgcvd (docs/design.md, Bundle).
 
 Loads the EMA weights, exports the context and denoiser graphs, optionally converts them to fp16
 or quantizes them to int8 (then also gated end to end against the fp32 graphs) and builds
 TensorRT engines, and writes the bundle only if the gates pass. Errors are one line and leave
-nothing behind; so do Ctrl-C (exit 130) and SIGTERM (exit 143). Torch and onnx are imported only
+nothing behind; so do Ctrl-C (exit 130) and SIGTERM (exit 143), through the command-line
+chassis (`lgcvd_runtime.cli.chassis`). Torch and onnx are imported only
 once the command runs, so a runtime-only install gets a one-line "install the train extra"
 instead of a traceback.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.cli.chassis import HELP, Command, when_stopped
 from lgcvd_runtime.files import file_in_the_way, refuse_existing
-from lgcvd_runtime.signals import exit_code, sigterm_as_interrupt, stop_word
 from lgcvd_train.extra import train_extra
 
-from .options import DEFAULT_FLOAT_OPS, FLOAT_OPS, ExportOptions, GateTolerance
+from .options import ExportOptions, GateTolerance
 
 # The four real BAIR clips of the project's shared data, when run from a source checkout.
 DEFAULT_REAL_FRAMES = (
@@ -28,7 +27,7 @@ DEFAULT_REAL_FRAMES = (
 )
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, context_settings=HELP)
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path), required=True, help="Bundle to write."
@@ -39,13 +38,6 @@ DEFAULT_REAL_FRAMES = (
     is_flag=True,
     help="int8 Q/DQ graphs, calibrated along sampler trajectories on real clips and gated end "
     "to end against the fp32 export (for TensorRT; on this CPU see docs/precision.md).",
-)
-@click.option(
-    "--int8-float-ops",
-    type=click.Choice(sorted(FLOAT_OPS)),
-    default=DEFAULT_FLOAT_OPS,
-    show_default=True,
-    help="Which ops an int8 bundle keeps in float (measured in docs/precision.md).",
 )
 @click.option(
     "--calib-frames",
@@ -59,7 +51,11 @@ DEFAULT_REAL_FRAMES = (
     help="Held-out real clips for the int8 end-to-end gate [default: --real-frames].",
 )
 @click.option(
-    "--gate-clips", type=click.IntRange(1), default=ExportOptions.gate_clips, show_default=True, help="Clips per gate."
+    "--gate-clips",
+    type=click.IntRange(1),
+    default=ExportOptions.gate_clips,
+    show_default=True,
+    help="Clips per gate.",
 )
 @click.option(
     "--gate-min-psnr",
@@ -116,7 +112,6 @@ def main(
     output: Path,
     fp16: bool,
     int8: bool,
-    int8_float_ops: str,
     calib_frames: Path | None,
     gate_frames: Path | None,
     gate_clips: int,
@@ -131,6 +126,14 @@ def main(
     calibrate: Path | None,
 ) -> None:
     """Export CHECKPOINT (a run directory or its checkpoint.safetensors) as a bundle."""
+    before = _identity(output)
+
+    def stopped(word: str) -> str:
+        if _identity(output) not in (None, before):  # the stop came as the bundle was renamed
+            return f"{word} after writing {output}"
+        return f"{word}; no bundle written to {output}"
+
+    when_stopped(stopped)
     if fp16 and int8:
         raise click.UsageError("--fp16 and --int8 exclude each other; choose one precision")
     if cuda_graph and not tensorrt:
@@ -148,7 +151,6 @@ def main(
         force=force,
         real_frames=real_frames,
         cuda_graph=cuda_graph,
-        int8_float_ops=int8_float_ops,
         calib_frames=calib_frames,
         gate_frames=gate_frames,
         gate_clips=gate_clips,
@@ -159,29 +161,18 @@ def main(
         raise click.ClickException(
             f"{blocker} is a file, not a directory; pass -o a bundle path inside a directory"
         )
-    before = _identity(output)
     try:
-        with sigterm_as_interrupt():
-            refuse_existing(output, force)
-            if tensorrt:
-                require_tensorrt()
-            model, ckpt = load_model(checkpoint, ema=True)
-            if not real_frames.is_file():
-                click.echo(f"{real_frames} not found: the parity gate uses random frames only")
-            export_bundle(model, ckpt, checkpoint, output, opts, echo=click.echo)
-    except LgcvdError as e:
-        raise click.ClickException(str(e)) from None
+        refuse_existing(output, force)
+        if tensorrt:
+            require_tensorrt()
+        model, ckpt = load_model(checkpoint, ema=True)
+        if not real_frames.is_file():
+            click.echo(f"{real_frames} not found: the parity gate uses random frames only")
+        export_bundle(model, ckpt, checkpoint, output, opts, echo=click.echo)
     except OSError as e:  # a full disk, a lost mount: the temporary bundle is gone already
         raise click.ClickException(
             f"{output}: cannot write the bundle ({e}); no bundle written"
         ) from None
-    except KeyboardInterrupt as e:
-        how = stop_word(e)
-        if _identity(output) not in (None, before):  # the stop came as the bundle was renamed
-            click.echo(f"{how} after writing {output}", err=True)
-        else:
-            click.echo(f"{how}; no bundle written to {output}", err=True)
-        sys.exit(exit_code(e))
     click.echo(f"wrote {output} ({opts.precision}, max batch {max_batch})")
 
 

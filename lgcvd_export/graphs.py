@@ -1,4 +1,4 @@
-"""The bundle's two ONNX graphs, traced from an `LGCVD` model (design.md "Bundle"; paper §3.2).
+"""The bundle's two ONNX graphs, traced from an `LGCVD` model (docs/design.md, Bundle; paper §3.2).
 
 `context.onnx` is exactly `LGCVD.context`: the sequence encoder and the K/V projections of every
 cross-attention, i.e. everything that depends only on the previous window and so runs once per
@@ -22,7 +22,6 @@ from torch import nn
 
 from lgcvd_runtime.bundle import BATCH, TensorSpec, graph_io
 from lgcvd_train.model import LGCVD
-from lgcvd_train.torch_backend import model_spec
 
 EXPORTER = "torch.onnx.export (TorchScript, dynamo=False)"
 TRACE_BATCH = 2  # not 1, so that no size-1 batch can be specialised into the graph
@@ -55,11 +54,11 @@ class DenoiserGraph(nn.Module):
 def graph_specs(model: LGCVD) -> dict[str, GraphIO]:
     """Graph name -> (inputs, outputs); "context" only when the model has a sequence encoder."""
     cfg = model.cfg
-    prev = torch.zeros(1, cfg.channels * cfg.frames, cfg.image_size, cfg.image_size)
+    prev = torch.zeros(1, cfg.window_channels, cfg.image_size, cfg.image_size)
     with torch.no_grad():
         context = model.context(prev)
     shapes = [tuple(c.shape[1:]) for c in context]
-    ctx_in, ctx_out, den_in, den_out = graph_io(model_spec(cfg), shapes)
+    ctx_in, ctx_out, den_in, den_out = graph_io(cfg, shapes)
     specs = {"context": (ctx_in, ctx_out)} if ctx_out else {}
     specs["denoiser"] = (den_in, den_out)
     return specs

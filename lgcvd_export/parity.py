@@ -20,10 +20,11 @@ import onnxruntime as ort
 import torch
 
 from lgcvd_runtime.conditioning import build_condition, denoised_offset, stack_window, to_model
-from lgcvd_runtime.errors import DataError, LgcvdError
+from lgcvd_runtime.errors import DataError, LgcvdError, plural
+from lgcvd_runtime.media.arrays import load_videos
 from lgcvd_runtime.samplers import q_sample
 from lgcvd_runtime.schedule import ScheduleSpec, full_alphas_cumprod
-from lgcvd_train.data.arrays import crop_and_resize, load_videos
+from lgcvd_train.data.arrays import crop_and_resize
 from lgcvd_train.model import LGCVD
 
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "int8": 0.5}  # int8: see docs/precision.md
@@ -72,7 +73,7 @@ def load_real_clips(path: Path, frames: int, size: int, count: int = REAL_CLIPS)
         videos = load_videos(path)
     if videos.shape[1] < frames:
         raise DataError(
-            f"{path} holds clips of {videos.shape[1]} frames; the gate needs {frames} "
+            f"{path} holds clips of {plural(videos.shape[1], 'frame')}; the gate needs {frames} "
             "(one window): pass longer clips to --real-frames"
         )
     return np.stack([crop_and_resize(clip[:frames], size) for clip in videos[:count]])
@@ -185,6 +186,5 @@ def require_parity(checks: list[Check]) -> None:
         raise ParityError(
             f"parity gate failed: {len(failed)} of {len(checks)} checks exceed "
             f"{failed[0].tolerance:.0e} or are not finite (worst {worst:.2e}, table above); "
-            "no bundle written: check the checkpoint, or try another --opset, precision "
-            "or --int8-float-ops"
+            "no bundle written: check the checkpoint, or try another --opset or precision"
         )

@@ -2,7 +2,7 @@
 
 onnxruntime's `quantize_static` rewrites an fp32 graph with QuantizeLinear / DequantizeLinear
 pairs: weights per output channel, activations per tensor, both symmetric int8 (zero point 0),
-which is the explicit-quantization form TensorRT 10 and 11 build from (design.md Precision).
+which is the explicit-quantization form TensorRT 10 and 11 build from (docs/precision.md).
 Activation ranges (min/max) come from calibration inputs recorded while the fp32 graphs run the
 runtime's own `Pipeline` on real clips: the denoiser sees x_t at every timestep of the sampling
 plan with conditions and context from real frames (a denoiser's activations change with t, so
@@ -26,6 +26,7 @@ import contextlib
 import io
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +39,51 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from lgcvd_runtime.bundle import ModelSpec
+from lgcvd_runtime.layout import ModelSpec
 from lgcvd_runtime.pipeline import Pipeline, SamplerSettings, row_generators
 from lgcvd_runtime.schedule import Plan
 
-from .options import FLOAT_OPS
 from .precision import time_embedding_nodes
+
+# Which parts of a graph stay in float, by name; the measurements behind the choices are in
+# docs/precision.md (tools/bench_export.py --int8-choice compares them). Exports use the default.
+WEIGHTED = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+CONVS = ("Conv", "ConvTranspose")
+NORMS_SOFTMAX = (
+    "InstanceNormalization",
+    "GroupNormalization",
+    "LayerNormalization",
+    "ReduceMean",
+    "Softmax",
+)
+
+
+@dataclass(frozen=True)
+class FloatChoice:
+    """Which parts of a graph stay in float."""
+
+    quantized: tuple[str, ...] | None  # op types quantized; None: all onnxruntime can
+    float_ops: tuple[str, ...] = ()  # op types kept in float among those
+    time_embedding: bool = False  # keep t -> sin/cos in float (t reaches ~1000)
+    io_convs: bool = False  # keep the first conv (reads x_t) and the output conv in float
+    outputs: bool = True  # False: Q/DQ only on the inputs of quantized ops, none on outputs
+    percentile: float | None = None  # activation range: this percentile of |x|; None: min/max
+
+
+FLOAT_OPS = {
+    "none": FloatChoice(None),
+    "sensitive": FloatChoice(None, NORMS_SOFTMAX + ("Sin", "Cos"), time_embedding=True),
+    "weighted": FloatChoice(WEIGHTED, time_embedding=True, outputs=False),
+    "weighted-io": FloatChoice(WEIGHTED, time_embedding=True, io_convs=True, outputs=False),
+    "conv-io": FloatChoice(CONVS, time_embedding=True, io_convs=True, outputs=False),
+    "weighted-io-p9999": FloatChoice(
+        WEIGHTED, time_embedding=True, io_convs=True, outputs=False, percentile=99.99
+    ),
+    "weighted-io-p999": FloatChoice(
+        WEIGHTED, time_embedding=True, io_convs=True, outputs=False, percentile=99.9
+    ),
+}
+DEFAULT_FLOAT_OPS = "weighted-io-p9999"
 
 CALIB_BATCH = 4  # samples per calibration call: onnxruntime holds every activation of a call
 

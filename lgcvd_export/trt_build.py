@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lgcvd_runtime.backends import trt_backend
+from lgcvd_runtime.backends import ENTRIES, trt_backend
 from lgcvd_runtime.backends.graph_io import concrete_shape, engine_cache_dir
 from lgcvd_runtime.bundle import Manifest, sha256_file
 from lgcvd_runtime.errors import BackendError
@@ -26,10 +26,11 @@ GRAPH_TOLERANCE = 1e-5  # a replayed graph runs the same kernels: only reorderin
 
 def require_tensorrt() -> None:
     """Raise a one-line `BackendError` unless TensorRT and a CUDA GPU are usable here."""
-    reason = trt_backend.unavailable()
+    entry = ENTRIES["tensorrt"]
+    reason = entry.unavailable()
     if reason is not None:
         raise BackendError(
-            f"TensorRT is unavailable ({reason}): {trt_backend.INSTALL} (needs an NVIDIA GPU), "
+            f"TensorRT is unavailable ({reason}): {entry.install} (needs an NVIDIA GPU), "
             "or export without --tensorrt"
         )
 

@@ -8,9 +8,9 @@
 
 Everything expensive (manifest check, inference sessions, the sampling plan) happens in `load`;
 calls only run windows. Frames are uint8 RGB; frames of another size are center-cropped and
-resampled to the model's (video.center_crop_resize). Cameras and samples are rows of one batch;
-each row's noise comes from its clip's seed (`pipeline.row_generators`), so a clip's forecast
-does not depend on the other cameras. The window logic is `pipeline.Pipeline`; the live stream
+resampled to the model's (`media.resize.center_crop_resize`). Cameras and samples are rows of
+one batch; each row's noise comes from its clip's seed (`pipeline.row_generators`), so a clip's
+forecast does not depend on the other cameras. The window logic is `pipeline.Pipeline`; the live stream
 is `live.LiveStream`. This module knows no engine package and no torch.
 """
 
@@ -20,35 +20,36 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lgcvd_runtime.backends import load_backend
 from lgcvd_runtime.backends.base import Backend
 from lgcvd_runtime.bundle import Manifest, load_manifest
+from lgcvd_runtime.checks import (
+    check_count,
+    check_frames,
+    check_sampler,
+    check_steps,
+    is_clip_list,
+    is_whole,
+)
 from lgcvd_runtime.conditioning import to_model, to_uint8
 from lgcvd_runtime.errors import BundleError, LgcvdError
-from lgcvd_runtime.media.video import center_crop_resize
+from lgcvd_runtime.live import LiveStream
+from lgcvd_runtime.media.resize import center_crop_resize
 from lgcvd_runtime.ood import Calibration, input_warning, scores_of_clips
 from lgcvd_runtime.pipeline import (
-    CONTEXT_MODES,
     Pipeline,
     SamplerSettings,
     Window,
     clip_seeds,
     row_generators,
 )
-from lgcvd_runtime.samplers import SAMPLERS
+from lgcvd_runtime.plans import DEFAULT_PLAN
 from lgcvd_runtime.schedule import respace
 
-if TYPE_CHECKING:
-    from lgcvd_runtime.live import LiveStream
-
 ASSETS = Path(__file__).parent / "assets"  # default.lgcvd and demo.mkv, when shipped
-# Chosen by measurement; the numbers behind it are in docs/results.md (sampler study).
-DEFAULT_SAMPLER = "ddpm"
-DEFAULT_STEPS = 50
 Seed = int | Sequence[int] | None  # one for all clips, one per clip, or drawn from the model
 
 
@@ -75,18 +76,6 @@ def default_bundle() -> Path:
             "pass a bundle exported with lgcvd-export (--model NAME.lgcvd)"
         )
     return path
-
-
-def _as_clip(frames) -> np.ndarray:
-    """One clip from an array or a list of frames; a ragged list is a one-line error."""
-    if isinstance(frames, (list, tuple)):
-        shapes = list(dict.fromkeys(np.shape(f) for f in frames))
-        if len(shapes) > 1:
-            raise LgcvdError(
-                f"frames of one clip must share one shape, got {shapes[0]} and {shapes[1]}; "
-                "resize them first, or pass a list of clips (one (T, H, W, 3) array per camera)"
-            )
-    return np.asarray(frames)
 
 
 def _camera(index: int, fit, clip) -> np.ndarray:
@@ -123,32 +112,15 @@ class Model:
 
     def fit(self, frames) -> np.ndarray:
         """(T, H, W, 3) uint8 -> (T, size, size, 3): center-crop and resample where needed."""
-        frames = self.check_frames(frames)
+        frames = check_frames(frames)
         if frames.shape[1:3] == (self.size, self.size):
             return frames
         return np.stack([center_crop_resize(f, self.size) for f in frames])
 
-    @staticmethod
-    def check_frames(frames) -> np.ndarray:
-        """(T, H, W, 3) uint8 RGB frames of at least one pixel, as an array, or a one-line error."""
-        frames = _as_clip(frames)
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-            raise LgcvdError(
-                f"frames must be uint8 RGB of shape (T, H, W, 3), got {frames.dtype} "
-                f"{frames.shape}; convert them first"
-            )
-        if 0 in frames.shape[1:3]:
-            raise LgcvdError(
-                f"frames must be at least 1x1 pixels, got {frames.shape[2]}x{frames.shape[1]}"
-            )
-        return frames
-
     def clips(self, clips) -> tuple[list[np.ndarray], bool]:
         """Fitted clips (each (T, size, size, 3)) and whether a list of clips was given: a list
         or tuple of (T, H, W, 3) arrays or a (C, T, H, W, 3) array; else one clip."""
-        many = (isinstance(clips, np.ndarray) and clips.ndim == 5) or (
-            isinstance(clips, (list, tuple)) and len(clips) > 0 and np.ndim(clips[0]) == 4
-        )
+        many = is_clip_list(clips)
         fitted = (
             [_camera(c, self.fit, clip) for c, clip in enumerate(clips)]
             if many
@@ -236,8 +208,6 @@ class Model:
     ) -> LiveStream:
         """A non-blocking forecaster with its own worker thread: see `live.LiveStream`. n
         defaults to one window of new frames; `seed`: one for all cameras or one per camera."""
-        from lgcvd_runtime.live import LiveStream
-
         return LiveStream(self, p, n or self.manifest.model.new_frames, cameras, samples, seed)
 
     def close(self) -> None:
@@ -270,16 +240,6 @@ class Stream:
         return self.model.predict(np.stack(self._frames), self.n, self.samples)
 
 
-def _whole(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def check_count(what: str, value: int) -> None:
-    """A one-line error unless `value` is a whole number of at least 1."""
-    if not _whole(value) or value < 1:
-        raise LgcvdError(f"{what} must be a whole number of at least 1, got {value!r}")
-
-
 def _to_uint8(
     windows: Iterator[Window], cameras: int | None, score: Callable[[], object] | None = None
 ) -> Iterator[PredictedWindow]:
@@ -296,10 +256,9 @@ def _to_uint8(
 def load(
     bundle: str | Path | None = None,
     backend: str = "auto",
-    sampler: str = DEFAULT_SAMPLER,
-    steps: int = DEFAULT_STEPS,
+    sampler: str = DEFAULT_PLAN.sampler,
+    steps: int = DEFAULT_PLAN.steps,
     seed: int | None = None,
-    context_mode: str = "last",
     log: Callable[[str], None] | None = None,
     threads: int | None = None,
 ) -> Model:
@@ -309,21 +268,14 @@ def load(
     one-line notes such as the backend `auto` chose; `threads` caps onnxruntime's CPU threads
     (None: one per physical core), e.g. to leave cores to the rest of a robot's stack.
     """
-    if sampler not in SAMPLERS:
-        raise LgcvdError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if context_mode not in CONTEXT_MODES:
-        raise LgcvdError(
-            f"unknown context mode {context_mode!r}; choose one of {', '.join(CONTEXT_MODES)}"
-        )
+    check_sampler(sampler)
     if seed is not None:
         row_generators(seed, 1)  # the seed rule's own check: a one-line error now, not later
     path = Path(bundle) if bundle is not None else default_bundle()
     manifest = load_manifest(path)
-    total = manifest.schedule.T
-    if not _whole(steps) or not 1 <= steps <= total:
-        raise LgcvdError(f"steps must be in 1..{total} (the schedule's T), got {steps!r}")
-    settings = SamplerSettings(respace(manifest.schedule, steps), sampler, context_mode)
-    if threads is not None and (not _whole(threads) or threads < 1):
+    check_steps(steps, manifest.schedule.T)
+    settings = SamplerSettings(respace(manifest.schedule, steps), sampler)
+    if threads is not None and (not is_whole(threads) or threads < 1):
         raise LgcvdError(f"threads must be at least 1, got {threads!r}")
     engine = load_backend(backend, path, manifest, log, threads)
     pipeline = Pipeline(engine, manifest.model, settings, manifest.max_batch)

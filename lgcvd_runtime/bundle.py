@@ -1,42 +1,28 @@
-"""The model bundle: the contract between export and runtime (design.md "Bundle").
+"""The model bundle: the contract between export and runtime (docs/design.md, Bundle).
 
 A directory `NAME.lgcvd/` holding `manifest.json` and the ONNX graphs it names. This module reads,
 validates and writes manifests and checks file hashes; it knows nothing about torch or ONNX
 internals. Graph I/O (names, dtypes, symbolic shapes) is described here once and read by the
-exporter, TensorRT profiles and the runtime's input checks (style.md 8).
+exporter, TensorRT profiles and the runtime's input checks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lgcvd_runtime.checks import refuse_unknown_fields
 from lgcvd_runtime.errors import BundleError
 from lgcvd_runtime.files import write_then_rename
+from lgcvd_runtime.layout import ModelSpec
 from lgcvd_runtime.schedule import ScheduleSpec
 
 FORMAT = "lgcvd-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 BATCH = "batch"  # symbolic batch dimension
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the runtime must know about the network's input layout."""
-
-    image_size: int
-    channels: int
-    frames: int  # N
-    cond_slots: int  # K
-    parameterization: str
-    residual: bool = False  # x0 is the window minus conditioning.baseline (False: the window)
-
-    @property
-    def new_frames(self) -> int:
-        return self.frames - self.cond_slots
 
 
 @dataclass(frozen=True)
@@ -85,12 +71,12 @@ def graph_io(spec: ModelSpec, context_shapes: list[tuple[int, ...]], dtype: str 
     cross-attention K and V, in order. Graph inputs and outputs are float32 unless `dtype` says.
     """
     h = w = spec.image_size
-    window = (BATCH, spec.channels * spec.frames, h, w)
+    window = (BATCH, spec.window_channels, h, w)
     ctx = tuple(
         TensorSpec(f"ctx_{'kv'[i % 2]}{i // 2}", dtype, (BATCH, *s))
         for i, s in enumerate(context_shapes)
     )
-    cond = (BATCH, spec.cond_slots * (spec.channels + 1), h, w)
+    cond = (BATCH, spec.cond_channels, h, w)
     ctx_in = (TensorSpec("prev", dtype, window),)
     den_in = (
         TensorSpec("x_t", dtype, window),
@@ -182,7 +168,7 @@ def load_manifest(path: Path, verify: bool = True) -> Manifest:
                 f"{path}: bundle format version {version} is newer than this runtime's "
                 f"({FORMAT_VERSION}); upgrade lgcvd"
             )
-        _refuse_unknown_fields(path, raw)
+        refuse_unknown_fields(path, "the bundle's model", ModelSpec, raw["model"], BundleError)
         manifest = Manifest.from_dict(raw)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise BundleError(f"{mf}: corrupt manifest ({e}); export the bundle again") from None
@@ -192,17 +178,6 @@ def load_manifest(path: Path, verify: bool = True) -> Manifest:
         if verify:
             verify_graph(path, manifest.graphs[name])
     return manifest
-
-
-def _refuse_unknown_fields(path: Path, raw: dict) -> None:
-    """A model field this runtime does not know means a newer lgcvd made the bundle."""
-    known = {f.name for f in fields(ModelSpec)}
-    unknown = sorted(set(raw.get("model", {})) - known)
-    if unknown:
-        raise BundleError(
-            f"{path}: the bundle's model has fields this lgcvd does not know "
-            f"({', '.join(unknown)}); it was made by a newer lgcvd: upgrade lgcvd"
-        )
 
 
 def required_graphs(manifest: Manifest) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""Frame normalisation, the window layout and the local condition (paper §3.2; design.md Model).
+"""Frame normalisation, the window layout and the local condition (paper §3.2).
 
 A window ("fragment") of N frames is stacked on channels: (B, 3N, H, W), frame f in channels
 [3f, 3f+3), values in [-1, 1]. The local condition y m has K slots; slot k holds one RGB frame and

@@ -1,5 +1,6 @@
 """Error classes for user-facing failures: each carries a one-line message naming the problem and
-the fix. The CLIs turn them into a non-zero exit without a traceback (style.md 14)."""
+the fix. The CLIs turn them into a non-zero exit without a traceback (docs/design.md). `plural`
+words the counts in such messages ("1 frame", "3 frames")."""
 
 
 class LgcvdError(Exception):
@@ -8,6 +9,11 @@ class LgcvdError(Exception):
 
 class VideoError(LgcvdError):
     """A video file is missing, unreadable, truncated, too short or has an unusable size."""
+
+
+class BagError(VideoError):
+    """A robot log (rosbag2 folder, .mcap or ROS 1 .bag) is unreadable, lacks the asked-for
+    topic, or holds images of an encoding lgcvd does not read."""
 
 
 class BundleError(LgcvdError):
@@ -32,3 +38,9 @@ class OutputExistsError(OutputError):
 
 class NonFiniteError(LgcvdError):
     """A graph returned NaN or Inf: a broken bundle, engine or precision, never a frame."""
+
+
+def plural(count: int, noun: str) -> str:
+    """`count` and `noun` for a message, the noun in the plural unless count is 1: a noun that
+    takes an s ("frame", "clip", "video", "sample", "seed")."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -1,22 +1,25 @@
 """Writing outputs so that nothing is lost: a reader sees the old file or the complete new one,
-never a partial one, and nothing is overwritten without --force (style.md 14).
+never a partial one, and nothing is overwritten without --force (docs/design.md, Conventions).
 
-Every output is written under a temporary name beside its target, then renamed. The temporary
-name is hidden (leading dot), unique, and never longer than the file system's name limit, however
-long the target's name; the renamed file gets the permissions the user's umask gives, as if it
-had been created under its own name (a temporary file is often private). This module knows
-nothing about what is written.
+Every output, a file or a folder, is written under a temporary name beside its target, then
+renamed. The temporary name is hidden (leading dot), unique, carries the writer's pid, and is
+never longer than the file system's name limit, however long the target's name; the renamed file
+gets the permissions the user's umask gives, as if it had been created under its own name (a
+temporary file is often private). A temporary is abandoned, and may be deleted, only when the
+process named in it no longer runs. This module knows nothing about what is written.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from lgcvd_runtime.errors import OutputError, OutputExistsError
+from lgcvd_runtime.signals import signals_deferred
 
 NAME_MAX = 255  # bytes per file name where the file system does not say (ext4, xfs, btrfs, tmpfs)
 _FILE_MODE, _DIR_MODE = 0o666, 0o777  # before the umask, as open() and mkdir() use them
@@ -71,6 +74,17 @@ def abandoned_temporaries(path: Path) -> list[Path]:
         except PermissionError:  # another user's live process
             pass
     return sorted(found)
+
+
+def remove_abandoned(path: Path) -> list[Path]:
+    """Delete `abandoned_temporaries(path)`, files and folders; return what was deleted."""
+    found = abandoned_temporaries(path)
+    for left in found:
+        if left.is_dir():
+            shutil.rmtree(left, ignore_errors=True)
+        else:
+            left.unlink(missing_ok=True)
+    return found
 
 
 def create_temporary(path: Path) -> Path:
@@ -137,3 +151,39 @@ def write_then_rename(path: Path, force: bool = True) -> Iterator[Path]:
         publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def move_into_place(new: Path, target: Path) -> None:
+    """Rename the finished folder `new` to `target`; an old folder there is removed only
+    afterwards. Ctrl-C and SIGTERM take effect after the renames, never between them."""
+    with signals_deferred():
+        if not target.exists():
+            os.replace(new, target)
+            return
+        old = temporary_path(target)  # the old folder moves in here until the new one is in place
+        old.mkdir()
+        os.replace(target, old / target.name)
+        try:
+            os.replace(new, target)
+        except BaseException:
+            os.replace(old / target.name, target)
+            raise
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def folder_then_rename(path: Path, force: bool = True) -> Iterator[Path]:
+    """`write_then_rename` for a folder: yield a new empty temporary folder beside `path` (the
+    umask's permissions, as if made under its own name); it replaces `path` if the block succeeds
+    (`move_into_place`) and is deleted if the block fails or is interrupted."""
+    path = Path(path)
+    refuse_existing(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)  # within the name limit for any legal name
+    tmp.mkdir()
+    try:
+        yield tmp
+        move_into_place(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,5 +1,5 @@
 """A live forecaster for control loops: pushes never wait, a worker thread forecasts
-(design.md "Many cameras, live loops, fleets").
+(docs/design.md, "Many cameras, live loops, fleets").
 
     with model.live(p=2, n=6, cameras=2) as live:
         while robot.running:                          # e.g. at 10 Hz
@@ -16,7 +16,8 @@ older ones (latest wins: nothing queues up); frames that no forecast used are co
 `skipped`. A forecast depends only on its p frames and its camera's seed, as the same
 `Model.predict` call would give. An error in the worker is raised by the next `push`, `latest`
 or `wait`. The model must not be used from another thread while the stream is open.
-This module knows no engine package.
+This module knows no engine package, and not the façade `api` that builds it: the model is
+anything with `Model`'s `fit`, `seeds`, `predict` and `manifest` (the `Forecaster` protocol).
 """
 
 from __future__ import annotations
@@ -24,17 +25,28 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-from lgcvd_runtime.api import check_count
+from lgcvd_runtime.bundle import Manifest
+from lgcvd_runtime.checks import check_count, check_frames, is_whole
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.timeline import Timeline
 
-if TYPE_CHECKING:
-    from lgcvd_runtime.api import Model
+
+class Forecaster(Protocol):
+    """What the stream needs of its model (`api.Model` is one)."""
+
+    manifest: Manifest
+
+    def fit(self, frames) -> np.ndarray: ...
+
+    def seeds(self, seed, clips: int) -> list[int]: ...
+
+    def predict(self, clips, n: int, samples: int = 1, seed=None) -> Iterator: ...
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,9 @@ class _Camera:
 class LiveStream:
     """See the module header. Build it with `Model.live(p, n, cameras, samples, seed)`."""
 
-    def __init__(self, model: Model, p: int, n: int, cameras: int, samples: int = 1, seed=None):
+    def __init__(
+        self, model: Forecaster, p: int, n: int, cameras: int, samples: int = 1, seed=None
+    ):
         for what, value in (("p", p), ("n", n), ("cameras", cameras), ("samples", samples)):
             check_count(what, value)
         self.model, self.p, self.n, self.samples = model, p, n, samples
@@ -87,7 +101,7 @@ class LiveStream:
     def push(self, frame: np.ndarray, camera: int = 0, stamp: float | None = None) -> int:
         """Store one (H, W, 3) uint8 frame of `camera` and return its index at once. `stamp`:
         the frame's time on the caller's clock (default time.monotonic())."""
-        frame = np.array(self.model.check_frames(np.asarray(frame)[None])[0])  # a copy
+        frame = np.array(check_frames(np.asarray(frame)[None])[0])  # a copy
         stamp = time.monotonic() if stamp is None else float(stamp)
         with self._cond:
             self._raise_error()
@@ -135,11 +149,7 @@ class LiveStream:
         self.close()
 
     def _camera(self, camera: int) -> _Camera:
-        if (
-            isinstance(camera, bool)
-            or not isinstance(camera, (int, np.integer))
-            or not (0 <= camera < len(self._cameras))
-        ):
+        if not is_whole(camera) or not 0 <= camera < len(self._cameras):
             raise LgcvdError(
                 f"camera {camera!r} does not exist; this stream has cameras "
                 f"0..{len(self._cameras) - 1}"

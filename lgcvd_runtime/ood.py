@@ -28,7 +28,7 @@ import numpy as np
 
 from lgcvd_runtime.backends import load_backend
 from lgcvd_runtime.backends.base import Backend
-from lgcvd_runtime.bundle import Manifest, ModelSpec
+from lgcvd_runtime.bundle import Manifest
 from lgcvd_runtime.conditioning import (
     ABSENT,
     build_condition,
@@ -37,6 +37,8 @@ from lgcvd_runtime.conditioning import (
     unknown_window,
 )
 from lgcvd_runtime.errors import BundleError, LgcvdError
+from lgcvd_runtime.layout import ModelSpec
+from lgcvd_runtime.portable import portable_record
 from lgcvd_runtime.samplers import x0_eps_from_output
 from lgcvd_runtime.schedule import ScheduleSpec, full_alphas_cumprod
 
@@ -132,7 +134,7 @@ def calibrate(
 ) -> dict[str, object]:
     """The manifest's "ood" record of `bundle` (its graphs on onnxruntime's CPU provider) from
     held-out clips (C, T, H, W, 3) uint8 of the training distribution; `data` (and the command
-    that made it, if known) says where they came from."""
+    that made it, if known) says where they came from, its paths `portable`."""
     if len(clips) < 20:
         raise LgcvdError(
             f"calibration needs at least 20 held-out clips for a 99th percentile, got {len(clips)}"
@@ -156,7 +158,7 @@ def calibrate(
     }
     if data_command is not None:
         record["data_command"] = data_command
-    return record
+    return portable_record(record)  # the bundle travels: no path of this machine
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,7 @@ class Calibration:
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise BundleError(
                 f"the manifest's ood calibration is corrupt ({type(e).__name__}: {e}); calibrate "
-                "the bundle again with tools/calibrate_ood.py calibrate BUNDLE --data CLIPS --force"
+                "the bundle again with lgcvd-run calibrate BUNDLE --data CLIPS --force"
             ) from None
 
     @property

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lgcvd_runtime.backends.base import Backend
-from lgcvd_runtime.bundle import ModelSpec
+from lgcvd_runtime.checks import is_whole
 from lgcvd_runtime.conditioning import (
     build_condition,
     denoised_offset,
@@ -35,18 +35,18 @@ from lgcvd_runtime.conditioning import (
     unknown_window,
     unstack_window,
 )
-from lgcvd_runtime.errors import LgcvdError, NonFiniteError
+from lgcvd_runtime.errors import LgcvdError, NonFiniteError, plural
+from lgcvd_runtime.layout import ModelSpec
+from lgcvd_runtime.plans import DEFAULT_PLAN
 from lgcvd_runtime.samplers import sample
 from lgcvd_runtime.schedule import Plan
 from lgcvd_runtime.timeline import Timeline
-
-CONTEXT_MODES = ("last", "running_mean")
 
 
 def row_generators(seed: int, samples: int) -> list[np.random.Generator]:
     """The noise generators of one clip's `samples` rows. Sample s's generator depends on
     (seed, s) alone: the same whatever the number of samples, cameras or batch position."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_whole(seed) or seed < 0:
         raise LgcvdError(f"a seed must be a non-negative integer, got {seed!r}")
     children = np.random.SeedSequence(int(seed)).spawn(samples)
     return [np.random.default_rng(child) for child in children]
@@ -62,7 +62,9 @@ def clip_seeds(seed, clips: int, rng: np.random.Generator) -> list[int]:
         return [int(seed)] * clips
     seeds = list(seed)
     if len(seeds) != clips:
-        raise LgcvdError(f"got {len(seeds)} seeds for {clips} clips; give one per clip")
+        raise LgcvdError(
+            f"got {plural(len(seeds), 'seed')} for {plural(clips, 'clip')}; give one per clip"
+        )
     return seeds
 
 
@@ -79,8 +81,7 @@ class Window:
 @dataclass(frozen=True)
 class SamplerSettings:
     plan: Plan
-    sampler: str = "ddpm"
-    context_mode: str = "last"  # "running_mean": z_k = (E(x̂_{k-1}) + z_{k-1}) / 2, on K/V
+    sampler: str = DEFAULT_PLAN.sampler
 
 
 def check_finite(arrays, graph: str, where: str, backend: str) -> None:
@@ -105,8 +106,6 @@ class Pipeline:
         settings: SamplerSettings,
         max_batch: int | None = None,
     ):
-        if settings.context_mode not in CONTEXT_MODES:
-            raise ValueError(f"context_mode must be one of {CONTEXT_MODES}")
         self.backend, self.spec, self.settings = backend, spec, settings
         self.max_batch = max_batch
         self.on_step: Callable[[int], None] | None = None
@@ -162,16 +161,13 @@ class Pipeline:
         )
         return unstack_window(x0 + offset)  # (B, N, 3, H, W)
 
-    def _context(self, prev: np.ndarray | None, previous_context, rows: int, window: int):
+    def _context(self, prev: np.ndarray | None, rows: int, window: int):
         if prev is None:
             h = self.spec.image_size
             prev = unknown_window(rows, self.spec.frames, h, h)
         else:
             prev = stack_window(prev)
-        ctx = self._encode(prev, window)
-        if self.settings.context_mode == "running_mean" and previous_context is not None:
-            ctx = tuple((a + b) * 0.5 for a, b in zip(ctx, previous_context, strict=True))
-        return ctx
+        return self._encode(prev, window)
 
     def fill(
         self, timeline: Timeline, rngs: Sequence[np.random.Generator], first_window: int = 0
@@ -181,9 +177,9 @@ class Pipeline:
         rows = timeline.video.shape[0]
         if len(rngs) != rows:
             raise ValueError(f"{len(rngs)} generators for {rows} batch rows")
-        prev, ctx, index = None, None, first_window
+        prev, index = None, first_window
         while (plan := timeline.next_window()) is not None:
-            ctx = self._context(prev, ctx, rows, index)
+            ctx = self._context(prev, rows, index)
             x0 = self._window(timeline.window_frames(plan), plan.positions, ctx, rngs, index)
             timeline.fill(plan, x0)
             prev = x0

@@ -8,7 +8,7 @@ takes a callable `denoise(x_t, t) -> model output`.
 
 Notation (code name -> paper symbol):
   alpha = sqrt(abar_t), sigma = sqrt(1 - abar_t)      (Eq. 3: x_t = alpha x0 + sigma eps)
-  v = alpha eps - sigma x0                            (v-prediction, reference-notes §1)
+  v = alpha eps - sigma x0                            (v-prediction, Salimans & Ho 2022)
   x0 = alpha x_t - sigma v ; eps = sigma x_t + alpha v (Eq. 7 rewritten for v)
 """
 

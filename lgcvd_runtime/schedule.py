@@ -1,4 +1,4 @@
-"""Noise schedule and timestep respacing (paper §3.1, Eq. 1-3; reference-notes §3-4).
+"""Noise schedule and timestep respacing (paper §3.1, Eq. 1-3).
 
 All tables are numpy float64, built once, checked by asserts. Training converts them to tensors
 through `lgcvd_train.diffusion`; nothing else re-derives them. This module knows nothing about
@@ -26,7 +26,7 @@ class ScheduleSpec:
     type: str = "cosine"
     T: int = 1000
     s: float = 0.008  # cosine offset (Nichol & Dhariwal 2021)
-    max_beta: float = 0.9999  # clip of the reference code (reference-notes §3)
+    max_beta: float = 0.9999  # clip of the reference code (docs/design.md)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -3,9 +3,10 @@
 KeyboardInterrupt (temporary outputs deleted, the trainer's checkpoint saved) also runs when a
 supervisor stops the process. A SIGHUP that is ignored (`nohup`) stays ignored.
 
-All three command lines (`lgcvd-run`, `lgcvd-train`, `lgcvd-export`) run inside
-`sigterm_as_interrupt()` and exit with `exit_code(err)`: 130 for Ctrl-C, 143 (128 + 15) for
-SIGTERM, 129 for SIGHUP, the codes a shell reports for a process ended by those signals.
+Every command line runs inside `sigterm_as_interrupt()` through the chassis
+(`cli/chassis.py`), and a batch command stopped before its end exits with `exit_code(err)`: 130
+for Ctrl-C, 143 (128 + 15) for SIGTERM, 129 for SIGHUP, the codes a shell reports for a process
+ended by those signals.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The video being filled: frames, which of them are known, and how windows fill the rest
-(paper §3.2: autoregressive fragments; design.md Model).
+(paper §3.2: autoregressive fragments).
 
 A `Timeline` holds a video whose time axis is the fourth from the end, (..., T, 3, H, W) float
 frames for the pipeline or (..., T, H, W, 3) uint8 frames for a writer, with leading axes for
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lgcvd_runtime.bundle import ModelSpec
 from lgcvd_runtime.conditioning import ABSENT
 from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.layout import ModelSpec
 
 TIME_AXIS = -4  # (..., T, 3, H, W) or (..., T, H, W, 3)
 

@@ -1,7 +1,7 @@
 """Checkpoints: one safetensors file holding weights, EMA weights and optimizer state, with the
 JSON state (model config, training config, step, provenance) in its metadata, plus a readable copy
 of that JSON beside it. Written to a temporary file and renamed, so a checkpoint on disk is always
-complete; loaded without pickle (style.md 10).
+complete; loaded without pickle.
 
 The safetensors file is the checkpoint; `checkpoint.json` is only a copy for people to read. The
 copy is removed before new weights are written and written again after them, so a process killed
@@ -13,15 +13,16 @@ config keys this version does not know) is refused with a one-line "upgrade lgcv
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from lgcvd_runtime.checks import UPGRADE, refuse_unknown_fields
 from lgcvd_runtime.errors import LgcvdError
-from lgcvd_runtime.files import write_then_rename
+from lgcvd_runtime.files import remove_abandoned, write_then_rename
 from lgcvd_runtime.schedule import SCHEDULES, ScheduleSpec
 
 from .config import ModelConfig, TrainConfig
@@ -31,7 +32,6 @@ FILENAME = "checkpoint.safetensors"
 READABLE = "checkpoint.json"  # the copy of the JSON state for people to read
 META_KEY = "lgcvd"
 FORMAT_VERSION = 1  # of the checkpoint layout; raised when an older lgcvd could not read one
-UPGRADE = "upgrade lgcvd (pip install -U lgcvd)"
 
 
 class CheckpointError(LgcvdError):
@@ -63,15 +63,10 @@ def resolve(path: Path) -> Path:
 
 
 def remove_temporaries(run_dir: Path, names: tuple[str, ...]) -> list[str]:
-    """Delete the temporary files (`.NAME.*`, see lgcvd_runtime.files) that a process killed while
-    writing one of `names` left in `run_dir`; return the deleted names."""
-    gone = []
-    for name in names:
-        for tmp in Path(run_dir).glob(f".{name}.*"):
-            if tmp.is_file():
-                tmp.unlink(missing_ok=True)
-                gone.append(tmp.name)
-    return sorted(gone)
+    """Delete the temporary files that a process killed while writing one of `names` left in
+    `run_dir` (`lgcvd_runtime.files.remove_abandoned`: only those of processes that no longer run,
+    never a live writer's); return the deleted names."""
+    return sorted(tmp.name for name in names for tmp in remove_abandoned(Path(run_dir) / name))
 
 
 def write_readable(run_dir: Path, state: dict) -> None:
@@ -145,10 +140,10 @@ def load_checkpoint(path: Path) -> Checkpoint:
                 f"({FORMAT_VERSION}); {UPGRADE}"
             )
         for cls, key in ((ModelConfig, "model_config"), (TrainConfig, "train_config")):
-            refuse_unknown(f, cls, key, state[key])
+            refuse_unknown_fields(f, key, cls, state[key], CheckpointError)
         schedule = state["train_config"].get("schedule")  # absent before schedules travelled
         if schedule is not None:
-            refuse_unknown(f, ScheduleSpec, "schedule", schedule)
+            refuse_unknown_fields(f, "schedule", ScheduleSpec, schedule, CheckpointError)
             if schedule.get("type", ScheduleSpec.type) not in SCHEDULES:
                 raise CheckpointError(
                     f"{f}: schedule {schedule['type']!r} is unknown to this lgcvd; {UPGRADE}"
@@ -166,16 +161,6 @@ def load_checkpoint(path: Path) -> Checkpoint:
         ) from None
 
 
-def refuse_unknown(f: Path, cls, key: str, d: dict) -> None:
-    """A config with fields this lgcvd does not know comes from a newer lgcvd: say so."""
-    unknown = sorted(set(d) - {field.name for field in fields(cls)})
-    if unknown:
-        raise CheckpointError(
-            f"{f}: written by a newer lgcvd ({key} has fields {', '.join(unknown)} that this "
-            f"version does not know); {UPGRADE}"
-        )
-
-
 def restore_optimizer(optimizer, ckpt: Checkpoint) -> None:
     groups = ckpt.state["param_groups"]
     per_param: dict[int, dict] = {}
@@ -186,7 +171,7 @@ def restore_optimizer(optimizer, ckpt: Checkpoint) -> None:
 
 
 def load_model(path: Path, ema: bool = True) -> tuple[LGCVD, Checkpoint]:
-    """Rebuild the model from the checkpoint's own config; EMA weights by default (design.md)."""
+    """Rebuild the model from the checkpoint's own config; EMA weights by default."""
     ckpt = load_checkpoint(path)
     weights = ckpt.weights("ema." if ema else "model.")
     bad = sorted(k for k, v in weights.items() if v.is_floating_point() and not v.isfinite().all())

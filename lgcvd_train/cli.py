@@ -4,6 +4,9 @@ lgcvd-train --preset small --data shapes --steps 200
 lgcvd-train --preset small --data path/to/videos/ --out runs/mine
 lgcvd-train --init-from lgcvd_runtime/assets/default.lgcvd --data path/to/videos/ --out runs/tuned
 torchrun --nproc-per-node 4 -m lgcvd_train.cli --preset paper-bair64 --data bair.npz
+
+Errors end in one line; a stop (Ctrl-C exits 130, SIGTERM 143, SIGHUP 129) saves the checkpoint
+and says how to continue (`lgcvd_runtime.cli.chassis`).
 """
 
 from __future__ import annotations
@@ -14,11 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-from click.core import ParameterSource
 
-from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.cli.chassis import HELP, Command, when_stopped
 from lgcvd_runtime.files import file_in_the_way
-from lgcvd_runtime.signals import exit_code, sigterm_as_interrupt, stop_word
 
 from . import __version__
 from .config import (
@@ -35,7 +36,11 @@ from .extra import train_extra
 from .train_options import MAX_SEED, TRAIN, finite, parse_task_weights
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(
+    cls=Command,
+    context_settings=HELP,
+    stopped="{word} before training began; no checkpoint written",
+)
 @click.option(
     "--preset",
     "preset_name",
@@ -193,20 +198,23 @@ from .train_options import MAX_SEED, TRAIN, finite, parse_task_weights
     "--channels-last/--no-channels-last",
     default=TRAIN.channels_last,
     show_default=True,
-    help="Model and inputs in channels-last memory format (speed only).",
+    help="Model and inputs in channels-last memory format (speed only; slower on a CPU, kept "
+    "until measured on a GPU: docs/results.md).",
 )
 @click.option(
     "--compile/--no-compile",
     "compile_model",
     default=TRAIN.compile,
     show_default=True,
-    help="torch.compile the network (speed only; the first steps compile it).",
+    help="torch.compile the network (speed only; it compiles for minutes in "
+    "every new process, so it pays only in long runs; kept until measured on a GPU).",
 )
 @click.option(
     "--prefetch/--no-prefetch",
     default=TRAIN.prefetch,
     show_default=True,
-    help="Prepare the next batch on a background thread during each step (speed only).",
+    help="Prepare the next batch on a background thread during each step (speed only; within the "
+    "noise on a 2-core CPU, kept until measured on a GPU).",
 )
 @click.option(
     "--init-from",
@@ -258,18 +266,14 @@ def main(
 ):
     """Train LGC-VD with the two-stage algorithm; write RUN/checkpoint.safetensors."""
     with train_extra("lgcvd-train"):
+        from lgcvd_runtime.media.arrays import recorded_command
+
         from .checkpoint import FILENAME
-        from .continuation import FLAGS, follow_checkpoint, follow_source
+        from .continuation import follow_checkpoint, follow_source, given_options
         from .data import load_dataset
-        from .data.arrays import recorded_command
         from .trainer import Trainer, check_device
 
-    ctx = click.get_current_context()  # options given on the command line, by name
-    given = {
-        name: ctx.params[name]
-        for name in FLAGS
-        if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
-    }
+    given = given_options(click.get_current_context())  # what a continued run may contradict
     mcfg = replace(
         preset(preset_name),
         context=not no_context,
@@ -307,58 +311,49 @@ def main(
         )
     if resume and not (out / FILENAME).exists():
         raise click.ClickException(f"{out} holds no checkpoint to resume; drop --resume")
-    trainer = None
-    try:
-        with sigterm_as_interrupt(), train_extra("lgcvd-train"):
-            check_device(device)  # before the data: that can take minutes
-            if resume:
-                mcfg, num_videos, seed = follow_checkpoint(mcfg, given, out, data, num_videos)
-            elif init_from is not None:
-                mcfg, tcfg = follow_source(mcfg, tcfg, given, init_from)
-            videos = load_dataset(
-                data,
-                mcfg.image_size,
-                num_videos=num_videos,
-                seed=seed,
-                min_frames=tcfg.clip_frames,
+    with train_extra("lgcvd-train"):
+        check_device(device)  # before the data: that can take minutes
+        if resume:
+            mcfg, num_videos, seed = follow_checkpoint(mcfg, given, out, data, num_videos)
+        elif init_from is not None:
+            mcfg, tcfg = follow_source(mcfg, tcfg, given, init_from)
+        videos = load_dataset(
+            data,
+            mcfg.image_size,
+            num_videos=num_videos,
+            seed=seed,
+            min_frames=tcfg.clip_frames,
+        )
+        provenance = {
+            "data": data,
+            "num_videos": len(videos),
+            "data_seed": seed,
+            "command": "lgcvd-train " + shlex.join(sys.argv[1:]),
+            "data_command": recorded_command(Path(data)),
+            "lgcvd_version": __version__,
+        }
+        trainer = Trainer(
+            mcfg,
+            tcfg,
+            videos,
+            out,
+            provenance,
+            resume=resume,
+            device=device,
+            progress=not quiet,
+            init_from=init_from,
+        )
+        when_stopped(
+            lambda word: (
+                f"{word} at step {trainer.step}; checkpoint saved in {out} (continue with --resume)"
             )
-            provenance = {
-                "data": data,
-                "num_videos": len(videos),
-                "data_seed": seed,
-                "command": "lgcvd-train " + shlex.join(sys.argv[1:]),
-                "data_command": recorded_command(Path(data)),
-                "lgcvd_version": __version__,
-            }
-            trainer = Trainer(
-                mcfg,
-                tcfg,
-                videos,
-                out,
-                provenance,
-                resume=resume,
-                device=device,
-                progress=not quiet,
-                init_from=init_from,
+        )
+        if resume and trainer.step >= steps:
+            raise click.ClickException(
+                f"{out} is at step {trainer.step} already; pass --steps above {trainer.step} "
+                "to train on"
             )
-            if resume and trainer.step >= steps:
-                raise click.ClickException(
-                    f"{out} is at step {trainer.step} already; pass --steps above {trainer.step} "
-                    "to train on"
-                )
-            trainer.fit()
-    except LgcvdError as e:
-        raise click.ClickException(str(e)) from None
-    except KeyboardInterrupt as e:
-        how = stop_word(e)
-        if trainer is None:  # still loading data or building the model
-            click.echo(f"{how} before training began; no checkpoint written", err=True)
-        else:
-            click.echo(
-                f"{how} at step {trainer.step}; checkpoint saved in {out} (continue with --resume)",
-                err=True,
-            )
-        sys.exit(exit_code(e))
+        trainer.fit()
     if trainer.d.main:
         click.echo(f"checkpoint: {out / FILENAME}")
 

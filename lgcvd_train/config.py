@@ -1,13 +1,14 @@
 """Model and training configuration: frozen dataclasses, presets, JSON round trip.
 
 A checkpoint stores `ModelConfig.to_dict()` beside its weights; loaders rebuild from that JSON and
-never replay command-line flags (style.md 10).
+never replay command-line flags (docs/design.md, Bundle).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from lgcvd_runtime.layout import ModelSpec
 from lgcvd_runtime.schedule import ScheduleSpec
 
 # Choices of TrainConfig.loss_weighting (loss_weighting.py) and TrainConfig.adam (speed.py), here
@@ -17,13 +18,16 @@ ADAMS = ("default", "fused")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of the LGC-VD denoiser and sequence encoder (paper §3.2, §4.2)."""
+class ModelConfig(ModelSpec):
+    """Architecture of the LGC-VD denoiser and sequence encoder (paper §3.2, §4.2): the input
+    layout (`ModelSpec`: image_size, channels, frames N, cond_slots K, parameterization,
+    residual; its defaults below) and the network's shape."""
 
-    image_size: int = 64  # H = W
-    channels: int = 3  # per frame
-    frames: int = 8  # N, frames per window
-    cond_slots: int = 2  # K, local condition slots
+    image_size: int = 64
+    channels: int = 3
+    frames: int = 8
+    cond_slots: int = 2
+    parameterization: str = "v"
     width: int = 128  # base channel count
     mults: tuple[int, ...] = (1, 2, 3, 4)  # channel multiplier per resolution level
     num_res_blocks: int = 2  # per down level (up levels get one more)
@@ -32,12 +36,6 @@ class ModelConfig:
     dropout: float = 0.0
     context: bool = True  # sequence encoder + cross-attention (global context)
     cross_attn_levels: tuple[str, ...] = ("mid",)  # "mid" and/or feature sizes as strings ("8")
-    parameterization: str = "v"  # "v" or "eps"
-    residual: bool = False  # denoise the window minus its condition frames' baseline
-
-    @property
-    def new_frames(self) -> int:
-        return self.frames - self.cond_slots
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,7 +51,7 @@ class ModelConfig:
 
 
 PRESETS: dict[str, ModelConfig] = {
-    # The reference BAIR model (reference-notes §1, §6): ~96M parameters with the encoder.
+    # The reference code's BAIR model (paper §4.2): ~96M parameters with the encoder.
     "paper-bair64": ModelConfig(
         image_size=64, width=128, mults=(1, 2, 3, 4), attn_resolutions=(16,)
     ),
@@ -93,7 +91,7 @@ def preset(name: str) -> ModelConfig:
     return PRESETS[name]
 
 
-# Task mixture of the reference (reference-notes §3): prediction 45%, unconditional 40%,
+# Task mixture of the reference code: prediction 45%, unconditional 40%,
 # interpolation 5%, random positions 10%.
 DEFAULT_TASK_WEIGHTS = {
     "prediction": 0.45,
@@ -129,8 +127,8 @@ class TrainConfig:
     # efficiency). Part of the recipe: a resumed run keeps its checkpoint's.
     loss_weighting: str = "min-snr"
     snr_gamma: float = 5.0  # gamma of "min-snr"
-    # Speed options (issue 18): they change how fast a step runs, not what it computes, so a
-    # resumed run takes them from its command line like `amp` (speed.py).
+    # Speed options (docs/results.md, Training efficiency): they change how fast a step runs,
+    # not what it computes, so a resumed run takes them from its command line like `amp` (speed.py).
     adam: str = "fused"  # torch.optim.Adam's implementation: "fused" (fastest here) or "default"
     channels_last: bool = False  # model and inputs in torch.channels_last memory format
     compile: bool = False  # torch.compile the network (checkpoints keep the plain names)

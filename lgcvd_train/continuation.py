@@ -2,13 +2,17 @@
 checkpoint or source records, so that data are loaded at the resolution of the model that will
 be trained. A command-line option that contradicts the record is a one-line ContinuationError.
 
-Knows configs, checkpoints and the lgcvd-train option names; nothing about the training loop.
+Knows configs, checkpoints and which lgcvd-train options a run inherits (by parameter name;
+the flags come from the command's own declarations, `Given`); nothing about the training loop.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import click
+from click.core import ParameterSource
 
 from lgcvd_runtime.errors import LgcvdError
 
@@ -23,14 +27,35 @@ MODEL_OPTIONS = (
     "parameterization",
     "residual",
 )  # what builds the ModelConfig
-FLAGS = {  # lgcvd-train parameter name -> its option
-    "preset_name": "--preset",
-    "no_context": "--no-context",
-    "parameterization": "--parameterization",
-    "residual": "--residual",
-    "num_videos": "--num-videos",
-    "seed": "--seed",
-}
+FOLLOWED = (*MODEL_OPTIONS, "num_videos", "seed")  # what a resumed run takes from its checkpoint
+
+
+@dataclass(frozen=True)
+class Given:
+    """An lgcvd-train option given on the command line: its click declaration and value."""
+
+    option: click.Parameter
+    value: object
+
+    @property
+    def flag(self) -> str:
+        """The option as typed: --preset, --residual, --no-residual, --no-context."""
+        off = self.value is False and self.option.secondary_opts
+        return self.option.secondary_opts[0] if off else self.option.opts[0]
+
+    @property
+    def typed(self) -> str:
+        """With its value unless it is a flag: --preset base, --no-residual."""
+        return self.flag if isinstance(self.value, bool) else f"{self.flag} {self.value}"
+
+
+def given_options(ctx: click.Context) -> dict[str, Given]:
+    """The options of FOLLOWED given on `ctx`'s command line, by parameter name."""
+    return {
+        p.name: Given(p, ctx.params[p.name])
+        for p in ctx.command.params
+        if p.name in FOLLOWED and ctx.get_parameter_source(p.name) is not ParameterSource.DEFAULT
+    }
 
 
 class ContinuationError(LgcvdError):
@@ -58,16 +83,8 @@ def describe(cfg: ModelConfig) -> str:
     return f"a {size}x{size} '{name}' model ({cfg.parameterization}-prediction{residual}{context})"
 
 
-def typed_flag(name: str, value) -> tuple[str, object]:
-    """(the option as typed, its value or None for a flag): --residual, --no-residual,
-    --preset base."""
-    if isinstance(value, bool):
-        return (FLAGS[name] if value else "--no-" + FLAGS[name][2:]), None
-    return FLAGS[name], value
-
-
 def follow_recorded(
-    asked: ModelConfig, recorded: ModelConfig, given: dict, origin: str, rule: str
+    asked: ModelConfig, recorded: ModelConfig, given: dict[str, Given], origin: str, rule: str
 ) -> ModelConfig:
     """`recorded` (a checkpoint's or a source model's architecture); a model option given on the
     command line that contradicts it is a one-line error naming both."""
@@ -86,16 +103,18 @@ def follow_recorded(
     if "residual" in given:
         wanted = replace(wanted, residual=asked.residual)
     if wanted != recorded:
-        typed = [typed_flag(name, given[name]) for name in MODEL_OPTIONS if name in given]
-        asking = " ".join(flag + ("" if value is None else f" {value}") for flag, value in typed)
+        typed = [given[name] for name in MODEL_OPTIONS if name in given]
+        asking = " ".join(option.typed for option in typed)
         raise ContinuationError(
             f"{origin} holds {describe(recorded)}; {asking} asks for {describe(wanted)}: "
-            f"drop {' '.join(flag for flag, _ in typed)} ({rule})"
+            f"drop {' '.join(option.flag for option in typed)} ({rule})"
         )
     return recorded
 
 
-def follow_checkpoint(mcfg: ModelConfig, given: dict, out: Path, data: str, num_videos: int):
+def follow_checkpoint(
+    mcfg: ModelConfig, given: dict[str, Given], out: Path, data: str, num_videos: int
+):
     """(model config, num_videos, seed) of a resumed run: its checkpoint's, so that the data are
     those the model was trained on, at its resolution; a contradicting option is a one-line
     error."""
@@ -107,16 +126,16 @@ def follow_checkpoint(mcfg: ModelConfig, given: dict, out: Path, data: str, num_
     if data in DATA_GENERATORS and generated is not None:
         recorded["num_videos"] = generated
     for name, value in recorded.items():
-        if given.get(name, value) != value:
-            flag = FLAGS[name]
+        if name in given and given[name].value != value:
+            flag = given[name].flag
             raise ContinuationError(
-                f"{out} was trained with {flag} {value}; {flag} {given[name]} asks for other "
+                f"{out} was trained with {flag} {value}; {given[name].typed} asks for other "
                 f"training data: drop {flag} (a resumed run keeps its data and seed)"
             )
     return mcfg, recorded.get("num_videos", num_videos), recorded["seed"]
 
 
-def follow_source(mcfg: ModelConfig, tcfg: TrainConfig, given: dict, source: Path):
+def follow_source(mcfg: ModelConfig, tcfg: TrainConfig, given: dict[str, Given], source: Path):
     """(model config, train config) of a run fine-tuned from `source`: its architecture (where it
     records one) and its noise schedule."""
     arch, schedule = recorded_config(source)

@@ -11,7 +11,7 @@ each metric picking its own sample, as the paper does) and the mean over samples
 std (ddof 0) over clips. FVD compares the C real clips (all p+n frames, each clip once) with
 the C·S fake ones (given frames + prediction) on I3D logits.
 
-Unlike the reference's eva.py (reference-notes §5): best-of groups are exactly one clip's
+Unlike the reference code's eva.py (docs/design.md): best-of groups are exactly one clip's
 samples, LPIPS gets [-1, 1] input, real clips are not repeated per sample in FVD, and the given
 frames stay as given. Models are loaded here (a bundle through `lgcvd_runtime.load`, a checkpoint
 through the torch reference pipeline) and measured only through `Candidate.predict`.
@@ -29,8 +29,9 @@ from tqdm import tqdm
 
 from lgcvd_runtime.api import load as runtime_load
 from lgcvd_runtime.bundle import MANIFEST
+from lgcvd_runtime.checks import check_steps
 from lgcvd_runtime.conditioning import to_model, to_uint8
-from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.errors import LgcvdError, plural
 from lgcvd_runtime.pipeline import clip_seeds, row_generators
 from lgcvd_runtime.timeline import Timeline
 
@@ -64,6 +65,20 @@ class FrameRange:
     def predicted(self, p: int) -> slice:
         """The range as a slice of the predicted frames (index 0 = video frame p+1)."""
         return slice(self.first - 1 - p, self.last - p)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Given frames p, predicted frames n, and the video frames scored."""
+
+    p: int
+    n: int
+    scored: FrameRange
+
+
+# The protocol of the paper's BAIR results (§4.1) that every evaluation here follows (lgcvd-eval's
+# -p and -n, the research scripts): 2 given frames, 28 predicted, video frames 3-28 scored.
+PROTOCOL = Protocol(p=2, n=28, scored=FrameRange(3, 28))
 
 
 def frame_range(p: int, n: int, first_last: tuple[int, int] | None) -> FrameRange:
@@ -152,8 +167,7 @@ def _checkpoint_candidate(label: str, path: Path, choice: SamplerChoice) -> Cand
     """The torch reference pipeline on the checkpoint's EMA weights, with its own schedule."""
     model, ckpt = load_model(path)
     schedule = ckpt.schedule
-    if not 1 <= choice.steps <= schedule.T:
-        raise EvalError(f"steps must be in 1..{schedule.T} (the schedule's T), got {choice.steps}")
+    check_steps(choice.steps, schedule.T, EvalError)
     pipeline = reference_pipeline(
         model, choice.sampler, choice.steps, schedule=schedule, device=choice.device
     )
@@ -216,12 +230,13 @@ def load_clips(source: str, size: int, clips: int, frames: int, seed: int) -> np
     videos = load_dataset(source, size, num_videos=clips, frames=frames, seed=seed, min_frames=1)
     if len(videos) < clips:
         raise EvalError(
-            f"{source} holds {len(videos)} videos but --clips is {clips}; pass --clips {len(videos)}"
+            f"{source} holds {plural(len(videos), 'video')} but --clips is {clips}; "
+            f"pass --clips {len(videos)}"
         )
     for i, video in enumerate(videos[:clips]):
         if len(video) < frames:
             raise EvalError(
-                f"clip {i} of {source} has {len(video)} frames but p + n = {frames}; "
+                f"clip {i} of {source} has {plural(len(video), 'frame')} but p + n = {frames}; "
                 f"lower -n or use clips of at least {frames} frames"
             )
     return np.stack([video[:frames] for video in videos[:clips]])
@@ -301,8 +316,7 @@ def best_sample(values: np.ndarray, metric: str) -> np.ndarray:
 
 
 def _over_clips(per_clip: np.ndarray) -> dict[str, float]:
-    with np.errstate(invalid="ignore"):  # inf PSNR (identical frames) has a NaN std
-        return {"mean": float(per_clip.mean()), "std": float(per_clip.std())}
+    return {"mean": float(per_clip.mean()), "std": float(per_clip.std())}
 
 
 def aggregate(per_frame: dict[str, np.ndarray], frames: slice) -> dict:

@@ -9,6 +9,7 @@ The test clips are the first --clips videos of --data, from frame 0, unflipped. 
 with the same sampler settings and seed. Writes OUT/report.json, OUT/summary.md (also printed)
 and one per-frame PNG per metric. The protocol itself (metrics, best-of-S, frame numbering) is
 `eval_protocol`; this file reads options, loads data and networks, and writes the outputs.
+Errors end in one line; Ctrl-C exits 130 and SIGTERM 143 (`lgcvd_runtime.cli.chassis`).
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ import click
 import numpy as np
 import torch
 
-from lgcvd_runtime.api import DEFAULT_SAMPLER, DEFAULT_STEPS
 from lgcvd_runtime.backends import CHOICES
-from lgcvd_runtime.errors import DataError, LgcvdError
+from lgcvd_runtime.cli.chassis import HELP, Command
+from lgcvd_runtime.cli.options import sampler_options
+from lgcvd_runtime.errors import DataError, plural
 from lgcvd_runtime.files import refuse_existing, write_then_rename
-from lgcvd_runtime.samplers import SAMPLERS
 
 from . import __version__
 from .eval_protocol import (
+    PROTOCOL,
     Candidate,
     FrameRange,
     Result,
@@ -46,6 +48,7 @@ from .metrics.fvd import few_clips_warning, fvd_label
 from .metrics.i3d import MIN_FRAMES
 
 REPORT, SUMMARY = "report.json", "summary.md"
+FVD_SKIPPED = "FVD skipped"  # how a note saying why there is no FVD starts
 NAMES = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS"}
 DIGITS = {"psnr": 2, "ssim": 3, "lpips": 3}
 ARROWS = {"psnr": "↑", "ssim": "↑", "lpips": "↓"}
@@ -102,8 +105,9 @@ def summary_table(report: dict) -> str:
     both = " best / mean" if s["samples"] > 1 else ""
     head = [f"{NAMES[m]} {ARROWS[m]}{both}" for m in metrics] + ["FVD ↓"]
     lines = [
-        f"lgcvd-eval: {d['source']}, {d['clips']} clips, p={s['p']}, n={s['n']}, "
-        f"{s['samples']} sample(s) per clip, {s['sampler']} {s['steps']} steps, seed {s['seed']}; "
+        f"lgcvd-eval: {d['source']}, {plural(d['clips'], 'clip')}, p={s['p']}, n={s['n']}, "
+        f"{plural(s['samples'], 'sample')} per clip, {s['sampler']} {s['steps']} steps, "
+        f"seed {s['seed']}; "
         f"{chosen.label} ({NUMBERING})",
         "",
         "| model | " + " | ".join(head) + " |",
@@ -121,7 +125,7 @@ def summary_table(report: dict) -> str:
         agg = model["aggregates"][chosen.label]["per_clip"]["best"]
         diffs = [(m, *paired_difference(agg[m], base["per_clip"]["best"][m])) for m in metrics]
         lines.append(
-            f"\n{label} − copy last (± paired standard error over {d['clips']} clips): "
+            f"\n{label} − copy last (± paired standard error over {plural(d['clips'], 'clip')}): "
             + ", ".join(
                 f"{NAMES[m]} {v:+.{DIGITS[m] + 1}f} ± {e:.{DIGITS[m] + 1}f}" for m, v, e in diffs
             )
@@ -129,6 +133,9 @@ def summary_table(report: dict) -> str:
     fvds = any(m["fvd"] is not None for m in report["models"].values())
     if fvds and (warning := few_clips_warning(d["clips"])):
         lines += ["", warning]
+    why = [note for note in report.get("notes", []) if note.startswith(FVD_SKIPPED)]
+    if why and not fvds:  # the "—" explained, as report.json's notes say it
+        lines += ["", *(f"FVD —: {note.removeprefix('FVD ')}" for note in why)]
     return "\n".join(lines) + "\n"
 
 
@@ -166,15 +173,15 @@ def _legend(label: str, model: dict) -> str:
 def _fvd_skipped(no_fvd: bool, clips: int, frames: int) -> str | None:
     """Why FVD is not computed, or None."""
     if no_fvd:
-        return "FVD skipped (--no-fvd)"
+        return f"{FVD_SKIPPED} (--no-fvd)"
     if clips < 2:
-        return "FVD skipped: it needs at least 2 clips (pass --clips 2 or more)"
+        return f"{FVD_SKIPPED}: it needs at least 2 clips (pass --clips 2 or more)"
     if frames < MIN_FRAMES:
-        return f"FVD skipped: I3D needs at least {MIN_FRAMES} frames per clip, p + n = {frames}"
+        return f"{FVD_SKIPPED}: I3D needs at least {MIN_FRAMES} frames per clip, p + n = {frames}"
     return None
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, context_settings=HELP, stopped="{word}; no report written")
 @click.option(
     "--model",
     "models",
@@ -196,9 +203,11 @@ def _fvd_skipped(no_fvd: bool, clips: int, frames: int) -> str | None:
     show_default=True,
     help="Evaluate the first this many videos of --data (from frame 0, unflipped).",
 )
-@click.option("-p", type=click.IntRange(1), default=2, show_default=True, help="Given frames.")
 @click.option(
-    "-n", type=click.IntRange(1), default=28, show_default=True, help="Frames to predict."
+    "-p", type=click.IntRange(1), default=PROTOCOL.p, show_default=True, help="Given frames."
+)
+@click.option(
+    "-n", type=click.IntRange(1), default=PROTOCOL.n, show_default=True, help="Frames to predict."
 )
 @click.option(
     "-k",
@@ -220,22 +229,10 @@ def _fvd_skipped(no_fvd: bool, clips: int, frames: int) -> str | None:
     type=click.IntRange(1),
     default=None,
     help="Aggregate over video frames A..B (numbered from 1, given frames included, inclusive), "
-    "e.g. 3 28 [default: all predicted frames, p+1..p+n].",
+    f"e.g. {PROTOCOL.scored.first} {PROTOCOL.scored.last} [default: all predicted frames, "
+    "p+1..p+n].",
 )
-@click.option(
-    "--sampler",
-    type=click.Choice(SAMPLERS),
-    default=DEFAULT_SAMPLER,
-    show_default=True,
-    help="Reverse-diffusion sampler for every model (ddpm with 100 steps is the paper's).",
-)
-@click.option(
-    "--steps",
-    type=click.IntRange(1),
-    default=DEFAULT_STEPS,
-    show_default=True,
-    help="Steps per window.",
-)
+@sampler_options(" for every model (ddpm with 100 steps is the paper's)")
 @click.option(
     "--backend",
     type=click.Choice(CHOICES),
@@ -283,10 +280,7 @@ def _fvd_skipped(no_fvd: bool, clips: int, frames: int) -> str | None:
 @click.option("--quiet", is_flag=True, help="No progress bars or notes on stderr.")
 def main(**options) -> None:
     """Evaluate video prediction (PSNR, SSIM, LPIPS per frame; FVD) against copy-last."""
-    try:
-        run(**options)
-    except LgcvdError as err:
-        raise click.ClickException(str(err)) from None
+    run(**options)
 
 
 def run(

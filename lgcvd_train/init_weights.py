@@ -2,7 +2,7 @@
 
 `lgcvd-train --init-from SOURCE` takes SOURCE's weights and nothing else (no optimizer state, no
 step): a new run that begins where another model ended. SOURCE is either
-- a run directory or checkpoint file: its EMA weights (the ones sampling uses, design.md), or
+- a run directory or checkpoint file: its EMA weights (the ones sampling uses, docs/design.md), or
 - a bundle (`NAME.lgcvd/`, e.g. the shipped default model): the weights read back from its ONNX
   graphs. The TorchScript exporter keeps every parameter under its module path
   (`model.unet.…conv1.weight`) except the GroupNorm affines, which it folds into anonymous
@@ -25,10 +25,11 @@ import torch
 from onnx import numpy_helper
 
 from lgcvd_runtime.bundle import MANIFEST, Manifest, load_manifest
+from lgcvd_runtime.checks import refuse_unknown_fields
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.schedule import ScheduleSpec
 
-from .checkpoint import FILENAME, load_checkpoint, load_model, refuse_unknown, resolve
+from .checkpoint import FILENAME, CheckpointError, load_checkpoint, load_model, resolve
 from .config import ModelConfig
 from .model import LGCVD
 
@@ -125,7 +126,7 @@ def _bundle_config(source: Path, manifest: Manifest) -> ModelConfig | None:
     recorded = manifest.provenance.get("model_config")
     if not recorded:
         return None
-    refuse_unknown(source / MANIFEST, ModelConfig, "model_config", recorded)
+    refuse_unknown_fields(source / MANIFEST, "model_config", ModelConfig, recorded, CheckpointError)
     return ModelConfig.from_dict(recorded)
 
 

@@ -1,4 +1,4 @@
-"""Building blocks of the LGC-VD networks (paper §3.2, §4.2; reference-notes §1-2).
+"""Building blocks of the LGC-VD networks (paper §3.2, §4.2).
 
 Residual blocks with additive time embedding, spatial self-attention, and the cross-attention
 that injects the global context z (Eq. 10-11). The cross-attention is split in two halves:

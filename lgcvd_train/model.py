@@ -1,4 +1,4 @@
-"""The LGC-VD networks: denoising UNet and sequence encoder (paper §3.2, §4.2; reference-notes §1-2).
+"""The LGC-VD networks: denoising UNet and sequence encoder (paper §3.2, §4.2).
 
 Frames are stacked on channels, so both networks are 2D. The UNet input is the local condition
 y m (B, 4K, H, W) concatenated with the noisy window x_t (B, 3N, H, W); it predicts v (or eps) for
@@ -7,8 +7,8 @@ input) turns the previous window's estimate (or U) into the global context z (B,
 which the UNet reads by cross-attention. `context()` returns the cross-attention K/V of z, so that
 everything depending only on the previous window runs once per fragment.
 
-Differences from the reference, on purpose (design.md): decoder self-attention sits at the
-configured resolutions (the reference's index bug put it at twice that), the head has a GroupNorm,
+Differences from the reference code, on purpose (docs/design.md): decoder self-attention sits at
+the configured resolutions (the reference's index bug put it at twice that), the head has a GroupNorm,
 and the cross-attention normalises x and z with separate GroupNorms.
 """
 
@@ -74,7 +74,7 @@ class SequenceEncoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.down = DownPath(cfg, cfg.channels * cfg.frames, temb_dim=None)
+        self.down = DownPath(cfg, cfg.window_channels, temb_dim=None)
 
     def forward(self, prev: torch.Tensor) -> torch.Tensor:
         z, _ = self.down(prev, None)
@@ -92,7 +92,7 @@ class UNet(nn.Module):
         self.time_mlp = nn.Sequential(
             nn.Linear(cfg.width, temb_dim), nn.GELU(), nn.Linear(temb_dim, temb_dim)
         )
-        in_channels = cfg.cond_slots * (cfg.channels + 1) + cfg.channels * cfg.frames
+        in_channels = cfg.cond_channels + cfg.window_channels  # cond and x_t, stacked
         self.down = DownPath(cfg, in_channels, temb_dim)
         z_ch = chans[-1]
         use_ctx = cfg.context
@@ -123,7 +123,7 @@ class UNet(nn.Module):
                 else nn.Identity()
             )
         self.head = nn.Sequential(
-            group_norm(c), nn.SiLU(), nn.Conv2d(c, cfg.channels * cfg.frames, 3, padding=1)
+            group_norm(c), nn.SiLU(), nn.Conv2d(c, cfg.window_channels, 3, padding=1)
         )
 
     def cross_attentions(self) -> list[CrossAttention]:

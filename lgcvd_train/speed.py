@@ -1,4 +1,4 @@
-"""Options that make a training step faster without changing what it computes (issue 18): the
+"""Options that make a training step faster without changing what it computes: the
 Adam implementation, channels-last memory format, torch.compile, and a background thread that
 prepares the next batch while the step runs.
 

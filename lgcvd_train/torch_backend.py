@@ -12,23 +12,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lgcvd_runtime.bundle import ModelSpec
 from lgcvd_runtime.pipeline import Pipeline, SamplerSettings
+from lgcvd_runtime.plans import DEFAULT_PLAN
 from lgcvd_runtime.schedule import ScheduleSpec, respace
 
-from .config import ModelConfig
 from .model import LGCVD
-
-
-def model_spec(cfg: ModelConfig) -> ModelSpec:
-    return ModelSpec(
-        image_size=cfg.image_size,
-        channels=cfg.channels,
-        frames=cfg.frames,
-        cond_slots=cfg.cond_slots,
-        parameterization=cfg.parameterization,
-        residual=cfg.residual,
-    )
 
 
 class TorchBackend:
@@ -62,13 +50,12 @@ class TorchBackend:
 
 def reference_pipeline(
     model: LGCVD,
-    sampler: str = "ddpm",
-    steps: int = 100,
-    context_mode: str = "last",
+    sampler: str = DEFAULT_PLAN.sampler,
+    steps: int = DEFAULT_PLAN.steps,
     schedule: ScheduleSpec | None = None,
     device: str = "cpu",
 ) -> Pipeline:
     """A `Pipeline` on the torch model with the same settings the runtime takes."""
     plan = respace(schedule or ScheduleSpec(), steps)
-    settings = SamplerSettings(plan=plan, sampler=sampler, context_mode=context_mode)
-    return Pipeline(TorchBackend(model, device), model_spec(model.cfg), settings)
+    settings = SamplerSettings(plan=plan, sampler=sampler)
+    return Pipeline(TorchBackend(model, device), model.cfg, settings)

@@ -1,6 +1,6 @@
 """The defaults and value checks of `lgcvd-train`'s options, in one place for the command line
-and for the tools that build training configs the same way (research/table5.py,
-research/train_efficiency.py). Knows click and the configs; nothing about training.
+and for the scripts that build training configs the same way (research/table5.py). Knows click
+and the configs; nothing about training.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One iteration of two-stage training (paper §3.3, Fig. 2; design.md "Model").
+"""One iteration of two-stage training (paper §3.3, Fig. 2).
 
 A 14-frame clip is two windows overlapping by K frames. Stage 1 denoises window 1 with ground-truth
 conditions and the encoder fed U; its one-step estimate x̂0 (Eq. 7, same noisy step) is detached.
@@ -36,7 +36,7 @@ from .loss_weighting import WeightedLoss
 
 TASKS = ("prediction", "unconditional", "interpolation", "random")
 
-# Task -> condition positions of the K = 2 slots, as trained (design.md, reference-notes §3); a
+# Task -> condition positions of the K = 2 slots, as in the reference code's training; a
 # position below ABSENT counts from the window's end (-2 = its last frame). Training's table:
 # serving conditions on whichever frames are known (lgcvd_runtime.pipeline).
 TASK_POSITIONS = {

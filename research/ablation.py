@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from lgcvd_train.eval_protocol import FrameRange, copy_last
+from lgcvd_train.eval_protocol import PROTOCOL, copy_last
 from lgcvd_train.evaluate import ARROWS, DIGITS, NAMES
 from lgcvd_train.metrics.fvd import few_clips_warning, fvd_label
 
@@ -29,8 +29,7 @@ VARIANTS = (
     Variant("full", "full (both)", ()),
 )
 
-# The evaluation protocol of issue 18 item 3: 2 given frames, 28 predicted, frames 3-28 scored.
-P, N, FRAMES = 2, 28, FrameRange(3, 28)
+P, N, FRAMES = PROTOCOL.p, PROTOCOL.n, PROTOCOL.scored  # 2 given, 28 predicted, 3-28 scored
 METRICS = tuple(NAMES)  # psnr, ssim, lpips
 
 

@@ -37,12 +37,12 @@ The report gives the mean on generated and on real clips and the share of genera
 above the real clips' 5th percentile. Region and thresholds assume pushsim-like 64x64 scenes;
 they scale with the frame height but mean nothing on other data.
 
-motion (`research.motion_check`): each held-out clip, from video frame --start, is forecast
+motion (`research/motion_check.py`): each held-out clip, from video frame --start, is forecast
 from its p given frames and from p still copies of the last, with the same noise; the table gives
 the SSIM of both and of copy-last over the first predicted frames (p+1..--split), the later ones
 and all, and given - still with its paired standard error. (On pushsim, a future drawn to match
-the two given frames scores SSIM 0.90 over frames 3-12 where copy-last scores 0.75:
-research/oracle_future.py --knows frames, docs/results.md.)
+the two given frames scores SSIM 0.90 over frames 3-12 where copy-last scores 0.75: docs/results.md,
+"What the two given frames alone allow".)
 """
 
 from __future__ import annotations
@@ -54,15 +54,22 @@ import numpy as np
 import torch
 
 from lgcvd_runtime import api
-from lgcvd_runtime.cli.options import Group, load_model, model_option_list
+from lgcvd_runtime.cli.chassis import Group
+from lgcvd_runtime.cli.options import load_model, model_option_list
 from lgcvd_runtime.files import refuse_existing
 from lgcvd_runtime.timeline import Timeline
 from lgcvd_train.data import load_dataset
-from lgcvd_train.eval_protocol import EvalError, load_clips, paired_difference, real_features
+from lgcvd_train.eval_protocol import (
+    PROTOCOL,
+    EvalError,
+    load_clips,
+    paired_difference,
+    real_features,
+)
 from lgcvd_train.metrics import frechet_distance, load_i3d, psnr, ssim, write_report
 from lgcvd_train.metrics.fvd import few_clips_warning, fvd_label
 from lgcvd_train.metrics.i3d import MIN_FRAMES
-from research.motion_check import motion_report, motion_table
+from motion_check import motion_report, motion_table  # research/motion_check.py
 
 SEGMENT = 8  # interpolation: 2 keyframes, 6 frames between
 KEYFRAME_SLOTS = 2
@@ -88,11 +95,10 @@ def nearest_keyframe(a: np.ndarray, b: np.ndarray, between: int) -> np.ndarray:
 
 def scores(truth: np.ndarray, filled: np.ndarray) -> dict[str, np.ndarray]:
     """Per-clip mean PSNR and SSIM over the frames. (C, F, H, W, 3) x2 -> metric -> (C,)."""
-    with np.errstate(invalid="ignore"):  # inf PSNR (an exact frame) stays inf
-        return {
-            "psnr": np.array([psnr(t, f).mean() for t, f in zip(truth, filled, strict=True)]),
-            "ssim": np.array([ssim(t, f).mean() for t, f in zip(truth, filled, strict=True)]),
-        }
+    return {
+        "psnr": np.array([psnr(t, f).mean() for t, f in zip(truth, filled, strict=True)]),
+        "ssim": np.array([ssim(t, f).mean() for t, f in zip(truth, filled, strict=True)]),
+    }
 
 
 def check_window(model: api.Model) -> None:
@@ -260,7 +266,7 @@ def model_options(command):
     return command
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, stopped="{word}; no report written")
 def main() -> None:
     """Evaluate a bundle's interpolation, unconditional generation and use of motion."""
 
@@ -341,12 +347,13 @@ def unconditional(data, clips, out, force, frames, no_fvd, **options) -> None:
     "-p",
     "given",
     type=click.IntRange(2),
-    default=2,
+    default=PROTOCOL.p,
     show_default=True,
     help="Given frames (at least 2: one shows no motion).",
 )
-@click.option("-n", "frames", type=click.IntRange(1), default=26, show_default=True,
-              help="Frames to predict (26: frames 3-28 with -p 2, lgcvd-eval's range).")  # fmt: skip
+@click.option("-n", "frames", type=click.IntRange(1),
+              default=PROTOCOL.scored.last - PROTOCOL.p, show_default=True,
+              help="Frames to predict (default: up to the protocol's last scored frame).")  # fmt: skip
 @click.option("--split", type=click.IntRange(1), default=12, show_default=True,
               help="Last of the first predicted frames, numbered from 1 (from --start).")  # fmt: skip
 @click.option("--start", type=click.IntRange(1), default=1, show_default=True,

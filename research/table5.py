@@ -1,4 +1,4 @@
-"""The paper's Table 5 ablation on pushsim (issue 18 item 3): four variants (baseline without
+"""The paper's Table 5 ablation on pushsim (docs/results.md): four variants (baseline without
 two-stage training or sequence encoder, + two-stage, + sequence encoder, full) trained with
 equal steps and several seeds, each run evaluated on held-out clips, then one table of the mean
 over seeds and their spread.
@@ -34,22 +34,18 @@ from pathlib import Path
 
 import click
 
+from ablation import FRAMES, VARIANTS, N, P, Variant, table_text  # research/ablation.py
+from lgcvd_runtime.cli.chassis import Command
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.files import write_then_rename
-from lgcvd_runtime.signals import (
-    Terminated,
-    exit_code,
-    signals_deferred,
-    sigterm_as_interrupt,
-    stop_word,
-)
+from lgcvd_runtime.plans import FAST_PLAN
+from lgcvd_runtime.signals import Terminated, signals_deferred, stop_word
 from lgcvd_train.checkpoint import FILENAME, load_checkpoint
 from lgcvd_train.config import ADAMS, PRESETS, preset
 from lgcvd_train.continuation import describe
 from lgcvd_train.eval_protocol import load_clips
 from lgcvd_train.evaluate import REPORT
 from lgcvd_train.train_options import TRAIN, finite, parse_task_weights
-from research.ablation import FRAMES, VARIANTS, N, P, Variant, table_text
 
 BIN = Path(sys.executable).parent  # lgcvd-train and lgcvd-eval of this environment
 
@@ -58,9 +54,9 @@ BIN = Path(sys.executable).parent  # lgcvd-train and lgcvd-eval of this environm
 # model", step 1), where it differs from lgcvd-train's defaults.
 BASE_RUN_LR = 3e-4
 BASE_RUN_TASKS = "prediction=0.6,unconditional=0.2,interpolation=0.1,random=0.1"
-# The evaluation protocol of issue 18 item 3: lgcvd-eval's options, the same for every run.
+# docs/results.md's evaluation protocol, as lgcvd-eval's options, the same for every run.
 EVAL = ("-p", P, "-n", N, "--frame-range", FRAMES.first, FRAMES.last, "--samples", 1)
-EVAL += ("--sampler", "dpmpp", "--steps", 10, "--seed", 0)
+EVAL += ("--sampler", FAST_PLAN.sampler, "--steps", FAST_PLAN.steps, "--seed", 0)
 TABLE = "table5.md"
 PR_SET_PDEATHSIG = 1  # prctl option, linux/prctl.h
 
@@ -281,7 +277,11 @@ def task_weights(ctx, param, text: str) -> str:
     return text
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.command(
+    cls=Command,
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+    stopped="table5: {word}; the checkpoints are saved: run the same command to continue",
+)
 @click.option("--data", required=True, help="Training clips for lgcvd-train --data.")
 @click.option("--test-data", required=True, help="Held-out clips for lgcvd-eval --data.")
 @click.option(
@@ -355,31 +355,18 @@ def main(seeds, variants, parallel, dry_run, **options):
     """Train and evaluate the Table 5 ablation; write OUT/table5.md."""
     plan = Plan(**options)
     runs = [Run(variant, seed) for variant in variants for seed in seeds]
-    try:
-        with sigterm_as_interrupt():
-            todo = jobs(plan, runs)
-            if dry_run:
-                for run, steps in todo:
-                    click.echo(f"# {run.name}: " + (", ".join(s[1] for s in steps) or "done"))
-                    click.echo(
-                        "".join(shlex.join(command) + "\n" for *_, command in steps), nl=False
-                    )
-                click.echo(f"# then: {plan.out / TABLE}")
-                return
-            if any(what == "eval" for _, steps in todo for what, *_ in steps):
-                # the held-out clips are checked before hours of training
-                size = preset(plan.preset).image_size
-                load_clips(plan.test_data, size, plan.clips, P + N, seed=0)
-            failures = run_all(plan, todo, parallel)
-    except LgcvdError as err:
-        raise click.ClickException(str(err)) from None
-    except KeyboardInterrupt as stop:
-        click.echo(
-            f"table5: {stop_word(stop)}; the checkpoints are saved: run the same command to "
-            "continue",
-            err=True,
-        )
-        sys.exit(exit_code(stop))
+    todo = jobs(plan, runs)
+    if dry_run:
+        for run, steps in todo:
+            click.echo(f"# {run.name}: " + (", ".join(s[1] for s in steps) or "done"))
+            click.echo("".join(shlex.join(command) + "\n" for *_, command in steps), nl=False)
+        click.echo(f"# then: {plan.out / TABLE}")
+        return
+    if any(what == "eval" for _, steps in todo for what, *_ in steps):
+        # the held-out clips are checked before hours of training
+        size = preset(plan.preset).image_size
+        load_clips(plan.test_data, size, plan.clips, P + N, seed=0)
+    failures = run_all(plan, todo, parallel)
     if failures:
         raise click.ClickException(
             f"{len(failures)} command(s) failed, first: {failures[0]} (logs in {plan.out / 'logs'})"

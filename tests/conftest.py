@@ -6,6 +6,7 @@ import copy
 import importlib.metadata
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,13 @@ def stop_and_wait(proc: subprocess.Popen, sig: int, timeout: float = 120) -> str
 
 # One thread: on a shared 2-core machine torch's spinning OpenMP workers make tiny calls far slower.
 torch.set_num_threads(1)
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 def random_model(seed: int = 0, **overrides) -> LGCVD:

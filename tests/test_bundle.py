@@ -1,5 +1,6 @@
 """The bundle manifest (lgcvd_runtime/bundle.py) and the check of loaded graphs against it
-(backends/graph_io.check_graph_io): every malformed or mismatched bundle is one line."""
+(backends/graph_io.check_graph_io): every malformed or mismatched bundle is one line; a shipped
+manifest names no path of the machine that made it (lgcvd_runtime/portable.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from lgcvd_runtime.backends.graph_io import check_graph_io
 from lgcvd_runtime.bundle import BATCH, MANIFEST, GraphSpec, TensorSpec, load_manifest
 from lgcvd_runtime.errors import BundleError
+from lgcvd_runtime.portable import portable, portable_record
 
 FIX = "the bundle's graphs do not match its manifest (files swapped or edited?); export it again"
 DENOISER = GraphSpec(
@@ -138,6 +140,42 @@ def test_a_model_field_from_a_newer_lgcvd_says_to_upgrade(tmp_path):
     with pytest.raises(BundleError) as err:
         load_manifest(tmp_path, verify=False)
     assert str(err.value) == (
-        f"{tmp_path}: the bundle's model has fields this lgcvd does not know (temporal_layers); "
-        "it was made by a newer lgcvd: upgrade lgcvd"
+        f"{tmp_path}: written by a newer lgcvd (the bundle's model has fields temporal_layers "
+        "that this version does not know); upgrade lgcvd (pip install -U lgcvd)"
     )
+
+
+def strings(value) -> list[str]:
+    """Every string in a JSON-like value, words of sentences and commands one by one."""
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return value.split(" ") if isinstance(value, str) else []
+
+
+def test_the_shipped_bundle_names_no_path_of_the_machine_that_made_it():
+    from lgcvd_runtime.api import ASSETS
+
+    manifest = real_manifest()
+    made = strings(manifest["provenance"]) + strings(manifest["ood"])
+    assert "runs/tune3/checkpoint.safetensors" in made  # paths stay, relative
+    assert [s for s in made if s.startswith("/")] == []
+    assert load_manifest(ASSETS / "default.lgcvd").provenance == manifest["provenance"]
+
+
+def test_a_shipped_record_makes_absolute_paths_relative_or_short(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    record = {
+        "checkpoint": f"{tmp_path}/runs/a/checkpoint.safetensors",
+        "data": "/elsewhere/deep/data/clips.npy",
+        "seed": 3,
+        "init": [{"bundle": "given/as/typed.lgcvd", "data_command": "make -o /srv/x/y.npy -n 2"}],
+    }
+    assert portable_record(record) == {
+        "checkpoint": "runs/a/checkpoint.safetensors",
+        "data": "data/clips.npy",
+        "seed": 3,
+        "init": [{"bundle": "given/as/typed.lgcvd", "data_command": "make -o x/y.npy -n 2"}],
+    }
+    assert portable("/top.npy") == "top.npy"

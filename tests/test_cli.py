@@ -18,7 +18,7 @@ from conftest import debian_video, export_tiny_bundle
 from lgcvd_runtime import api
 from lgcvd_runtime.cli import info, progress
 from lgcvd_runtime.cli import run as cli
-from lgcvd_runtime.media.pictures import EMPTY
+from lgcvd_runtime.media.pictures import EMPTY, panel_labels
 from lgcvd_runtime.media.video import read_frames
 from lgcvd_runtime.media.writer import VideoWriter
 
@@ -120,6 +120,9 @@ def test_info_describes_bundle_plan_and_backends(bundle):
     assert "window N=8, K=2 condition slots, 6 new frames" in result.stdout
     assert "sampling    ddpm, 100 steps over t = 0, 10, 20, 30, ..., 979, 989, 999" in result.stdout
     assert "backend     onnxruntime: available" in result.stdout
+    assert "input score not calibrated: no warning for inputs unlike the training data" in (
+        result.stdout
+    )
 
 
 def test_bench_json_reports_latencies_throughput_and_memory(bundle):
@@ -247,19 +250,56 @@ def test_a_png_grid_holds_given_truth_and_each_sample_as_the_video_does(tmp_path
             assert (cell(1 + s) == (EMPTY if given else panels[s][index])).all()
 
 
+def test_side_by_side_panels_are_labelled_in_videos_to_look_at_not_in_the_lossless_mkv(
+    tmp_path, bundle, clip
+):
+    args = ["-n", 6, "-p", 2, "--samples", 2, "--side-by-side", "--model", bundle, *FAST]
+    for name in ("o.mkv", "o.gif", "o.mp4"):
+        assert run("predict", clip, "-o", tmp_path / name, *args).exit_code == 0
+    lossless, gif = read_frames(tmp_path / "o.mkv"), read_frames(tmp_path / "o.gif")
+    assert lossless.shape == (8, 32, 3 * 34 - 2, 3)  # the panels alone, to measure on
+    assert gif.shape == read_frames(tmp_path / "o.mp4").shape == (8, 10 + 32, 3 * 34 - 2, 3)
+    labels = panel_labels(["truth", "sample 1", "sample 2"], 32, 32)
+    assert (gif[:, :10] == labels).all()  # black on white: exact in the GIF's palette
+    alone = ["-n", 6, "-p", 2, "--model", bundle, *FAST]  # one panel: nothing to tell apart
+    assert run("predict", clip, "-o", tmp_path / "one.gif", *alone).exit_code == 0
+    assert read_frames(tmp_path / "one.gif").shape == (8, 32, 32, 3)
+
+
 def test_a_gif_shows_the_frames_of_the_lossless_video_closely(tmp_path, bundle):
     clip = api.ASSETS / "demo.mkv"  # rendered robot-pushing frames, as people would look at
     args = ["-n", 12, "--side-by-side", "--model", bundle, *FAST]
     assert run("predict", clip, "-o", tmp_path / "o.mkv", *args).exit_code == 0
     assert run("predict", clip, "-o", tmp_path / "o.gif", *args).exit_code == 0
     lossless = read_frames(tmp_path / "o.mkv").astype(float).mean(-1)
-    gif = read_frames(tmp_path / "o.gif").astype(float).mean(-1)
+    gif = read_frames(tmp_path / "o.gif")[:, 10:].astype(float).mean(-1)  # below the labels
     assert gif.shape == lossless.shape
-    assert np.abs(gif - lossless).mean() < 2.0  # grey levels: 1.19 here; the fixed palette 6.35
+    assert np.abs(gif - lossless).mean() < 2.0  # grey levels: 1.18 here; the fixed palette 6.35
 
 
-def test_info_prints_nested_provenance_as_an_indented_tree(bundle):
-    result = run("info", "--model", bundle)
+def test_info_puts_model_plan_score_and_backends_first_and_summarises_provenance():
+    result = run("info")  # the shipped model, fine-tuned three times
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) <= 25
+    labels = [line[:12].strip() for line in lines]
+    plan = labels.index("sampling")
+    assert labels[:plan] == ["bundle", "frames", "model", "graph", "graph"]
+    assert labels[plan + 1] == "input score" and lines[plan + 1].endswith(
+        "(the 99th percentile on 128 held-out clips of data/pushsim_calib.npy)"
+    )
+    assert lines[-5:] == [
+        "trained     on data/pushsim_train.npy (640 videos)",
+        "steps       6000 (checkpoint runs/tune3/checkpoint.safetensors)",
+        "fine-tuned  from lgcvd_runtime/assets/default.lgcvd",
+        lines[-2],
+        "provenance  all of it: lgcvd-run info --provenance",
+    ]
+    assert lines[-2].startswith("exported    with lgcvd ")
+
+
+def test_info_prints_nested_provenance_as_an_indented_tree_on_request(bundle):
+    result = run("info", "--model", bundle, "--provenance")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert max(len(line) for line in lines) < 200

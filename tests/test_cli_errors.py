@@ -24,6 +24,7 @@ from test_cli import FAST, one_line_error, run, write_video
 from lgcvd_runtime import api
 from lgcvd_runtime.bundle import MANIFEST
 from lgcvd_runtime.cli import outputs
+from lgcvd_runtime.cli.outputs import SUFFIXES
 from lgcvd_runtime.media.video import read_frames
 from lgcvd_runtime.media.writer import VideoWriter
 
@@ -88,7 +89,7 @@ def huge(tmp_path: Path) -> Path:
         (empty_file, [], "empty.mkv is not a readable video"),
         (not_a_video, [], "notes.mp4 is not a readable video"),
         (truncated, ["-p", 2, "-n", 26], "cut.mkv is truncated or corrupt"),
-        (one_frame, ["-p", 2], "short.mkv has 1 frames from frame 0; the task needs 2"),
+        (one_frame, ["-p", 2], "short.mkv has 1 frame from frame 0; the task needs 2"),
         (huge, [], "has frames of 8200x2 pixels; lgcvd reads 1 to 8192 pixels per side"),
     ],
 )
@@ -160,8 +161,8 @@ def newer_version(path: Path) -> None:
         ),
         (
             lambda p: edit_manifest(p, lambda m: m["model"].update(depth=3)),
-            "model has fields this lgcvd does not know (depth); it was made by a newer lgcvd: "
-            "upgrade lgcvd",
+            "written by a newer lgcvd (the bundle's model has fields depth that this version "
+            "does not know); upgrade lgcvd (pip install -U lgcvd)",
         ),
         (
             swap_graphs,
@@ -248,12 +249,9 @@ def refuse_to_load(monkeypatch):
     ("args", "message"),
     [
         (["--fps", "nan"], "frame rate nan is not a positive number of frames per second"),
-        (["--fps", "inf"], "frame rate inf is not a positive number of frames per second"),
-        (["--fps", "-3"], "frame rate -3.0 is not a positive number of frames per second"),
         (["--every", 2], "a frame step (--every 2) applies to a .png grid, not to o.mkv"),
         (["-o", "/sys/o.mkv"], "cannot write /sys/o.mkv (Permission denied); choose a folder"),
         (["-o", "nowhere/o.mkv"], "folder nowhere does not exist; create it or choose another"),
-        (["-o", "o.avi"], "cannot write o.avi: unknown suffix '.avi'; use one of .mp4, .mkv"),
     ],
 )
 def test_a_bad_output_is_a_one_line_error_before_the_model_loads(
@@ -263,6 +261,33 @@ def test_a_bad_output_is_a_one_line_error_before_the_model_loads(
     refuse_to_load(monkeypatch)
     result = run("predict", clip, "-o", "o.mkv", *args, "--quiet")
     assert message in one_line_error(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv"]
+
+
+@pytest.mark.parametrize("fps", ["1e9", "1000.5", "inf", "0", "-3"])
+def test_a_frame_rate_beyond_0_to_1000_is_refused_before_anything_runs(
+    tmp_path, clip, monkeypatch, fps
+):
+    monkeypatch.chdir(tmp_path)
+    refuse_to_load(monkeypatch)
+    result = run("predict", clip, "-o", "o.mp4", "--fps", fps, "--quiet")
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        f"Error: Invalid value for '--fps': {float(fps)} is not in the range 0<x<=1000.0."
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv"]
+
+
+def test_an_unknown_output_suffix_lists_every_suffix_there_is_the_png_grid_included(
+    tmp_path, clip, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    refuse_to_load(monkeypatch)
+    result = run("predict", clip, "-o", "o.avi", "--quiet")
+    assert one_line_error(result) == (
+        f"Error: cannot write o.avi: unknown suffix '.avi'; use one of {', '.join(SUFFIXES)}"
+    )
+    assert ", ".join(SUFFIXES) == ".mp4, .mkv, .gif, .png"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv"]
 
 

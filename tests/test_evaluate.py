@@ -18,7 +18,7 @@ from lgcvd_train.config import TrainConfig
 from lgcvd_train.data import load_dataset
 from lgcvd_train.eval_protocol import Candidate, aggregate, frechet_distance
 from lgcvd_train.evaluate import main
-from lgcvd_train.metrics import load_lpips, lpips_frames, psnr, ssim
+from lgcvd_train.metrics import PSNR_IDENTICAL, load_lpips, lpips_frames, psnr, ssim
 from lgcvd_train.metrics.fvd import few_clips_warning
 
 P, N, CLIPS, SIZE = 2, 6, 2, 32
@@ -134,10 +134,26 @@ def test_the_markdown_summary_is_printed_and_saved(two_sample_run):
         lines[2]
         == "| model | PSNR ↑ best / mean | SSIM ↑ best / mean | LPIPS ↓ best / mean | FVD ↓ |"
     )
-    assert [line.split(" | ")[0] for line in lines[4:]] == ["| copy-last", "| onnx", "| torch"]
+    assert [line.split(" | ")[0] for line in lines[4:7]] == ["| copy-last", "| onnx", "| torch"]
+    assert lines[7:] == ["", "FVD —: skipped (--no-fvd)"]  # why the FVD cells say "—"
 
 
-def test_a_perfect_predictor_scores_infinite_psnr_ssim_one_lpips_zero(tmp_path, monkeypatch):
+def test_the_summary_says_why_fvd_is_missing_in_the_words_of_the_report(tmp_path, bundle_and_run):
+    args = ["--clips", 1, "-n", N, "--no-lpips", "--out", tmp_path]
+    result = invoke("--model", bundle_and_run[0], *args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    why = "FVD skipped: it needs at least 2 clips (pass --clips 2 or more)"
+    assert why in report["notes"]
+    table = (tmp_path / "summary.md").read_text().splitlines()
+    assert table[4].endswith(" | — |")
+    assert table[-1] == "FVD —: skipped: it needs at least 2 clips (pass --clips 2 or more)"
+    assert "1 clip, p=2, n=6, 1 sample per clip" in table[0]
+
+
+def test_a_perfect_predictor_scores_identical_frames_psnr_ssim_one_lpips_zero(
+    tmp_path, monkeypatch
+):
     videos = shapes_clips(P + N)
 
     def truth(given, n, samples):
@@ -150,12 +166,12 @@ def test_a_perfect_predictor_scores_infinite_psnr_ssim_one_lpips_zero(tmp_path, 
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
     agg = report["models"]["perfect"]["aggregates"]["frames 3-8"]
-    assert agg["best"]["psnr"]["mean"] == np.inf
+    assert agg["best"]["psnr"]["mean"] == PSNR_IDENTICAL
     assert agg["best"]["ssim"]["mean"] == 1.0 and agg["best"]["lpips"]["mean"] == 0.0
-    assert agg["mean"]["psnr"]["mean"] == np.inf
+    assert agg["mean"]["psnr"]["mean"] == PSNR_IDENTICAL
     for metric in ("ssim", "lpips"):  # one sample: its best is its mean
         assert agg["best"][metric] == agg["mean"][metric]
-    assert "| perfect | inf | 1.000 | 0.000 | — |" in result.stdout
+    assert "| perfect | 100.00 | 1.000 | 0.000 | — |" in result.stdout
 
 
 def test_best_of_samples_is_picked_per_clip_and_per_metric_on_the_frame_range():

@@ -78,7 +78,8 @@ def test_export_passes_the_gate_and_writes_a_manifest_that_validates(bundle, che
     assert set(manifest.graphs) == {"context", "denoiser"}
     assert [t.name for t in manifest.graphs["context"].outputs] == ["ctx_k0", "ctx_v0"]
     prov = manifest.provenance
-    assert prov["checkpoint"] == str(checkpoint.resolve()) and prov["checkpoint_step"] == 3
+    assert prov["checkpoint"] == "run/checkpoint.safetensors"  # no path of this machine
+    assert prov["checkpoint_step"] == 3
     assert prov["training_data"] == "shapes" and prov["opset"] == 17
     assert prov["training_command"] == "lgcvd-train --preset tiny"
     assert prov["training_data_seed"] == 0

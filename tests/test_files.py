@@ -2,17 +2,18 @@
 
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import dead_pid
 
 from lgcvd_runtime.errors import OutputError, OutputExistsError
 from lgcvd_runtime.files import (
     abandoned_temporaries,
     create_temporary,
+    folder_then_rename,
     give_umask_permissions,
+    remove_abandoned,
     temporary_path,
     write_then_rename,
 )
@@ -102,13 +103,6 @@ def test_create_temporary_in_a_folder_that_cannot_be_written_is_one_line_error(t
     )
 
 
-def dead_pid() -> int:
-    """The pid of a process that has exited (and been reaped)."""
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
 def test_temporaries_of_processes_that_no_longer_run_are_found_and_only_they(tmp_path):
     target = tmp_path / "m.lgcvd"
     dead = tmp_path / f".m.lgcvd.{dead_pid()}-0123abcd.tmp"
@@ -124,3 +118,33 @@ def test_temporaries_of_processes_that_no_longer_run_are_found_and_only_they(tmp
     cut = cut.with_name(cut.name.replace(f".{os.getpid()}-", f".{pid}-"))
     cut.write_bytes(b"")
     assert abandoned_temporaries(long_target) == [cut]
+
+
+def test_only_the_temporaries_of_processes_that_no_longer_run_are_removed(tmp_path):
+    target = tmp_path / "m.lgcvd"
+    dead_folder = tmp_path / f".m.lgcvd.{dead_pid()}-0123abcd.tmp"
+    dead_file = tmp_path / f".m.lgcvd.{dead_pid()}-4567cdef.tmp"
+    alive = tmp_path / f".m.lgcvd.{os.getpid()}-0123abcd.tmp"
+    dead_folder.mkdir()
+    (dead_folder / "denoiser.onnx").write_bytes(b"half")
+    dead_file.write_bytes(b"half")
+    alive.write_bytes(b"being written")
+    assert remove_abandoned(target) == sorted([dead_folder, dead_file])
+    assert [p.name for p in tmp_path.iterdir()] == [alive.name]
+
+
+def test_a_folder_appears_whole_in_place_of_the_old_one_only_when_the_block_succeeds(tmp_path):
+    path = tmp_path / "repo"
+    with folder_then_rename(path) as tmp:
+        (tmp / "a").write_text("first")
+        assert tmp.parent == path.parent and not path.exists()
+    with pytest.raises(OutputExistsError), folder_then_rename(path, force=False):
+        pass
+    with pytest.raises(KeyboardInterrupt), folder_then_rename(path) as tmp:
+        (tmp / "b").write_text("half")
+        raise KeyboardInterrupt
+    assert [p.name for p in path.iterdir()] == ["a"]
+    with folder_then_rename(path) as tmp:
+        (tmp / "b").write_text("second")
+    assert [p.name for p in path.iterdir()] == ["b"]
+    assert [p.name for p in tmp_path.iterdir()] == ["repo"]  # no temporary, no old folder left

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from conftest import random_model
 from test_export import write_checkpoint
 
-from lgcvd_export import int8_gate, options, parity, quantize
+from lgcvd_export import int8_gate, parity, quantize
 from lgcvd_export.cli import main
 from lgcvd_runtime import api
 from lgcvd_runtime.bundle import load_manifest
@@ -55,7 +55,7 @@ def test_an_int8_bundle_holds_q_dq_graphs_with_int8_weights_and_says_int8(int8_b
     out, log = int8_bundle
     manifest = load_manifest(out)
     assert manifest.precision == "int8"
-    assert manifest.provenance["int8"]["float_ops"] == options.DEFAULT_FLOAT_OPS
+    assert manifest.provenance["int8"]["float_ops"] == quantize.DEFAULT_FLOAT_OPS
     for graph in manifest.graphs.values():
         model = onnx.load(str(out / graph.file))
         ops = {n.op_type for n in model.graph.node}
@@ -89,8 +89,8 @@ def test_a_tolerance_that_must_fail_refuses_the_bundle_and_the_table_says_why(
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("Error: int8 quality gate failed: predictions differ from the fp32")
     assert last.endswith(
-        "limits 1000 dB, 0.95; table above); no bundle written: try another --int8-float-ops, "
-        "or export fp16"
+        "limits 1000 dB, 0.95; table above); no bundle written: calibrate on the training "
+        "clips (--calib-frames), or export --fp16"
     )
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
@@ -127,9 +127,7 @@ class Sessions:
 
 
 def test_calibration_records_the_denoiser_at_every_timestep_of_the_plan(tiny_model):
-    from lgcvd_train.torch_backend import model_spec
-
-    spec = model_spec(tiny_model.cfg)
+    spec = tiny_model.cfg.layout()
     schedule = ScheduleSpec()
     plan = respace(schedule, 5)
     runner = quantize.GraphRunner(Sessions(["context", "denoiser"]), record=True)

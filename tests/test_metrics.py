@@ -19,6 +19,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from lgcvd_runtime.errors import DataError, OutputExistsError
 from lgcvd_runtime.media.video import read_frames
 from lgcvd_train.metrics import (
+    PSNR_IDENTICAL,
     frechet_distance,
     fvd,
     i3d_features,
@@ -47,6 +48,16 @@ def test_psnr_of_a_known_mse_matches_the_formula():
     a = np.full((2, 8, 8, 3), 0.5)
     b = a + np.array([0.1, 0.01])[:, None, None, None]  # MSE 1e-2 and 1e-4
     np.testing.assert_allclose(psnr(a, b), [20.0, 40.0], atol=1e-9)
+
+
+def test_identical_frames_score_100_db_and_frames_one_level_apart_in_one_value_the_formula():
+    a = np.zeros((2, 64, 64, 3), np.uint8)
+    b = a.copy()
+    b[1, 5, 7, 2] = 1  # frame 1: one grey level off in one channel of one pixel
+    # MSE = (1/255)^2 / (64 * 64 * 3): PSNR = 20 log10(255) + 10 log10(12288) = 89.02 dB
+    expected = 20 * np.log10(255.0) + 10 * np.log10(64 * 64 * 3)
+    np.testing.assert_allclose(psnr(a, b), [100.0, expected], atol=1e-9)
+    assert PSNR_IDENTICAL == 100.0 and expected < 100.0
 
 
 def test_psnr_reads_uint8_as_values_over_255():

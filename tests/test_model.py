@@ -78,7 +78,7 @@ def test_paper_presets_build_with_meta_tensors_and_report_their_shapes(name):
 
 
 def test_paper_bair64_has_about_96m_parameters_like_the_reference():
-    """Reference estimate (reference-notes §7): UNet 63.40M + encoder 33.10M = 96.51M. Ours puts
+    """The reference code's size: UNet 63.40M + encoder 33.10M = 96.51M. Ours puts
     decoder attention at 16x16 with 384 channels (the reference's index bug puts it at 32x32 with
     128), adds a head GroupNorm and a separate context GroupNorm: +0.66M in the UNet."""
     with torch.device("meta"):

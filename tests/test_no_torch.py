@@ -1,4 +1,4 @@
-"""The runtime needs no torch (design.md; style.md 13): every `lgcvd_runtime` module imports, and
+"""The runtime needs no torch (docs/design.md): every `lgcvd_runtime` module imports, and
 a prediction runs, in a Python where torch and onnx cannot be imported; and the package's own
 (non-extra) dependencies name neither."""
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import lgcvd_runtime
-from lgcvd_runtime.media.video import center_crop_resize, read_frames
+from lgcvd_runtime.media.resize import center_crop_resize
+from lgcvd_runtime.media.video import read_frames
 from lgcvd_runtime.media.writer import VideoWriter
 from lgcvd_train.data import load_dataset, mnist
 from lgcvd_train.data.arrays import save_videos

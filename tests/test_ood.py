@@ -1,14 +1,12 @@
 """The input score (lgcvd_runtime.ood): its arithmetic against a denoiser whose answer is known,
 its call budget and a flagged input on a tiny random model, and its calibration written by
-tools/calibrate_ood.py and lgcvd-export --calibrate and read back."""
+lgcvd-run calibrate and lgcvd-export --calibrate, read back and scored against."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import shutil
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,21 +17,21 @@ from conftest import export_tiny_bundle
 
 from lgcvd_runtime.api import load
 from lgcvd_runtime.backends import load_backend
-from lgcvd_runtime.bundle import ModelSpec, load_manifest
+from lgcvd_runtime.bundle import load_manifest
+from lgcvd_runtime.cli.run import main as run_main
 from lgcvd_runtime.errors import BundleError
+from lgcvd_runtime.layout import ModelSpec
+from lgcvd_runtime.media.writer import VideoWriter
 from lgcvd_runtime.ood import SCORE, Calibration, calibration_inputs, ood_scores, scores_of_clips
 from lgcvd_runtime.schedule import ScheduleSpec
 from lgcvd_train.data import shapes
 from lgcvd_train.data.arrays import save_videos
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
 SPEC = ModelSpec(image_size=8, channels=3, frames=4, cond_slots=2, parameterization="v")
 
 
-def calibrate_tool():
-    if str(TOOLS) not in sys.path:
-        sys.path.insert(0, str(TOOLS))
-    return importlib.import_module("calibrate_ood")
+def lgcvd_run(*args):
+    return CliRunner().invoke(run_main, [str(a) for a in args])
 
 
 def cosine_abar(t: int) -> float:
@@ -112,9 +110,7 @@ def calib_clips(tmp_path_factory) -> Path:
 def calibrated(tiny, calib_clips, tmp_path) -> Path:
     bundle = tmp_path / "tiny.lgcvd"
     shutil.copytree(tiny, bundle)
-    result = CliRunner().invoke(
-        calibrate_tool().main, ["calibrate", str(bundle), "--data", str(calib_clips)]
-    )
+    result = lgcvd_run("calibrate", bundle, "--data", calib_clips)
     assert result.exit_code == 0, result.output
     return bundle
 
@@ -138,7 +134,8 @@ def test_calibration_is_recorded_in_the_manifest_and_read_back(tiny, calibrated,
     record = json.loads((calibrated / "manifest.json").read_text())["ood"]
     assert record["score"] == SCORE and record["clips"] == 24
     assert record["inputs"] == 24 * 3  # starts 0, 7, 14 of 16-frame clips (N = 8)
-    assert record["data"] == str(calib_clips) and set(record["percentiles"]) == {"50", "95", "99"}
+    assert record["data"] == f"{calib_clips.parent.name}/{calib_clips.name}"  # no machine path
+    assert set(record["percentiles"]) == {"50", "95", "99"}
     p = record["percentiles"]
     assert p["50"] <= p["95"] <= p["99"]
     calibration = Calibration.of(after)
@@ -151,14 +148,14 @@ def test_calibration_is_recorded_in_the_manifest_and_read_back(tiny, calibrated,
 
 
 def test_calibrating_again_needs_force(calibrated, calib_clips):
-    args = ["calibrate", str(calibrated), "--data", str(calib_clips)]
-    result = CliRunner().invoke(calibrate_tool().main, args)
+    args = ["calibrate", calibrated, "--data", calib_clips]
+    result = lgcvd_run(*args)
     assert result.exit_code == 1
     assert result.output == (
         f"Error: {calibrated} is already calibrated (ood score {SCORE}); "
         "pass --force to replace it\n"
     )
-    assert CliRunner().invoke(calibrate_tool().main, [*args, "--force"]).exit_code == 0
+    assert lgcvd_run(*args, "--force").exit_code == 0
 
 
 def test_clips_at_another_size_are_one_line(tiny, tmp_path):
@@ -166,9 +163,7 @@ def test_clips_at_another_size_are_one_line(tiny, tmp_path):
     shutil.copytree(tiny, bundle)
     data = tmp_path / "big.npy"
     save_videos(data, shapes.generate(24, 16, 48, seed=0))
-    result = CliRunner().invoke(
-        calibrate_tool().main, ["calibrate", str(bundle), "--data", str(data)]
-    )
+    result = lgcvd_run("calibrate", bundle, "--data", data)
     assert result.exit_code == 1
     assert result.output == (
         "Error: clips must be uint8 (C, T, 32, 32, 3) at the model's size, got uint8 "
@@ -181,9 +176,7 @@ def test_too_few_clips_are_one_line(tiny, tmp_path):
     shutil.copytree(tiny, bundle)
     data = tmp_path / "few.npy"
     save_videos(data, shapes.generate(5, 16, 32, seed=0))
-    result = CliRunner().invoke(
-        calibrate_tool().main, ["calibrate", str(bundle), "--data", str(data)]
-    )
+    result = lgcvd_run("calibrate", bundle, "--data", data)
     assert result.exit_code == 1
     assert result.output == (
         "Error: calibration needs at least 20 held-out clips for a 99th percentile, got 5\n"
@@ -203,7 +196,7 @@ def test_a_corrupt_calibration_is_one_line(tiny):
         Calibration.of(broken)
     assert str(err.value) == (
         "the manifest's ood calibration is corrupt (KeyError: 'no 99th percentile'); calibrate "
-        "the bundle again with tools/calibrate_ood.py calibrate BUNDLE --data CLIPS --force"
+        "the bundle again with lgcvd-run calibrate BUNDLE --data CLIPS --force"
     )
 
 
@@ -267,3 +260,33 @@ def test_lgcvd_run_warns_on_a_real_bair_clip_and_not_on_a_pushsim_clip(tmp_path)
     assert line.endswith(f", 99th percentile {threshold:.1f}")
     assert float(line.split("score ")[1].split(",")[0]) > 5 * threshold
     assert results[1].stderr == ""
+
+
+def test_calibrate_scores_arrays_videos_and_folders_of_videos_against_the_calibration(
+    calibrated, calib_clips, tmp_path
+):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    with VideoWriter(folder / "clip.mkv") as writer:  # FFV1: read back bit-exactly
+        writer.write(shapes.generate(1, 12, 32, seed=5)[0])
+    result = lgcvd_run("calibrate", calibrated, calib_clips, folder, "--starts", "0,4", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["threshold"] == Calibration.of(load_manifest(calibrated)).threshold
+    assert list(report["scores"]) == [str(calib_clips), str(folder / "clip.mkv")]
+    assert len(report["scores"][str(calib_clips)]) == 24 * 3  # every (N-1)-th frame of each clip
+    assert list(report["scores"][str(folder / "clip.mkv")]) == ["clip.mkv@0", "clip.mkv@4"]
+
+
+def test_calibrate_with_nothing_to_record_or_score_is_a_usage_error(calibrated):
+    result = lgcvd_run("calibrate", calibrated)
+    assert result.exit_code == 2
+    assert "pass --data CLIPS to calibrate, or INPUTs to score, or both" in result.output
+
+
+def test_scoring_against_an_uncalibrated_bundle_says_to_calibrate_first(tiny, calib_clips):
+    result = lgcvd_run("calibrate", tiny, calib_clips)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {tiny} has no calibration for this score; pass --data CLIPS first\n"
+    )

@@ -1,5 +1,6 @@
 """Pictures a person looks at (lgcvd_runtime/media/pictures.py): the labelled, wrapped grid of a
-result, the frame step rule, the built-in font and PNG files."""
+result, the frame step rule, the built-in font, the label row of side-by-side videos and PNG
+files."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import pytest
 
 from lgcvd_runtime.errors import OutputExistsError, VideoError
 from lgcvd_runtime.media.pictures import (
+    BACKGROUND,
     EMPTY,
     GAP,
     INK,
     SEPARATOR,
     Row,
     grid,
+    panel_labels,
     shown_frames,
     side_by_side,
     text,
@@ -94,6 +97,18 @@ def test_side_by_side_adds_a_two_pixel_separator():
     assert both.shape == (3, 4, 13, 3)
     assert (both[:, :, 5:7] == SEPARATOR).all()
     np.testing.assert_array_equal(both[:, :, 7:], b)
+
+
+def test_panel_labels_write_each_name_over_its_own_panel_and_cut_it_at_the_edge():
+    row = panel_labels(["truth", "sample 1"], 64, 32)  # 29 and 47 px of text, 2 px in
+    assert row.shape == (10, 32 + 2 + 32, 3)
+    ink = (row == INK).all(-1)  # (10, 66)
+    truth, sample = text("truth"), text("sample 1")
+    np.testing.assert_array_equal(ink[1:8, 2:31], truth)
+    np.testing.assert_array_equal(ink[1:8, 36:66], sample[:, :30])  # cut at its panel's edge
+    assert ink.sum() == truth.sum() + sample[:, :30].sum()  # nothing else drawn
+    assert (row[~ink] == BACKGROUND).all()
+    assert panel_labels(["truth", "x"], 96, 40).shape == (20, 82, 3)  # twice the text for 96 px
 
 
 def test_write_png_round_trips_refuses_to_overwrite_and_uses_the_umask(tmp_path):

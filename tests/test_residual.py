@@ -14,9 +14,10 @@ import pytest
 import torch
 from conftest import export_tiny_bundle
 
-from lgcvd_runtime.bundle import MANIFEST, ModelSpec, load_manifest
+from lgcvd_runtime.bundle import MANIFEST, load_manifest
 from lgcvd_runtime.cli.info import describe
 from lgcvd_runtime.conditioning import ABSENT, baseline, stack_window
+from lgcvd_runtime.layout import ModelSpec
 from lgcvd_runtime.pipeline import Pipeline, SamplerSettings, row_generators
 from lgcvd_runtime.schedule import ScheduleSpec, full_alphas_cumprod, respace
 from lgcvd_train.config import TrainConfig, preset

@@ -1,5 +1,5 @@
 """The schedule, the respacing, the parameterization conversions and single sampler steps against
-closed forms written independently here (style.md 12). Whole loops: test_sampler_gaussian.py
+closed forms written independently here. Whole loops: test_sampler_gaussian.py
 (exact results for Gaussian data) and test_sampler_golden.py (golden values, every state)."""
 
 import math

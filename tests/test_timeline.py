@@ -8,9 +8,9 @@ import pytest
 
 from lgcvd_runtime import backends
 from lgcvd_runtime.backends.base import BackendEntry
-from lgcvd_runtime.bundle import ModelSpec
 from lgcvd_runtime.conditioning import ABSENT
 from lgcvd_runtime.errors import BackendError, LgcvdError, NonFiniteError
+from lgcvd_runtime.layout import ModelSpec
 from lgcvd_runtime.pipeline import Pipeline, SamplerSettings, row_generators
 from lgcvd_runtime.schedule import ScheduleSpec, respace
 from lgcvd_runtime.timeline import Timeline, interpolation_known, prediction_known

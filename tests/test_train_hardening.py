@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import stop_and_wait
+from conftest import dead_pid, stop_and_wait
 
 from lgcvd_train.checkpoint import (
     FILENAME,
@@ -190,16 +190,24 @@ def test_a_damaged_log_line_before_the_last_is_one_line(tmp_path):
     assert (out / METRICS).read_text() == "garbage\n" + log  # left as it was
 
 
-def test_resume_removes_the_temporary_files_of_killed_saves(tmp_path):
+def test_resume_removes_the_temporary_files_of_killed_saves_and_not_a_live_writers(tmp_path):
     out = tmp_path / "run"
     assert train("--steps", 2, "--out", out).exit_code == 0
-    for name in RUN_FILES:
-        (out / f".{name}.4242.tmp").write_bytes(b"\0" * 100_000)  # what a SIGKILL leaves
-    result = train("--steps", 3, "--out", out, "--resume")
+    killed = dead_pid()
+    for name in RUN_FILES:  # what a SIGKILL leaves (lgcvd_runtime.files.temporary_path's names)
+        (out / f".{name}.{killed}-0123abcd.tmp").write_bytes(b"\0" * 100_000)
+    writing = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    live = out / f".{FILENAME}.{writing.pid}-0123abcd.tmp"  # another process's save under way
+    live.write_bytes(b"")
+    try:
+        result = train("--steps", 3, "--out", out, "--resume")
+    finally:
+        writing.kill()
+        writing.wait()
     assert result.exit_code == 0, result.output
     note = f"note: removed 3 temporary file(s) that a killed save left in {out}"
     assert result.stderr.splitlines() == [note]
-    assert sorted(os.listdir(out)) == RUN_FILES
+    assert sorted(os.listdir(out)) == sorted([*RUN_FILES, live.name])
 
 
 KILLED_SAVE = textwrap.dedent(

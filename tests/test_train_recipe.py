@@ -1,4 +1,4 @@
-"""The training recipe's loss weighting and speed options (issue 18 item 1).
+"""The training recipe's loss weighting and speed options (docs/results.md, Training efficiency).
 
 min-SNR-gamma is defined on the x0 error: weight min(SNR_t, gamma) on |x0_hat - x0|^2. The
 tests rebuild x0_hat from each parameterization's output with the textbook relations written

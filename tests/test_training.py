@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import export_tiny_bundle
 
 from lgcvd_runtime.conditioning import build_condition, stack_window, to_model
 from lgcvd_runtime.schedule import ScheduleSpec
@@ -275,50 +274,6 @@ def test_lgcvd_train_cli_names_a_bad_data_source_in_one_line(tmp_path):
     result = CliRunner().invoke(main, ["--data", str(tmp_path / "nope"), "--out", str(tmp_path)])
     assert result.exit_code == 1
     assert len(result.output.strip().splitlines()) == 1 and "nope" in result.output
-
-
-def test_x0_error_tool_scores_an_oracle_denoiser_as_exact():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    from x0_error import TIMESTEPS, x0_errors
-
-    clips = np.stack(moving_squares(2, 8, 32))
-    cfg = preset("tiny")
-    truth = torch.from_numpy(stack_window(to_model(clips)))
-
-    class Oracle:  # returns the exact v for the clips' first window
-        def __init__(self):
-            self.cfg = cfg
-
-        def __call__(self, x_t, t, cond, prev):
-            alpha, sigma = Schedule(ScheduleSpec()).coefficients(t)
-            return (alpha * x_t - truth) / sigma
-
-    rows = x0_errors(Oracle(), ScheduleSpec(), clips, seed=0)
-    assert [r[0] for r in rows] == list(TIMESTEPS)
-    for _, err, hf_hat, hf_true in rows:
-        assert err < 1e-5 and hf_hat == pytest.approx(hf_true, abs=1e-5) and hf_true > 0.02
-
-
-def test_x0_error_tool_scores_a_bundle_like_the_run_it_was_exported_from(
-    tmp_path, tmp_path_factory
-):
-    from click.testing import CliRunner
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    from x0_error import TIMESTEPS, main
-
-    bundle = Path(export_tiny_bundle(tmp_path_factory))  # fp32: its graphs hold the run's weights
-    run = bundle.with_name("tiny-run")
-    data = tmp_path / "clips.npy"
-    np.save(data, np.stack(moving_squares(2, 8, 32)))
-    tables = []
-    for model in (run, bundle):
-        result = CliRunner().invoke(main, [str(model), "--data", str(data), "--clips", "2"])
-        assert result.exit_code == 0, result.output
-        lines = result.output.strip().splitlines()
-        assert lines[0].endswith(": step 0, width 32, mults (1, 2)")
-        tables.append(lines[2:])
-    assert len(tables[0]) == len(TIMESTEPS) and tables[0] == tables[1]
 
 
 def test_lgcvd_train_records_the_command_that_made_its_data(tmp_path):

@@ -1,4 +1,4 @@
-"""Serving on Triton (design.md "Many cameras, live loops, fleets"): the generated repository's
+"""Serving on Triton (docs/serving.md): the generated repository's
 configs against the manifest, the command line's refusals, the client's pieces, and a real
 `tritonserver` (from the nvidia-pytriton wheel, in `.venv-serve`, which `make test` creates)
 answering 4 concurrent clients exactly as the in-process library does, with batches above 1."""
@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from lgcvd_runtime.api import default_bundle
 from lgcvd_runtime.bundle import load_manifest
-from lgcvd_runtime.errors import BackendError
+from lgcvd_runtime.errors import BackendError, LgcvdError
 from lgcvd_runtime.serve.cli import main
 from lgcvd_runtime.serve.repository import RepoOptions, write_repository
 
@@ -162,6 +162,21 @@ def test_a_missing_bundle_is_one_line(tmp_path):
         f"Error: {tmp_path / 'no.lgcvd'}: no such bundle directory; pass a NAME.lgcvd folder "
         "from lgcvd-export\n"
     )
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (RepoOptions(sampler="euler"), "unknown sampler 'euler'; choose one of ddpm, "),
+        (RepoOptions(steps=0), "steps must be in 1..1000 (the schedule's T), got 0"),
+        (RepoOptions(steps=2.5), "steps must be in 1..1000 (the schedule's T), got 2.5"),
+    ],
+)
+def test_a_repository_takes_the_samplers_and_steps_the_library_takes(tmp_path, options, message):
+    with pytest.raises(LgcvdError) as err:
+        write_repository(default_bundle(), tmp_path / "repo", options)
+    assert str(err.value).startswith(message)
+    assert not (tmp_path / "repo").exists()
 
 
 def test_local_serving_says_what_is_missing(tmp_path, monkeypatch):

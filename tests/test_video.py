@@ -1,7 +1,8 @@
 """Video reading and writing (lgcvd_runtime/media/video.py, writer.py) and the video-folder dataset.
 
 Pixel values are only checked through lossless paths (FFV1 .mkv, PNG, GIF palette colours);
-H.264 .mp4 is checked for frame count and size only (design.md: yuv420p loses much at 64x64).
+H.264 .mp4 is checked for frame count and size only (yuv420p
+halves the colour resolution: much is lost at 64x64).
 """
 
 from __future__ import annotations
@@ -15,14 +16,8 @@ import pytest
 from conftest import debian_video
 
 from lgcvd_runtime.errors import DataError, VideoError
-from lgcvd_runtime.media.video import (
-    MAX_SIDE,
-    VideoInfo,
-    center_crop_resize,
-    iter_frames,
-    probe,
-    read_frames,
-)
+from lgcvd_runtime.media.resize import center_crop_resize
+from lgcvd_runtime.media.video import MAX_SIDE, VideoInfo, iter_frames, probe, read_frames
 from lgcvd_runtime.media.writer import VideoWriter
 from lgcvd_train.data.videos import load_video_folder
 
@@ -221,6 +216,9 @@ def test_too_few_frames_names_the_counts(tmp_path):
     with pytest.raises(VideoError) as err:
         read_frames(path, start=2, count=4)
     assert str(err.value) == f"{path} has 3 frames from frame 2; the task needs 4"
+    with pytest.raises(VideoError) as err:
+        read_frames(path, start=4, count=2)
+    assert str(err.value) == f"{path} has 1 frame from frame 4; the task needs 2"
 
 
 def test_start_beyond_the_end_is_one_line_error(tmp_path):
@@ -229,6 +227,12 @@ def test_start_beyond_the_end_is_one_line_error(tmp_path):
         read_frames(path, start=7, count=2)
     assert str(err.value) == (
         f"{path} has 5 frames; start frame 7 is beyond the end: pass a start below 5"
+    )
+    one = write_mkv(tmp_path / "one.mkv", numbered_frames(1))
+    with pytest.raises(VideoError) as err:
+        read_frames(one, start=3)
+    assert str(err.value) == (
+        f"{one} has 1 frame; start frame 3 is beyond the end: pass a start below 1"
     )
 
 
@@ -245,27 +249,29 @@ def test_enormous_frames_are_refused_before_decoding(tmp_path):
 # ----------------------------------------------------------------------------- video folder
 
 
-def test_video_folder_loads_good_videos_and_summarises_skipped_ones(tmp_path):
+def test_video_folder_loads_good_videos_and_notes_skipped_ones_in_one_stderr_line(tmp_path, capsys):
     write_mkv(tmp_path / "a.mkv", numbered_frames(6, 16, 16))
     (tmp_path / "sub").mkdir()
     write_mkv(tmp_path / "sub" / "c.mkv", numbered_frames(8, 16, 24))
-    write_mkv(tmp_path / "short.mkv", numbered_frames(3, 16, 16))
+    write_mkv(tmp_path / "short.mkv", numbered_frames(1, 16, 16))
     (tmp_path / "text.mp4").write_text("not a video")
     (tmp_path / "readme.txt").write_text("ignored: not a video suffix")
-    with pytest.warns(UserWarning) as record:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a note, not a warning with its source line
         clips = load_video_folder(tmp_path, image_size=8, min_frames=5)
     assert [clip.shape for clip in clips] == [(6, 8, 8, 3), (8, 8, 8, 3)]
-    assert [str(w.message) for w in record] == [
-        "skipped 2 of 4 videos: short.mkv (3 frames < 5), text.mp4 (is not a readable video "
-        "(Invalid data found when processing input))"
-    ]
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "note: skipped 2 of 4 videos: short.mkv (1 frame < 5), text.mp4 (is not a readable "
+        "video (Invalid data found when processing input))\n"
+    )
 
 
-def test_video_folder_without_skips_warns_nothing(tmp_path):
+def test_video_folder_without_skips_notes_nothing(tmp_path, capsys):
     write_mkv(tmp_path / "a.mkv", numbered_frames(6))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert len(load_video_folder(tmp_path, image_size=8, min_frames=6)) == 1
+    assert len(load_video_folder(tmp_path, image_size=8, min_frames=6)) == 1
+    assert capsys.readouterr().err == ""
 
 
 def test_missing_or_empty_video_folder_is_one_line_data_error(tmp_path):
@@ -286,6 +292,6 @@ def test_video_folder_where_every_file_is_skipped_is_data_error(tmp_path):
     with pytest.raises(DataError) as err:
         load_video_folder(tmp_path, image_size=8, min_frames=5)
     assert str(err.value) == (
-        f"no usable video in {tmp_path} (skipped 1 of 1 videos: short.mkv (3 frames < 5)); "
+        f"no usable video in {tmp_path} (skipped 1 of 1 video: short.mkv (3 frames < 5)); "
         "add readable videos of at least 5 frames"
     )

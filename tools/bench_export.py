@@ -28,15 +28,14 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from benchlib import median_ms, random_checkpoint
 from lgcvd_export import ExportOptions, export_bundle, int8_gate, parity
 from lgcvd_export.cli import DEFAULT_REAL_FRAMES
 from lgcvd_export.graphs import export_model
 from lgcvd_export.quantize import FLOAT_OPS
 from lgcvd_runtime.bundle import load_manifest
-from lgcvd_train.benchmarks import median_ms, random_checkpoint
 from lgcvd_train.checkpoint import load_model
 from lgcvd_train.model import LGCVD
-from lgcvd_train.torch_backend import model_spec
 
 
 def denoiser_inputs(model: LGCVD) -> list[np.ndarray]:
@@ -107,7 +106,7 @@ def bench_int8(checkpoint: Path, choices, calib: Path, real: Path, work: Path, r
             shutil.copy(fp32 / f"{name}.onnx", out / f"{name}.onnx")
         start = time.perf_counter()
         moved = int8_gate.quantize_graphs(
-            out, names, model_spec(model.cfg), ckpt.schedule, calib, 8, choice
+            out, names, model.cfg.layout(), ckpt.schedule, calib, 8, choice
         )
         seconds = time.perf_counter() - start
         shutil.rmtree(moved)

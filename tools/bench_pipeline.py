@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 import lgcvd_runtime
+from benchlib import median_ms, random_checkpoint
 from lgcvd_export import ExportOptions, export_bundle
 from lgcvd_runtime.conditioning import to_model, to_uint8
 from lgcvd_runtime.pipeline import row_generators
 from lgcvd_runtime.timeline import Timeline
-from lgcvd_train.benchmarks import median_ms, random_checkpoint
 from lgcvd_train.checkpoint import load_model
 from lgcvd_train.torch_backend import reference_pipeline
 

@@ -20,7 +20,7 @@ import numpy as np
 from lgcvd_runtime.backends import load_backend
 from lgcvd_runtime.backends.trt_backend import TrtBackend
 from lgcvd_runtime.bundle import load_manifest
-from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.cli.chassis import Command
 
 # TensorRT runs fp32 graphs with TF32 matmuls/convolutions by default, hence not 1e-4; int8
 # kernels round differently from onnxruntime's CPU ones (unverified here: see docs/precision.md).
@@ -37,25 +37,22 @@ def rel_err(got, want) -> float:
 def random_call(manifest, batch: int, rng) -> tuple[np.ndarray, ...]:
     """(prev, x_t, t, cond) for one batch size, shapes from the manifest."""
     spec = manifest.model
-    s, n, k = spec.image_size, spec.frames, spec.cond_slots
-    prev, x_t = rng.uniform(-1, 1, (2, batch, spec.channels * n, s, s)).astype(np.float32)
+    s = spec.image_size
+    prev, x_t = rng.uniform(-1, 1, (2, batch, spec.window_channels, s, s)).astype(np.float32)
     t = rng.integers(0, manifest.schedule.T, batch).astype(np.float32)
-    cond = rng.uniform(-1, 1, (batch, (spec.channels + 1) * k, s, s)).astype(np.float32)
+    cond = rng.uniform(-1, 1, (batch, spec.cond_channels, s, s)).astype(np.float32)
     return prev, x_t, t, cond
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command)
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 def main(bundle: Path, seed: int) -> None:
     """Run BUNDLE's TensorRT engines and onnxruntime on the same inputs; exit 1 on a mismatch."""
-    try:
-        manifest = load_manifest(bundle)
-        trt = load_backend("tensorrt", bundle, manifest, log=click.echo)
-        graphed = TrtBackend(bundle, manifest, cuda_graph=True)
-        ref = load_backend("onnxruntime", bundle, manifest)
-    except LgcvdError as e:
-        raise click.ClickException(str(e)) from None
+    manifest = load_manifest(bundle)
+    trt = load_backend("tensorrt", bundle, manifest, log=click.echo)
+    graphed = TrtBackend(bundle, manifest, cuda_graph=True)
+    ref = load_backend("onnxruntime", bundle, manifest)
     tol, rng, worst = TOLERANCE[manifest.precision], np.random.default_rng(seed), 0.0
     for batch in sorted({1, manifest.max_batch}):
         prev, x_t, t, cond = random_call(manifest, batch, rng)

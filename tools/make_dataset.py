@@ -17,7 +17,7 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.cli.chassis import Command
 from lgcvd_train.data import DATA_GENERATORS, GENERATED_FRAMES
 from lgcvd_train.data.arrays import check_output, invocation, save_video_stream
 
@@ -47,7 +47,7 @@ def render_clips(
             yield from chunk
 
 
-@click.command()
+@click.command(cls=Command, stopped="{word}; no file written")
 @click.argument("generator", type=click.Choice(sorted(DATA_GENERATORS)))
 @click.option("-n", "--num-videos", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Number of clips to render.")  # fmt: skip
@@ -73,13 +73,10 @@ def main(
     force: bool,
 ) -> None:
     """Render GENERATOR clips into a uint8 N×T×H×W×3 array file."""
-    try:
-        check_output(output, force)
-        clips = render_clips(generator, num_videos, frames, size, seed, workers)
-        progress = tqdm(clips, total=num_videos, unit="clip", desc=generator)
-        save_video_stream(output, progress, num_videos, force=force, command=invocation())
-    except LgcvdError as error:
-        raise click.ClickException(str(error)) from None
+    check_output(output, force)
+    clips = render_clips(generator, num_videos, frames, size, seed, workers)
+    progress = tqdm(clips, total=num_videos, unit="clip", desc=generator)
+    save_video_stream(output, progress, num_videos, force=force, command=invocation())
     click.echo(f"wrote {num_videos} clips of {frames}×{size}×{size} to {output}")
 
 

@@ -23,6 +23,7 @@ import click
 import torch
 from safetensors.torch import save_file
 
+from lgcvd_runtime.cli.chassis import Command
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.files import refuse_existing, write_then_rename
 from lgcvd_train.checkpoint import FILENAME, META_KEY, load_checkpoint, resolve
@@ -55,17 +56,14 @@ def slim(run: Path, out: Path, force: bool = False, max_mib: float | None = None
     return target
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, stopped="{word}; no checkpoint written")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--max-mib", type=float, default=None, help="Refuse a result larger than this.")
 @click.option("--force", is_flag=True, help="Replace OUT's checkpoint.")
 def main(run: Path, out: Path, max_mib: float | None, force: bool) -> None:
     """Write RUN's EMA weights in fp16 as the run directory OUT."""
-    try:
-        target = slim(run, out, force, max_mib)
-    except LgcvdError as e:
-        raise click.ClickException(str(e)) from None
+    target = slim(run, out, force, max_mib)
     click.echo(f"wrote {target} ({target.stat().st_size / 2**20:.1f} MiB)")
 
 

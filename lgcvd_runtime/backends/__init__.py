@@ -1,44 +1,65 @@
-"""Inference backends: the registry, `auto` selection and loading (design.md Runtime; style.md 9).
+"""Inference backends: the registry, `auto` selection and loading (docs/design.md).
 
 Each engine has its own module, which alone imports its engine package; the protocol and the
 entry type are in `base`. `REGISTRY` lists one `BackendEntry` per backend, fastest first, which is
 the order `auto` tries: native TensorRT (only when this machine's engines are already built),
-onnxruntime's TensorRT, CUDA and CPU execution providers. Adding a backend is adding an entry.
+onnxruntime's TensorRT, CUDA and CPU execution providers. An entry names its engine module and
+imports it only when asked whether it can run or to build it, so importing the registry (and the
+pipeline, the API and the torch reference above it) loads no engine package. Adding a backend is
+adding an entry.
 """
 
 from __future__ import annotations
 
-from functools import partial
+import importlib
+import importlib.util
 from pathlib import Path
 
 from lgcvd_runtime.bundle import Manifest
 from lgcvd_runtime.errors import BackendError
 
-from . import ort_backend, trt_backend
 from .base import Backend, BackendEntry, Log
 
 AUTO = "auto"
 
 
-def _ort_entry(name: str, runs_on: str, install: str) -> BackendEntry:
-    def create(bundle: Path, manifest: Manifest, log: Log | None, threads: int | None):
-        return ort_backend.OrtBackend(name, bundle, manifest, threads)
+def _engine(module: str):
+    """The engine module `module` of this package, imported now (it imports its package)."""
+    return importlib.import_module(f"{__name__}.{module}")
 
-    return BackendEntry(name, runs_on, install, partial(ort_backend.unavailable, name), create)
+
+def _ort_entry(name: str, runs_on: str, install: str) -> BackendEntry:
+    def unavailable() -> str | None:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "onnxruntime not installed"
+        return _engine("ort_backend").unavailable(name)
+
+    def create(bundle: Path, manifest: Manifest, log: Log | None, threads: int | None):
+        return _engine("ort_backend").OrtBackend(name, bundle, manifest, threads)
+
+    return BackendEntry(name, runs_on, install, unavailable, create)
+
+
+def _trt_unavailable() -> str | None:
+    return _engine("trt_backend").unavailable()
 
 
 def _trt_create(bundle: Path, manifest: Manifest, log: Log | None, threads: int | None):
-    return trt_backend.TrtBackend(bundle, manifest, log)
+    return _engine("trt_backend").TrtBackend(bundle, manifest, log)
+
+
+def _trt_ready(bundle: Path, manifest: Manifest) -> bool:
+    return _engine("trt_backend").engines_ready(bundle, manifest)
 
 
 REGISTRY: tuple[BackendEntry, ...] = (
     BackendEntry(
         "tensorrt",
         "native TensorRT engines (GPU)",
-        trt_backend.INSTALL,
-        trt_backend.unavailable,
+        "pip install 'lgcvd[tensorrt]'",
+        _trt_unavailable,
         _trt_create,
-        trt_backend.engines_ready,
+        _trt_ready,
     ),
     _ort_entry(
         "onnxruntime-tensorrt",

@@ -1,4 +1,4 @@
-"""The backend protocol and the shape of a registry entry (design.md Runtime; style.md 9).
+"""The backend protocol and the shape of a registry entry (docs/design.md, "The runtime's layers").
 
 A backend runs a bundle's two graphs: `encode` once per window, `denoise` once per sampler step,
 both on host numpy arrays with a leading batch axis. It counts its calls in `calls` and frees its

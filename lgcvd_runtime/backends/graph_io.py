@@ -1,7 +1,7 @@
 """What every backend does with a graph's inputs and shapes, read from the bundle manifest.
 
 The manifest's `TensorSpec`s (names, dtypes, symbolic "batch") are the one description of graph
-I/O (style.md 8): a loaded graph is checked against them once (`check_graph_io`: a bundle whose
+I/O (docs/design.md): a loaded graph is checked against them once (`check_graph_io`: a bundle whose
 graphs were swapped or edited is a one-line error, not an engine's traceback), inputs are
 checked and cast against them before a graph runs, and TensorRT optimisation profiles are
 derived from them. Pure numpy; no engine package is imported here (an onnxruntime session is
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lgcvd_runtime.bundle import BATCH, GraphSpec, TensorSpec
-from lgcvd_runtime.errors import BackendError, BundleError
+from lgcvd_runtime.errors import BackendError, BundleError, plural
 
 # A loaded graph's tensor as an engine reports it: (name, numpy dtype name, shape with None for
 # a dynamic dimension).
@@ -109,7 +109,7 @@ def prepare_inputs(graph: GraphSpec, arrays, max_batch: int) -> dict[str, np.nda
     if not 1 <= batch <= max_batch:
         raise BackendError(
             f"batch of {batch} does not fit the bundle's max batch {max_batch}; "
-            f"use at most {max_batch} samples or export with a larger max batch"
+            f"use at most {plural(max_batch, 'sample')} or export with a larger max batch"
         )
     feeds = {}
     for spec, array in zip(graph.inputs, arrays, strict=True):

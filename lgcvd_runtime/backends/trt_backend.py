@@ -7,8 +7,8 @@ and the engine's own sha256. An engine is loaded only when all three match; a mi
 one is rebuilt from the ONNX graph with the builder API (profile: batch 1 .. max_batch, from the
 manifest), never loaded, and a stale one is named in one line. Networks are strongly typed for
 every precision (`trt_compat`); `trt_engine` runs them. `tensorrt` and `pycuda` are imported
-inside the functions that need them, so this module imports anywhere (design.md Bundle,
-style.md 9).
+inside the functions that need them, so this module imports anywhere (docs/design.md,
+"The runtime's layers").
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from .graph_io import concrete_shape, engine_cache_dir, prepare_inputs
 from .trt_compat import network_flags
 from .trt_engine import Engine, Gpu
 
-INSTALL = "pip install 'lgcvd[tensorrt]'"
 CUDA_GRAPH = "tensorrt_cuda_graph"  # manifest provenance key: replay CUDA graphs by default
 
 
@@ -218,9 +217,6 @@ class TrtBackend:
         log: Callable[[str], None] | None = None,
         cuda_graph: bool | None = None,
     ):
-        reason = unavailable()
-        if reason is not None:
-            raise BackendError(f"backend tensorrt is unavailable ({reason}); {INSTALL}")
         self.calls = {"encode": 0, "denoise": 0}
         self.max_batch = manifest.max_batch
         self.graphs = manifest.graphs

@@ -3,7 +3,7 @@
 Both builds are strongly typed (`NetworkDefinitionCreationFlag.STRONGLY_TYPED`, in TensorRT since
 10.0 and the only mode in 11): a network takes its precision from the ONNX graph's own types
 (fp32, fp16 with fp32 islands, int8 Q/DQ), so no builder precision flag is ever set; TensorRT 11
-removed them (design.md Precision). Where an API was renamed, the attribute is looked up here and
+removed them (docs/precision.md). Where an API was renamed, the attribute is looked up here and
 nowhere else: `device_memory_size_v2` (TensorRT >= 10.1, the only name in 11) before
 `device_memory_size` (10.0), `set_device_memory` (>= 10.1) before the `device_memory` property.
 No version string is parsed. The TensorRT module is passed in, so this file imports nothing.

@@ -1,4 +1,4 @@
-"""TensorRT engines run with pycuda from any thread (design.md Runtime: backends).
+"""TensorRT engines run with pycuda from any thread.
 
 `Gpu` holds device 0's retained primary context and makes it current around every CUDA call
 (push / pop in the calling thread), so engines are loaded, run and freed from whichever thread

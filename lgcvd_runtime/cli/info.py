@@ -1,9 +1,11 @@
-"""The text of `lgcvd-run info`: what a bundle is, how it would be sampled, where it came from
-and which backends can run it here.
+"""The text of `lgcvd-run info`: what a bundle is, how it would be sampled, whether its input
+score is calibrated, which backends can run it here, and a few lines of where it came from.
 
-Provenance is a nested record (a fine-tuned model carries the provenance of the bundle it
-started from, and so on back); it is printed as an indented tree, one fact per line, so that a
-person can read a training history. Knows the manifest, not the graphs' contents.
+The essentials come first; provenance follows as a short summary (training data, steps, the
+bundle it was fine-tuned from, versions). The full record is nested (a fine-tuned model carries
+the provenance of the bundle it started from, and so on back) and is printed only on request
+(`provenance=True`, `lgcvd-run info --provenance`), as an indented tree, one fact per line, so
+that a person can read a training history. Knows the manifest, not the graphs' contents.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from lgcvd_runtime.backends import availability
 from lgcvd_runtime.bundle import load_manifest
+from lgcvd_runtime.ood import THRESHOLD, Calibration
 from lgcvd_runtime.schedule import respace
 
 INDENT = "  "
@@ -52,8 +55,9 @@ def _scalar(value) -> str:
     return "none" if value is None else str(value)
 
 
-def describe(path: Path, sampler: str, steps: int) -> str:
-    """Every line of `lgcvd-run info` for the bundle at `path`."""
+def describe(path: Path, sampler: str, steps: int, provenance: bool = False) -> str:
+    """Every line of `lgcvd-run info` for the bundle at `path`; the full provenance tree last
+    with `provenance`, else a summary of it."""
     m = load_manifest(path)
     spec = m.model
     lines = [
@@ -70,10 +74,52 @@ def describe(path: Path, sampler: str, steps: int) -> str:
         ins = ", ".join(f"{t.name}{list(t.shape)}" for t in graph.inputs)
         outs = ", ".join(f"{t.name}{list(t.shape)}" for t in graph.outputs)
         lines.append(f"graph       {name}: {graph.file} ({ins}) -> ({outs})")
-    history = tree(m.provenance) or ["none recorded"]
-    lines += [f"{'provenance' if i == 0 else '':<{LABEL}}{line}" for i, line in enumerate(history)]
     plan = respace(m.schedule, min(steps, m.schedule.T))
     lines.append(f"sampling    {sampler}, {plan.describe()}")
+    lines.append(f"input score {_calibration(m.ood)}")
     for name, reason in availability().items():
         lines.append(f"backend     {name}: {'available' if reason is None else reason}")
+    if provenance:
+        history = tree(m.provenance) or ["none recorded"]
+        lines += [
+            f"{'provenance' if i == 0 else '':<{LABEL}}{line}" for i, line in enumerate(history)
+        ]
+    else:
+        lines += [f"{label:<{LABEL}}{text}" for label, text in summary(m.provenance)]
     return "\n".join(lines)
+
+
+def _calibration(record: dict | None) -> str:
+    """The input score's calibration (`ood.Calibration`) in one line."""
+    calibration = Calibration.of_record(record)
+    if calibration is None or record is None:
+        return "not calibrated: no warning for inputs unlike the training data"
+    return (
+        f"warns above {calibration.threshold} (the {THRESHOLD}th percentile on "
+        f"{calibration.clips} held-out clips of {record.get('data', 'unrecorded data')})"
+    )
+
+
+def summary(prov: dict) -> list[tuple[str, str]]:
+    """(label, text) lines of a provenance record: what the model was trained on and for how
+    long, what it was fine-tuned from, what exported it, and where the rest is."""
+    if not prov:
+        return [("provenance", "none recorded")]
+    lines = []
+    if "training_data" in prov:
+        videos = prov.get("training_videos")
+        count = f" ({videos} videos)" if videos else ""
+        lines.append(("trained", f"on {prov['training_data']}{count}"))
+    if "checkpoint_step" in prov:
+        checkpoint = prov.get("checkpoint")
+        where = f" (checkpoint {checkpoint})" if checkpoint else ""
+        lines.append(("steps", f"{prov['checkpoint_step']}{where}"))
+    source = prov.get("training_init_from")
+    if source:
+        lines.append(("fine-tuned", f"from {source.get('bundle') or source.get('checkpoint')}"))
+    names = {"lgcvd_version": "lgcvd", "torch_version": "torch", "onnx_version": "onnx"}
+    versions = [f"{name} {prov[key]}" for key, name in names.items() if key in prov]
+    if versions:
+        lines.append(("exported", "with " + ", ".join(versions)))
+    lines.append(("provenance", "all of it: lgcvd-run info --provenance"))
+    return lines

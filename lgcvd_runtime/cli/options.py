@@ -1,9 +1,8 @@
-"""What every `lgcvd-run` command shares: the click group that turns errors and signals into
-one line and an exit code, and the option sets for loading a model and writing a result.
-
-User errors (`LgcvdError`) end in one line on stderr and exit 1. Ctrl-C exits 130 and SIGTERM
-(systemd, `docker stop`, ROS launch) 143, both through the same KeyboardInterrupt clean-up, so no
-output or temporary file is left (`signals.py`). No engine package or torch is imported here.
+"""The option sets `lgcvd-run` commands share, each declared once: loading a model
+(`model_options`, with `sampler_options` also used by `lgcvd-run info`, `lgcvd-serve
+triton-repo` and `lgcvd-eval`) and writing a result (`output_options`). Defaults are read from
+where they live: the sampler plan from `plans.py`, the backends from `backends`. Errors and
+signals are the chassis's (`chassis.py`). No engine package or torch is imported here.
 """
 
 from __future__ import annotations
@@ -15,25 +14,10 @@ import click
 
 from lgcvd_runtime import api
 from lgcvd_runtime.backends import CHOICES
-from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.plans import DEFAULT_PLAN, FAST_PLAN
 from lgcvd_runtime.samplers import SAMPLERS
-from lgcvd_runtime.signals import exit_code, sigterm_as_interrupt, stop_word
 
-
-class Group(click.Group):
-    """Runs a command with SIGTERM raised as an interrupt; maps LgcvdError to a one-line click
-    error and an interrupt to its exit code (130 Ctrl-C, 143 SIGTERM)."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            with sigterm_as_interrupt():
-                return super().invoke(ctx)
-        except LgcvdError as err:
-            raise click.ClickException(str(err)) from None
-        except KeyboardInterrupt as err:
-            what = stop_word(err)
-            click.echo(f"{what}; no output was written", err=True)
-            raise click.exceptions.Exit(exit_code(err)) from None
+MAX_FPS = 1000.0  # Matroska stores times in milliseconds: faster rates are not kept
 
 
 def _apply(options, command):
@@ -63,21 +47,7 @@ def model_option_list(seed: int | None = None) -> list:
             show_default=True,
             help="Inference engine; auto picks the fastest usable one and says which.",
         ),
-        click.option(
-            "--sampler",
-            type=click.Choice(SAMPLERS),
-            default=api.DEFAULT_SAMPLER,
-            help="Reverse-diffusion sampler. Default: ddpm with 50 steps, which matched the "
-            "paper's 100-step ddpm; dpmpp with 10 steps is over 4x faster, with the same "
-            "per-frame quality and a worse FVD. Measurements: docs/results.md, sampler study.",
-        ),
-        click.option(
-            "--steps",
-            type=click.IntRange(min=1),
-            default=api.DEFAULT_STEPS,
-            show_default=True,
-            help="Denoising steps per window.",
-        ),
+        *sampler_option_list(),
         click.option(
             "--seed",
             type=int,
@@ -89,6 +59,35 @@ def model_option_list(seed: int | None = None) -> list:
             type=click.IntRange(min=1),
             default=None,
             help="CPU threads for onnxruntime (default: one per physical core).",
+        ),
+    ]
+
+
+def sampler_options(what: str = ""):
+    """--sampler and --steps, defaults from `plans.DEFAULT_PLAN`; `what` ends the sampler's
+    help for this command, e.g. " the server uses"."""
+    return lambda command: _apply(sampler_option_list(what), command)
+
+
+def sampler_option_list(what: str = "") -> list:
+    """The options of `sampler_options`."""
+    default, fast = DEFAULT_PLAN, FAST_PLAN
+    return [
+        click.option(
+            "--sampler",
+            type=click.Choice(SAMPLERS),
+            default=default.sampler,
+            help=f"Reverse-diffusion sampler{what}. Default: {default.sampler} with "
+            f"{default.steps} steps, which matched the paper's 100-step ddpm; {fast.sampler} with "
+            f"{fast.steps} steps is over 4x faster, with the same per-frame quality and a worse "
+            "FVD. Measurements: docs/results.md, sampler study.",
+        ),
+        click.option(
+            "--steps",
+            type=click.IntRange(min=1),
+            default=default.steps,
+            show_default=True,
+            help="Denoising steps per window.",
         ),
     ]
 
@@ -114,7 +113,7 @@ def output_options(command):
         click.option("--force", is_flag=True, help="Overwrite the output if it exists."),
         click.option(
             "--fps",
-            type=float,
+            type=click.FloatRange(min=0, min_open=True, max=MAX_FPS),
             default=None,
             help="Output frame rate, frames per second (default: the input's, else 10).",
         ),

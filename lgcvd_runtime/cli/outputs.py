@@ -1,5 +1,5 @@
 """Where a command's frames go: a video file that grows as frames become final, or a labelled
-grid picture written at the end (design.md Runtime; `lgcvd-run predict -o ...`).
+grid picture written at the end (`lgcvd-run predict -o ...`).
 
 An output is opened before the model loads, so a bad or existing target fails at once, and used
 as a `with` block: on an error, Ctrl-C or SIGTERM nothing appears and no temporary file stays.
@@ -7,7 +7,10 @@ It follows a `Timeline` (the video, its known mask and how windows fill it): a v
 frame once it and every frame before it are final, the samples side by side, left to right, and
 the input's own frames (ground truth) left of them if given; a .png grid has one row for the
 given frames, one for the truth, and one per sample, on one time axis (`pictures.grid`).
-Knows nothing about networks or engines.
+Side-by-side panels of an .mp4 or .gif are labelled in a row above them, as the grid labels its
+rows ("truth", the made frames' label, or "sample 1", "sample 2", ...); an .mkv, the lossless
+format to measure on, holds the panels alone, in that order, left to right. `SUFFIXES` are the
+outputs there are. Knows nothing about networks or engines.
 """
 
 from __future__ import annotations
@@ -20,15 +23,20 @@ import numpy as np
 
 from lgcvd_runtime.errors import VideoError
 from lgcvd_runtime.media.pictures import (
+    PICTURE,
     Row,
     check_png_target,
     grid,
+    panel_labels,
     shown_frames,
     side_by_side,
     write_png,
 )
-from lgcvd_runtime.media.writer import VideoWriter
+from lgcvd_runtime.media.writer import OUTPUTS, VideoWriter
 from lgcvd_runtime.timeline import Timeline
+
+SUFFIXES = (*OUTPUTS, PICTURE)  # every output: the videos `VideoWriter` writes, then the grid
+MEASURED = ".mkv"  # lossless: side-by-side panels without a label row, for measurement
 
 
 class Truth:
@@ -40,16 +48,25 @@ class Truth:
 
 
 class VideoOutput:
-    """A video file (.mp4, .mkv, .gif) written frame by frame as the timeline becomes final."""
+    """A video file (.mp4, .mkv, .gif) written frame by frame as the timeline becomes final;
+    `label` names the made frames' panel (module header)."""
 
-    def __init__(self, path: Path, fps: float, force: bool):
+    def __init__(self, path: Path, fps: float, force: bool, label: str):
         self.writer = VideoWriter(path, fps, force=force)
+        self.labelled = path.suffix.lower() != MEASURED
+        self.label = label
         self.timeline: Timeline | None = None
         self.truth: Truth | None = None
+        self.header: np.ndarray | None = None  # (h, W, 3) label row of 2 or more panels
 
     def follow(self, timeline: Timeline, truth: Truth | None = None) -> None:
         """Write `timeline`'s frames (S, T, H, W, 3) uint8 from now on; write those final now."""
         self.timeline, self.truth = timeline, truth
+        samples, _, height, width, _ = timeline.video.shape
+        names = [self.label] if samples == 1 else [f"sample {s + 1}" for s in range(samples)]
+        names = ["truth", *names] if truth is not None else names
+        if self.labelled and len(names) > 1:
+            self.header = panel_labels(names, height, width)
         self.update()
 
     def update(self) -> None:
@@ -62,7 +79,11 @@ class VideoOutput:
         panels = list(frames)
         if self.truth is not None:
             panels.insert(0, self.truth.frames[start : start + frames.shape[1]])
-        self.writer.write(reduce(side_by_side, panels))
+        video = reduce(side_by_side, panels)  # (F, H, W', 3)
+        if self.header is not None:
+            header = np.broadcast_to(self.header, (len(video), *self.header.shape))
+            video = np.concatenate([header, video], axis=1)
+        self.writer.write(video)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.writer.__exit__(exc_type, exc, tb)
@@ -111,7 +132,12 @@ class Output:
     by suffix (`every`: the grid's frame step; `label`: the name of the made rows)."""
 
     def __init__(self, path: Path, fps: float, force: bool, every: int = 1, label: str = ""):
-        if path.suffix.lower() == ".png":
+        suffix = path.suffix.lower()
+        if suffix not in SUFFIXES:
+            raise VideoError(
+                f"cannot write {path}: unknown suffix {suffix!r}; use one of {', '.join(SUFFIXES)}"
+            )
+        if suffix == PICTURE:
             self.target: VideoOutput | GridOutput = GridOutput(path, force, every, label)
         elif every != 1:
             raise VideoError(
@@ -119,7 +145,7 @@ class Output:
                 "drop it or write a .png"
             )
         else:
-            self.target = VideoOutput(path, fps, force)
+            self.target = VideoOutput(path, fps, force, label)
 
     def __enter__(self) -> VideoOutput | GridOutput:
         return self.target

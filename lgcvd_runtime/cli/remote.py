@@ -1,5 +1,5 @@
 """`lgcvd-run predict --server HOST:PORT`: a Triton server made with `lgcvd-serve` in the place
-of a loaded model (design.md "Many cameras, live loops, fleets").
+of a loaded model (docs/serving.md).
 
 The server runs the windows with its own bundle, sampler and steps, so the command line keeps
 only what the server does not do: reading the input, the output, the seed. Options that choose
@@ -13,24 +13,23 @@ import click
 import numpy as np
 from click.core import ParameterSource
 
+from lgcvd_runtime.cli.options import model_options
 from lgcvd_runtime.pipeline import row_generators
 
-# parameter name -> the flag that chooses a local model, meaningless with --server
-_LOCAL = {
-    "bundle": "--model",
-    "backend": "--backend",
-    "sampler": "--sampler",
-    "steps": "--steps",
-    "threads": "--threads",
-}
+
+def _local_options(command: click.Command) -> list[click.Parameter]:
+    """The options of `command` that choose a local model: `model_options` but --seed (the
+    server seeds its calls as a local model does)."""
+    model = {p.name for p in click.command()(model_options(lambda **_: None)).params} - {"seed"}
+    return [p for p in command.params if p.name in model]
 
 
 def refuse_local_options(ctx: click.Context) -> None:
     """A usage error naming the local-model options given on the command line with --server."""
     given = [
-        flag
-        for name, flag in _LOCAL.items()
-        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+        param.opts[0]
+        for param in _local_options(ctx.command)
+        if ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE
     ]
     if given:
         raise click.UsageError(

@@ -5,7 +5,7 @@ loads the bundle once (`api.load`), and fills a `Timeline` window by window; the
 it (`outputs.py`: a video written as frames become final, appearing by rename only when
 complete, or a labelled .png grid). Progress with the window count and the time left goes to
 stderr, only on a terminal. Errors end in one line; Ctrl-C and SIGTERM leave no output
-(`options.Group`). No engine package or torch is imported here.
+(`chassis.Group`). No engine package or torch is imported here.
 """
 
 from __future__ import annotations
@@ -19,14 +19,16 @@ import numpy as np
 from lgcvd_runtime import api
 from lgcvd_runtime.backends import CHOICES
 from lgcvd_runtime.cli.bench import format_result, run_bench
+from lgcvd_runtime.cli.calibrate import calibrate
+from lgcvd_runtime.cli.chassis import Group
 from lgcvd_runtime.cli.info import describe
-from lgcvd_runtime.cli.options import Group, load_model, model_options, output_options
+from lgcvd_runtime.cli.options import load_model, model_options, output_options, sampler_options
 from lgcvd_runtime.cli.outputs import Output, Truth
 from lgcvd_runtime.cli.progress import Progress
 from lgcvd_runtime.cli.remote import Served, refuse_local_options, window_spec
-from lgcvd_runtime.errors import VideoError
+from lgcvd_runtime.errors import VideoError, plural
 from lgcvd_runtime.media.video import iter_frames, probe, read_frames
-from lgcvd_runtime.samplers import SAMPLERS
+from lgcvd_runtime.plans import DEFAULT_PLAN
 from lgcvd_runtime.timeline import Timeline, interpolation_known
 
 DEFAULT_FPS = 10.0
@@ -79,7 +81,7 @@ def _produce(output: Path, fps, force, every, label, quiet, load, make, server=N
         timeline, windows, truth = make(model)
         _run(model, windows, timeline, [(out, truth)], quiet)
     if not quiet:
-        click.echo(f"wrote {output} ({timeline.length} frames)")
+        click.echo(f"wrote {output} ({plural(timeline.length, 'frame')})")
 
 
 def _input_fps(path: Path, fps: float | None) -> float:
@@ -91,7 +93,7 @@ def _samples(frames: np.ndarray, samples: int) -> np.ndarray:
     return np.broadcast_to(frames, (samples, *frames.shape))
 
 
-@click.group(cls=Group)
+@click.group(cls=Group, stopped="{word}; no output was written")
 @click.version_option(package_name="lgcvd")
 def main() -> None:
     """Run LGC-VD video diffusion bundles without torch (numpy + onnxruntime / TensorRT)."""
@@ -108,7 +110,8 @@ _START = click.option(
 _SIDE_BY_SIDE = click.option(
     "--side-by-side",
     is_flag=True,
-    help="Show INPUT's own frames (ground truth): left of the samples, or a row of the grid.",
+    help="Show INPUT's own frames (ground truth): left of the samples (panels labelled above "
+    "in .mp4 and .gif; .mkv holds the bare panels, to measure on), or a row of the grid.",
 )
 
 
@@ -227,23 +230,17 @@ def generate(n, output, samples, force, fps, every, quiet, **load):
     default=None,
     help="Bundle folder NAME.lgcvd (default: the shipped model).",
 )
+@sampler_options(" whose plan to show")
 @click.option(
-    "--sampler",
-    type=click.Choice(SAMPLERS),
-    default=api.DEFAULT_SAMPLER,
-    show_default=True,
-    help="Sampler whose plan to show.",
+    "--provenance",
+    is_flag=True,
+    help="Print the whole provenance record (training history, nested), not its summary.",
 )
-@click.option(
-    "--steps",
-    type=click.IntRange(min=1),
-    default=api.DEFAULT_STEPS,
-    show_default=True,
-    help="Steps of the plan to show.",
-)
-def info(bundle, sampler, steps):
-    """Describe a bundle, the sampling plan, its provenance and the backends usable here."""
-    click.echo(describe(bundle if bundle is not None else api.default_bundle(), sampler, steps))
+def info(bundle, sampler, steps, provenance):
+    """Describe a bundle, the sampling plan, its input score, the backends usable here, and
+    where it came from."""
+    path = bundle if bundle is not None else api.default_bundle()
+    click.echo(describe(path, sampler, steps, provenance))
 
 
 @main.command()
@@ -308,10 +305,14 @@ def demo(out_dir, backend, every, force, quiet):
         Output(video, DEFAULT_FPS, force) as movie,
         Output(picture, DEFAULT_FPS, force, every, "prediction") as grid,
     ):
-        model = load_model(None, backend, api.DEFAULT_SAMPLER, api.DEFAULT_STEPS, 0, None, quiet)
+        plan = DEFAULT_PLAN
+        model = load_model(None, backend, plan.sampler, plan.steps, 0, None, quiet)
         truth = _truth(clip, 0, p + n, model.size)
         timeline = Timeline.prediction(truth.frames[None, :p], n, model.manifest.model)
         windows = model.predict(truth.frames[:p], n, 1)
         _run(model, windows, timeline, [(movie, None), (grid, truth)], quiet)
     if not quiet:
         click.echo(f"wrote {video} and {picture} (rows: given frames, ground truth, prediction)")
+
+
+main.add_command(calibrate)

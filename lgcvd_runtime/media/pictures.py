@@ -4,8 +4,9 @@
 each row labelled on the left (given, truth, prediction, one row per sample), empty where a row
 has no frame at that time, and wrapped into bands when a clip is long. `shown_frames` is the one
 rule for which frames a frame step keeps. Labels are drawn with a built-in 5x7 pixel font (no
-font files or imaging package needed). `write_png` writes a picture like every other output:
-temporary file, then rename. Pure numpy plus PyAV's PNG encoder; nothing about models here.
+font files or imaging package needed); `panel_labels` is the label row over side-by-side video
+panels. `write_png` writes a picture like every other output: temporary file, then rename.
+Pure numpy plus PyAV's PNG encoder; nothing about models here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import reduce
 from pathlib import Path
 
 import av
@@ -27,6 +29,7 @@ SEPARATOR = 255  # value of the 2-px lines between pictures in side-by-side vide
 GAP = 2  # px between cells of a grid
 GRID_WIDTH = 1280  # px a grid wraps at (more only when a single column needs it)
 BACKGROUND, INK, EMPTY = 255, 0, 224  # grey levels: page, text, a cell with no frame
+PICTURE = ".png"  # the suffix of a picture
 
 # 5x7 glyphs: per row one base-32 digit whose 5 bits are the pixels, leftmost the highest.
 _FONT = {
@@ -121,6 +124,19 @@ def side_by_side(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([a, line, b], axis=2)
 
 
+def panel_labels(labels: Sequence[str], height: int, width: int) -> np.ndarray:
+    """The label row above `side_by_side` panels of (height, width) px: (10 s, P (width + 2) - 2,
+    3) uint8, s = the grid's text scale; each label in INK at its panel's left, cut at the
+    panel's right edge, on BACKGROUND (the separators' grey as well)."""
+    scale = max(1, height // 48)
+    cells = []
+    for label in labels:
+        cell = np.full((1, (_GLYPH_H + 3) * scale, width, 3), BACKGROUND, np.uint8)
+        _cell_text(cell[0], label, 0, GAP * scale, cell.shape[1], scale)
+        cells.append(cell)
+    return reduce(side_by_side, cells)[0]
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     """(H, W, 3) uint8 -> the bytes of a PNG file, with PyAV's png encoder."""
     codec = av.CodecContext.create("png", "w")
@@ -132,8 +148,10 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 def check_png_target(path: Path, force: bool) -> None:
     """A picture may be written at `path`: a .png name in an existing folder, free or forced."""
-    if path.suffix.lower() != ".png":
-        raise VideoError(f"cannot write {path}: a picture is a .png file; use a .png path")
+    if path.suffix.lower() != PICTURE:
+        raise VideoError(
+            f"cannot write {path}: a picture is a {PICTURE} file; use a {PICTURE} path"
+        )
     check_target(path, force)
 
 

@@ -1,10 +1,10 @@
-"""Reading video files with PyAV (design.md Runtime "Streaming" and Data).
+"""Reading video files with PyAV: frames decoded only as they are needed.
 
 `iter_frames` decodes one frame at a time (so a caller stops decoding as soon as it has what it
 needs), `read_frames` collects a clip, `probe` describes a file without decoding it. Frames are
 uint8 RGB (H, W, 3), turned upright where the file carries a display rotation (phone clips: a
 display matrix in the stream's side data, read per frame); `size` center-crops to a square and
-area-resamples it (`center_crop_resize`). Writing is `writer.py`, pictures `pictures.py`.
+area-resamples it (`resize.center_crop_resize`). Writing is `writer.py`, pictures `pictures.py`.
 
 Every bad input becomes a one-line `VideoError` naming the file and the fix; PyAV errors never
 escape. This module knows nothing about models; it must not import torch or onnx.
@@ -16,13 +16,13 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import av
 import numpy as np
 
-from lgcvd_runtime.errors import VideoError
+from lgcvd_runtime.errors import VideoError, plural
+from lgcvd_runtime.media.resize import center_crop_resize
 
 MAX_SIDE = 8192  # largest frame side we decode, in pixels
 
@@ -88,30 +88,6 @@ def _corrupt(path: Path, detail: str) -> VideoError:
     return VideoError(f"{path} is truncated or corrupt ({detail}); re-encode or replace the file")
 
 
-@lru_cache(maxsize=16)
-def _area_weights(src: int, dst: int) -> np.ndarray:
-    """(dst, src) matrix: output pixel i averages source pixels by their overlap with its span."""
-    edges = np.arange(dst + 1) * (src / dst)  # output pixel i spans [edges[i], edges[i+1])
-    lo = np.maximum(edges[:-1, None], np.arange(src)[None, :])
-    hi = np.minimum(edges[1:, None], np.arange(1, src + 1)[None, :])
-    weights = np.clip(hi - lo, 0.0, None)
-    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def center_crop_resize(frame: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (size, size, 3): crop the centre square, then area-resample it."""
-    h, w, _ = frame.shape
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    square = frame[top : top + side, left : left + side]  # (side, side, 3)
-    if side == size:
-        return np.ascontiguousarray(square)
-    weights = _area_weights(side, size)  # (size, side)
-    rows = weights @ square.reshape(side, side * 3).astype(np.float32)  # (size, side * 3)
-    out = weights @ rows.reshape(size, side, 3)  # per output row: (size, side) @ (side, 3)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
 def upright(frame: av.VideoFrame) -> np.ndarray:
     """A decoded frame as (H, W, 3) uint8 RGB, turned as its display matrix says: PyAV's
     `rotation` is the counter-clockwise angle a player turns the stored picture by, rounded here
@@ -146,7 +122,7 @@ def iter_frames(
                     yield image if size is None else center_crop_resize(image, size)
         except av.FFmpegError as err:
             raise _corrupt(
-                path, f"decoding failed after {decoded} frames: {err.strerror}"
+                path, f"decoding failed after {plural(decoded, 'frame')}: {err.strerror}"
             ) from None
         expected = _expected_frames(container, stream)
         if expected is not None and decoded < expected - 1:  # 1 frame of slack for rounding
@@ -155,7 +131,7 @@ def iter_frames(
         raise VideoError(f"{path} has no frames; pass a video with frames")
     if start >= decoded:
         raise VideoError(
-            f"{path} has {decoded} frames; start frame {start} is beyond the end: "
+            f"{path} has {plural(decoded, 'frame')}; start frame {start} is beyond the end: "
             f"pass a start below {decoded}"
         )
 
@@ -182,7 +158,7 @@ def read_frames(
                 break
     if count is not None and len(frames) < count:
         raise VideoError(
-            f"{path} has {len(frames)} frames from frame {start}; the task needs {count}"
+            f"{path} has {plural(len(frames), 'frame')} from frame {start}; the task needs {count}"
         )
     if len({frame.shape for frame in frames}) > 1:
         raise VideoError(f"{path} changes frame size mid-stream; pass a size to resize every frame")

@@ -1,4 +1,4 @@
-"""Writing video files with PyAV: `VideoWriter` (design.md Runtime "Streaming").
+"""Writing video files with PyAV: `VideoWriter`, fed a window at a time.
 
 Frames are encoded as they come into a hidden temporary file beside the target
 (`files.create_temporary`), renamed into place with the umask's permissions only when the `with`

@@ -1,4 +1,4 @@
-"""Serving a bundle on NVIDIA Triton Inference Server (design.md "Many cameras, live loops, fleets").
+"""Serving a bundle on NVIDIA Triton Inference Server (docs/serving.md).
 
 - `configs`: the `config.pbtxt` text of each Triton model, from the bundle manifest.
 - `repository`: writes a Triton model repository from a bundle (`lgcvd-serve triton-repo`).

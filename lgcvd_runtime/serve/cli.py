@@ -3,8 +3,9 @@
     lgcvd-serve triton-repo BUNDLE -o REPO [--graphs onnxruntime|tensorrt|python] ...
     lgcvd-serve local REPO                 # the nvidia-pytriton binary on this machine (CPU)
 
-User errors (`LgcvdError`) end in one line and exit 1; Ctrl-C and SIGTERM stop `local` cleanly
-(exit 130 / 143). No Triton package is imported here; `local` needs the nvidia-pytriton wheel.
+Errors and signals are the chassis's (`lgcvd_runtime.cli.chassis`): user errors end in one line
+and exit 1; `local` is a service, so Ctrl-C or SIGTERM stops it with "stopped" and exit 0. No
+Triton package is imported here; `local` needs the nvidia-pytriton wheel.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from pathlib import Path
 
 import click
 
+from lgcvd_runtime.cli.chassis import Group, Service
+from lgcvd_runtime.cli.options import sampler_options
 from lgcvd_runtime.errors import LgcvdError
-from lgcvd_runtime.pipeline import CONTEXT_MODES
-from lgcvd_runtime.samplers import SAMPLERS
-from lgcvd_runtime.signals import exit_code, sigterm_as_interrupt
 
 from .configs import GRAPH_BACKENDS, KINDS
 from .repository import RepoOptions, write_repository
@@ -25,21 +25,7 @@ from .repository import RepoOptions, write_repository
 DEFAULTS = RepoOptions()
 
 
-class _Group(click.Group):
-    """User errors -> one-line click errors; Ctrl-C / SIGTERM -> exit 130 / 143."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            with sigterm_as_interrupt():
-                return super().invoke(ctx)
-        except LgcvdError as err:
-            raise click.ClickException(str(err)) from None
-        except KeyboardInterrupt as err:
-            click.echo("\nstopped", err=True)
-            raise click.exceptions.Exit(exit_code(err)) from None
-
-
-@click.group(cls=_Group)
+@click.group(cls=Group, stopped="{word}; no repository written")
 @click.version_option(package_name="lgcvd")
 def main() -> None:
     """Serve lgcvd bundles on NVIDIA Triton Inference Server."""
@@ -90,27 +76,7 @@ def main() -> None:
     show_default=True,
     help="Copies of the lgcvd model: how many requests run their windows at once.",
 )
-@click.option(
-    "--sampler",
-    type=click.Choice(SAMPLERS),
-    default=DEFAULTS.sampler,
-    show_default=True,
-    help="Reverse-diffusion sampler the server uses.",
-)
-@click.option(
-    "--steps",
-    type=click.IntRange(min=1),
-    default=DEFAULTS.steps,
-    show_default=True,
-    help="Denoising steps per window.",
-)
-@click.option(
-    "--context-mode",
-    type=click.Choice(CONTEXT_MODES),
-    default=DEFAULTS.context_mode,
-    show_default=True,
-    help="Global context between windows.",
-)
+@sampler_options(" the server uses for every request")
 @click.option("--force", is_flag=True, help="Replace an existing repository.")
 def triton_repo(
     bundle,
@@ -122,18 +88,15 @@ def triton_repo(
     pipelines,
     sampler,
     steps,
-    context_mode,
     force,
 ):
     """Write a Triton model repository for BUNDLE (a NAME.lgcvd folder)."""
-    options = RepoOptions(
-        graphs, queue_delay_us, instances, kind, pipelines, sampler, steps, context_mode
-    )
+    options = RepoOptions(graphs, queue_delay_us, instances, kind, pipelines, sampler, steps)
     models = write_repository(bundle, out, options, force)
     click.echo(f"wrote {out} ({', '.join(models)}); see {out / 'README.md'} to start it")
 
 
-@main.command()
+@main.command(cls=Service)
 @click.argument("repo", type=click.Path(path_type=Path))
 @click.option(
     "--grpc-port",
@@ -151,7 +114,7 @@ def triton_repo(
 )
 def local(repo, grpc_port, http_port):
     """Serve REPO (made with --graphs python) with the nvidia-pytriton wheel's tritonserver on
-    127.0.0.1, CPU only, until Ctrl-C or SIGTERM."""
+    127.0.0.1, CPU only, until Ctrl-C or SIGTERM (then exit 0)."""
     from .local_server import LocalServer
 
     with LocalServer(repo, grpc_port, http_port) as server:

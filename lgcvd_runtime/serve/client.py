@@ -24,6 +24,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from lgcvd_runtime.api import PredictedWindow, Seed
+from lgcvd_runtime.checks import check_frames, is_clip_list
 from lgcvd_runtime.errors import BackendError, LgcvdError
 from lgcvd_runtime.ood import Calibration, input_warning
 from lgcvd_runtime.pipeline import clip_seeds
@@ -50,13 +51,6 @@ def _grpc():
     return grpcclient
 
 
-def _is_clip_list(clips) -> bool:
-    """A list/tuple of (T, H, W, 3) clips or a (C, T, H, W, 3) array, as `api.Model.clips`."""
-    if isinstance(clips, np.ndarray):
-        return clips.ndim == 5
-    return isinstance(clips, (list, tuple)) and len(clips) > 0 and np.ndim(clips[0]) == 4
-
-
 class TritonClient:
     """Connects to the `lgcvd` model at `url` (HOST:PORT of Triton's gRPC endpoint). `seed`
     seeds the generator that draws the seeds of calls given none, as `lgcvd_runtime.load`'s."""
@@ -80,7 +74,7 @@ class TritonClient:
                 "repository made by lgcvd-serve triton-repo"
             )
         config = self._client.get_model_config(PIPELINE_MODEL, as_json=True)["config"]
-        # sampler, steps, context_mode, image_size: what the server was generated with
+        # sampler, steps, image_size: what the server was generated with
         self.settings = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         record = self.settings.get(OOD_PARAMETER)  # the served bundle's calibration, if any
         declared = {output["name"] for output in config.get("output", [])}
@@ -142,14 +136,8 @@ class TritonClient:
         """The n frames after each clip's p given frames, window by window, as
         `api.Model.predict`: one clip (p, H, W, 3) uint8 gives windows of (S, F, size, size, 3),
         a list of clips (one per camera, same p) windows of (C, S, F, size, size, 3)."""
-        many = _is_clip_list(clips)
-        listed = [np.asarray(c) for c in clips] if many else [np.asarray(clips)]
-        for clip in listed:
-            if clip.dtype != np.uint8 or clip.ndim != 4 or clip.shape[-1] != 3:
-                raise LgcvdError(
-                    f"frames must be uint8 RGB of shape (T, H, W, 3), got {clip.dtype} "
-                    f"{clip.shape}; convert them first"
-                )
+        many = is_clip_list(clips)
+        listed = [check_frames(c) for c in clips] if many else [check_frames(clips)]
         seeds = clip_seeds(seed, len(listed), self.rng)  # the library's seed rule
         results = self._send(listed, n, seeds, samples)
         frames = [r.as_numpy(RESPONSE_FRAMES) for r in results]  # each (S, n, size, size, 3)

@@ -1,6 +1,6 @@
 """Triton model configurations (`config.pbtxt`) of a bundle's models, written from its manifest.
 
-The manifest's `TensorSpec`s are the one description of graph I/O (style.md 8): names, dtypes and
+The manifest's `TensorSpec`s are the one description of graph I/O (docs/design.md): names, dtypes and
 shapes of the `context` and `denoiser` models come from them, with the symbolic batch dimension
 left to Triton (`max_batch_size` = the bundle's max batch). A tensor whose only dimension is the
 batch (the denoiser's `t`) travels as (B, 1) and is reshaped to (B,) for the graph, as Triton's
@@ -123,7 +123,7 @@ def graph_config(
 
 def pipeline_config(instances: int, settings: dict[str, str]) -> str:
     """config.pbtxt of the `lgcvd` model: one request = one clip, frames of any size; `settings`
-    (sampler, steps, context_mode, graph model names, the calibration) are passed as parameters."""
+    (sampler, steps, graph model names, the calibration) are passed as parameters."""
     frames_in = f'  {{\n    name: "{REQUEST_FRAMES}"\n    data_type: TYPE_UINT8\n    dims: [ -1, -1, -1, 3 ]\n  }}'
     scalars = [
         f'  {{\n    name: "{name}"\n    data_type: {dtype}\n    dims: [ 1 ]{opt}\n  }}'

@@ -16,18 +16,16 @@ have lgcvd installed. This module knows no Triton package and no window logic.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from lgcvd_runtime.api import DEFAULT_SAMPLER, DEFAULT_STEPS
 from lgcvd_runtime.bundle import Manifest, load_manifest, required_graphs
+from lgcvd_runtime.checks import check_sampler, check_steps
 from lgcvd_runtime.errors import LgcvdError
-from lgcvd_runtime.files import refuse_existing
+from lgcvd_runtime.files import folder_then_rename
 from lgcvd_runtime.ood import Calibration
-from lgcvd_runtime.pipeline import CONTEXT_MODES
-from lgcvd_runtime.samplers import SAMPLERS
+from lgcvd_runtime.plans import DEFAULT_PLAN
 
 from .configs import (
     DEFAULT_QUEUE_DELAY_US,
@@ -55,9 +53,8 @@ class RepoOptions:
     graph_instances: int = 1  # copies of each graph model
     kind: str = "gpu"  # where graph models run (python graphs always run on the CPU)
     pipelines: int = 8  # copies of the lgcvd model: requests whose windows run at once
-    sampler: str = DEFAULT_SAMPLER  # the library's defaults: the same forecast for a seed
-    steps: int = DEFAULT_STEPS
-    context_mode: str = "last"
+    sampler: str = DEFAULT_PLAN.sampler  # the library's defaults: the same forecast for a seed
+    steps: int = DEFAULT_PLAN.steps
 
 
 def _check(options: RepoOptions, manifest: Manifest) -> None:
@@ -65,17 +62,8 @@ def _check(options: RepoOptions, manifest: Manifest) -> None:
         raise LgcvdError(
             f"unknown graph backend {options.graphs!r}; choose one of {', '.join(GRAPH_BACKENDS)}"
         )
-    if options.sampler not in SAMPLERS:
-        raise LgcvdError(
-            f"unknown sampler {options.sampler!r}; choose one of {', '.join(SAMPLERS)}"
-        )
-    if options.context_mode not in CONTEXT_MODES:
-        raise LgcvdError(
-            f"unknown context mode {options.context_mode!r}; choose one of {', '.join(CONTEXT_MODES)}"
-        )
-    total = manifest.schedule.T
-    if not 1 <= options.steps <= total:
-        raise LgcvdError(f"steps must be in 1..{total} (the schedule's T), got {options.steps}")
+    check_sampler(options.sampler)
+    check_steps(options.steps, manifest.schedule.T)
     if options.pipelines < 1:
         raise LgcvdError(f"pipelines must be at least 1, got {options.pipelines}")
 
@@ -100,7 +88,6 @@ def _write_pipeline(root: Path, bundle: Path, manifest: Manifest, options: RepoO
     settings = {
         "sampler": options.sampler,
         "steps": str(options.steps),
-        "context_mode": options.context_mode,
         "graphs": ",".join(required_graphs(manifest)),
         "image_size": str(manifest.model.image_size),  # for clients (TritonClient.size)
     }
@@ -123,22 +110,10 @@ def write_repository(
     bundle, out = Path(bundle), Path(out)
     manifest = load_manifest(bundle)  # checks the graphs' hashes before they are copied
     _check(options, manifest)
-    refuse_existing(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    old = out.with_name(f".{out.name}.{os.getpid()}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
-        graphs = list(required_graphs(manifest))
+    graphs = list(required_graphs(manifest))
+    with folder_then_rename(out, force) as tmp:
         for name in graphs:
             _write_graph(tmp, bundle, name, manifest, options)
         _write_pipeline(tmp, bundle, manifest, options)
         (tmp / "README.md").write_text(repository_readme(bundle, manifest, options, graphs))
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return [*graphs, PIPELINE_MODEL]

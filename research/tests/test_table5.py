@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib
 import json
 import math
 import os
@@ -22,17 +21,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import ablation
+import table5
 from lgcvd_train.checkpoint import load_checkpoint, save_checkpoint
 from lgcvd_train.config import TrainConfig, preset
 from lgcvd_train.model import LGCVD
 from lgcvd_train.train_options import parse_task_weights
 from lgcvd_train.trainer import METRICS
-from research import ablation
 
-TOOLS = Path(__file__).resolve().parents[1]
-if str(TOOLS) not in sys.path:
-    sys.path.insert(0, str(TOOLS))
-table5 = importlib.import_module("table5")
+pytestmark = pytest.mark.research  # every test here (pyproject's markers)
+
+RESEARCH = Path(__file__).resolve().parents[1]
 
 BIN = Path(sys.executable).parent
 TASKS = "prediction=0.6,unconditional=0.2,interpolation=0.1,random=0.1"  # the base run's
@@ -289,7 +288,7 @@ def training(tmp_path):
     args += ["--preset", "tiny", "--steps", 100000, "--save-every", 100000, "--batch-size", 1]
     args += ["--seeds", 0, "--clips", 2, "--no-fvd", "--variants", "baseline"]
     tool = subprocess.Popen(
-        [sys.executable, TOOLS / "table5.py", *map(str, args)],
+        [sys.executable, RESEARCH / "table5.py", *map(str, args)],
         env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

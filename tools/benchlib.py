@@ -1,5 +1,5 @@
-"""What the benchmark scripts in tools/ share, importable from any folder: a random-init checkpoint
-of a preset and the median time of a call.
+"""What the benchmark scripts in tools/ share (bench_pipeline.py, bench_export.py import it as their
+sibling): a random-init checkpoint of a preset and the median time of a call.
 
 Knows nothing about what is benchmarked; timing is the runtime's own rule (`lgcvd_runtime.cli.bench`).
 """
@@ -13,10 +13,9 @@ from pathlib import Path
 import torch
 
 from lgcvd_runtime.cli.bench import _latency_ms
-
-from .checkpoint import save_checkpoint
-from .config import TrainConfig, preset
-from .model import LGCVD
+from lgcvd_train.checkpoint import save_checkpoint
+from lgcvd_train.config import TrainConfig, preset
+from lgcvd_train.model import LGCVD
 
 
 def random_checkpoint(name: str, run_dir: Path) -> Path:
