@@ -20,7 +20,10 @@ from lgcvd_runtime.layout import ModelSpec
 from lgcvd_runtime.schedule import ScheduleSpec
 
 FORMAT = "lgcvd-bundle"
-FORMAT_VERSION = 1
+# 1: the first format. 2: adds the optional fields of robot use and reliability (the model's
+# frame period and frame fit, the maths fields bound to the graphs); a version-1 bundle still
+# loads, read as having none of them. Raised once for all the changes that ship together.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 BATCH = "batch"  # symbolic batch dimension
 
