@@ -16,6 +16,7 @@ from pathlib import Path
 from lgcvd_runtime.checks import refuse_unknown_fields
 from lgcvd_runtime.errors import BundleError
 from lgcvd_runtime.files import write_then_rename
+from lgcvd_runtime.framing import Framing
 from lgcvd_runtime.layout import ModelSpec
 from lgcvd_runtime.schedule import ScheduleSpec
 
@@ -109,6 +110,7 @@ class Manifest:
     provenance: dict
     format_version: int = FORMAT_VERSION
     ood: dict | None = None  # optional: the input score's calibration (lgcvd_runtime.ood)
+    framing: Framing = Framing()  # period, fit and region of the model's frames (format 2)
 
     def to_dict(self) -> dict:
         return {
@@ -121,6 +123,7 @@ class Manifest:
             "graphs": {k: g.to_dict() for k, g in self.graphs.items()},
             "provenance": self.provenance,
             **({"ood": self.ood} if self.ood is not None else {}),
+            "framing": self.framing.to_dict(),
         }
 
     @classmethod
@@ -134,6 +137,7 @@ class Manifest:
             provenance=d.get("provenance", {}),
             format_version=int(d["format_version"]),
             ood=d.get("ood"),
+            framing=Framing.from_dict(d.get("framing")),
         )
 
 
