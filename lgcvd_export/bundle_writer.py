@@ -1,4 +1,5 @@
-"""Assemble a bundle: export, fp16 / int8, gates, engines, manifest; atomically (docs/design.md).
+"""Assemble a bundle: export, fp16 / int8, gates, engines, calibration, manifest; atomically
+(docs/design.md).
 
 Everything is written into a temporary directory beside the target and renamed into place only
 when complete. Any failure, the gate included, or an interrupt removes the temporary directory,
@@ -17,7 +18,7 @@ import onnx
 import torch
 
 from lgcvd_runtime.backends import trt_backend
-from lgcvd_runtime.bundle import GraphSpec, Manifest, sha256_file, write_manifest
+from lgcvd_runtime.bundle import GraphSpec, Manifest, bound_fields, sha256_file, write_manifest
 from lgcvd_runtime.files import folder_then_rename, refuse_existing, remove_abandoned
 from lgcvd_runtime.media.arrays import load_videos, recorded_command
 from lgcvd_runtime.ood import calibrate
@@ -27,7 +28,8 @@ from lgcvd_train.checkpoint import Checkpoint, resolve
 from lgcvd_train.model import LGCVD
 
 from . import int8_gate, parity, quantize, trt_build
-from .graphs import EXPORTER, GraphIO, export_model
+from .calibration import calibrate_on_run
+from .graphs import EXPORTER, GraphIO, bind_fields, export_model
 from .options import ExportOptions
 from .precision import to_fp16
 
@@ -62,8 +64,13 @@ def provenance(ckpt: Checkpoint, checkpoint: Path, opts: ExportOptions, worst: f
 
 
 def build_manifest(
-    directory: Path, model: LGCVD, specs: dict[str, GraphIO], schedule, opts, prov
+    directory: Path, model: LGCVD, specs: dict[str, GraphIO], schedule, opts, prov, framing
 ) -> Manifest:
+    """The manifest of the finished graphs in `directory`, once each records the bound fields
+    (`lgcvd_runtime.bundle`, module header) that its hash then covers."""
+    bound = bound_fields(model.cfg.layout(), schedule, opts.precision, opts.max_batch)
+    for name in specs:
+        bind_fields(directory / f"{name}.onnx", bound)
     graphs = {
         name: GraphSpec(f"{name}.onnx", sha256_file(directory / f"{name}.onnx"), *io)
         for name, io in specs.items()
@@ -75,11 +82,12 @@ def build_manifest(
         max_batch=opts.max_batch,
         graphs=graphs,
         provenance=prov,
+        framing=framing,  # the checkpoint's: serving fits frames as training did
     )
 
 
-def fill(directory: Path, model, ckpt, checkpoint, opts, echo) -> None:
-    """Write a complete bundle into the (empty) `directory`."""
+def fill(directory: Path, model, ckpt, checkpoint, opts, echo, name: Path) -> None:
+    """Write a complete bundle, to be renamed to `name`, into the (empty) `directory`."""
     specs = export_model(model, directory, opts.opset)
     if opts.precision == "fp16":
         for name in specs:
@@ -104,7 +112,7 @@ def fill(directory: Path, model, ckpt, checkpoint, opts, echo) -> None:
             "gate_min_psnr": gate.tolerance.min_psnr,
             "gate_min_ssim": gate.tolerance.min_ssim,
         }
-    manifest = build_manifest(directory, model, specs, schedule, opts, prov)
+    manifest = build_manifest(directory, model, specs, schedule, opts, prov, ckpt.framing)
     if opts.tensorrt:
         engines = trt_build.build_engines(directory, manifest, echo)
         prov = {**prov, "engines": engines}
@@ -112,12 +120,20 @@ def fill(directory: Path, model, ckpt, checkpoint, opts, echo) -> None:
         if opts.cuda_graph:
             trt_build.check_cuda_graph(directory, manifest, echo)
             manifest = replace(manifest, provenance={**prov, trt_backend.CUDA_GRAPH: True})
-    if opts.calibrate is not None:
-        clips, data = load_videos(opts.calibrate), opts.calibrate
-        ood = calibrate(directory, manifest, clips, str(data), recorded_command(data))
-        manifest = replace(manifest, ood=ood)
-        echo(f"ood score calibrated on {len(clips)} clips: {ood['percentiles']}")
-    write_manifest(directory, manifest)
+    ood = input_calibration(directory, manifest, ckpt, opts, name, echo)
+    write_manifest(directory, replace(manifest, ood=ood))
+
+
+def input_calibration(directory: Path, manifest: Manifest, ckpt, opts, name: Path, echo):
+    """The manifest's "ood" record: on --calibrate's clips where given, else on the run's own
+    (`calibration`); None, said in one line, where there are none. Never the --init-from
+    source's: the model changed."""
+    if opts.calibrate is None:
+        return calibrate_on_run(directory, manifest, ckpt, name, echo)
+    clips, data = load_videos(opts.calibrate), opts.calibrate
+    ood = calibrate(directory, manifest, clips, str(data), recorded_command(data))
+    echo(f"ood score calibrated on {len(clips)} clips: {ood['percentiles']}")
+    return ood
 
 
 def export_bundle(
@@ -136,5 +152,5 @@ def export_bundle(
         echo(f"note: removed {left.name}, left by an export that was killed")
     # the gate, any error and KeyboardInterrupt leave nothing behind
     with folder_then_rename(target) as work:
-        fill(work, model, ckpt, checkpoint, opts, echo)
+        fill(work, model, ckpt, checkpoint, opts, echo, target)
     return target

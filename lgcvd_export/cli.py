@@ -4,9 +4,9 @@ Loads the EMA weights, exports the context and denoiser graphs, optionally conve
 or quantizes them to int8 (then also gated end to end against the fp32 graphs) and builds
 TensorRT engines, and writes the bundle only if the gates pass. Errors are one line and leave
 nothing behind; so do Ctrl-C (exit 130) and SIGTERM (exit 143), through the command-line
-chassis (`lgcvd_runtime.cli.chassis`). Torch and onnx are imported only
-once the command runs, so a runtime-only install gets a one-line "install the train extra"
-instead of a traceback.
+chassis (`lgcvd_runtime.cli.chassis`); a stop once the bundle is in place says so and exits 0.
+Torch and onnx are imported only once the command runs, so a runtime-only install gets a
+one-line "install the train extra" instead of a traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import click
 
-from lgcvd_runtime.cli.chassis import HELP, Command, when_stopped
+from lgcvd_runtime.cli.chassis import HELP, Command, Finished, when_stopped
+from lgcvd_runtime.cli.options import count_option
 from lgcvd_runtime.files import file_in_the_way, refuse_existing
 from lgcvd_train.extra import train_extra
 
@@ -50,13 +51,7 @@ DEFAULT_REAL_FRAMES = (
     type=click.Path(path_type=Path),
     help="Held-out real clips for the int8 end-to-end gate [default: --real-frames].",
 )
-@click.option(
-    "--gate-clips",
-    type=click.IntRange(1),
-    default=ExportOptions.gate_clips,
-    show_default=True,
-    help="Clips per gate.",
-)
+@count_option("--gate-clips", default=ExportOptions.gate_clips, help="Clips per gate.")
 @click.option(
     "--gate-min-psnr",
     type=float,
@@ -77,20 +72,8 @@ DEFAULT_REAL_FRAMES = (
     is_flag=True,
     help="With --tensorrt: check CUDA-graph replay of the denoiser and make it the bundle's default.",
 )
-@click.option(
-    "--max-batch",
-    type=click.IntRange(1),
-    default=ExportOptions.max_batch,
-    show_default=True,
-    help="Largest batch.",
-)
-@click.option(
-    "--opset",
-    type=click.IntRange(13, 21),
-    default=ExportOptions.opset,
-    show_default=True,
-    help="ONNX opset.",
-)
+@count_option("--max-batch", default=ExportOptions.max_batch, help="Largest batch.")
+@count_option("--opset", least=13, most=21, default=ExportOptions.opset, help="ONNX opset.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
 @click.option(
     "--real-frames",
@@ -129,8 +112,8 @@ def main(
     before = _identity(output)
 
     def stopped(word: str) -> str:
-        if _identity(output) not in (None, before):  # the stop came as the bundle was renamed
-            return f"{word} after writing {output}"
+        if _identity(output) not in (None, before):  # the stop came once the bundle was in place
+            return Finished(f"{word} after writing {output}; the bundle is complete")
         return f"{word}; no bundle written to {output}"
 
     when_stopped(stopped)

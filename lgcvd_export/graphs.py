@@ -8,7 +8,9 @@ A model without context (cfg.context False) has no context graph: its denoiser t
 
 Exporter: `torch.onnx.export(dynamo=False)` (TorchScript). Against `dynamo=True` on the `small`
 preset it exports in ~4 s instead of ~16-21 s and gives a smaller file (8.1 vs 9.0 MB) at equal
-onnxruntime speed (see the export report). This module knows nothing about precision or gates.
+onnxruntime speed (see the export report). `bind_fields` writes the manifest's bound fields into
+a finished graph's metadata (`lgcvd_runtime.bundle`, module header). This module knows nothing
+about precision or gates.
 """
 
 from __future__ import annotations
@@ -102,3 +104,12 @@ def export_model(model: LGCVD, directory: Path, opset: int) -> dict[str, GraphIO
     for name, io in specs.items():
         export_graph(modules[name], io, directory / f"{name}.onnx", opset)
     return specs
+
+
+def bind_fields(path: Path, fields: dict[str, str]) -> None:
+    """Record `fields` (`lgcvd_runtime.bundle.bound_fields`) in the graph's metadata_props,
+    keeping its other entries; last, once the graph's precision conversions are done."""
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    onnx.helper.set_model_props(model, {**props, **fields})
+    onnx.save(model, str(path))

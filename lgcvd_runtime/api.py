@@ -3,15 +3,26 @@
     model = lgcvd_runtime.load("bair.lgcvd", sampler="ddpm", steps=50)
     for window in model.predict(frames, n=28, seed=0):   # frames: (p, H, W, 3) uint8
         use(window.start, window.frames)                 # (samples, F, size, size, 3) uint8
+        use(window.times)                                # (F,) seconds; None: period unknown
     for window in model.predict([front, left, right], n=6, seed=[1, 2, 3]):  # three cameras
         use(window.frames)                               # (3, samples, F, size, size, 3)
 
 Everything expensive (manifest check, inference sessions, the sampling plan) happens in `load`;
-calls only run windows. Frames are uint8 RGB; frames of another size are center-cropped and
-resampled to the model's (`media.resize.center_crop_resize`). Cameras and samples are rows of
+calls only run windows. Frames are uint8 RGB; frames of another size are fitted to the model's
+square as the bundle's framing says (`Model.framing`: its region, then crop, pad or stretch,
+`media.resize.fit_frame`), and `Model.fit_transform` maps a model pixel back. Cameras and samples are rows of
 one batch; each row's noise comes from its clip's seed (`pipeline.row_generators`), so a clip's
 forecast does not depend on the other cameras. The window logic is `pipeline.Pipeline`; the live stream
-is `live.LiveStream`. This module knows no engine package and no torch.
+is `live.LiveStream`.
+
+Time: a bundle that records its frame period (`Model.period_s`, manifest "framing") gives every
+window the times its frames show, in seconds (`framing.frame_times`): the last given frame's
+time plus k periods. The given frames' times are `times=` (their last one is the anchor; any
+clock, e.g. time.monotonic() or a ROS stamp in seconds); without it the last given frame is at 0,
+so made frame k is at k periods. Given frames must be at the model's period: the API takes them
+as they come (the CLI resamples recordings by stamp first, `media.source`). A bundle with no
+period (format version 1, today's shipped ones) gives `times` None and works by frame index.
+This module knows no engine package and no torch.
 """
 
 from __future__ import annotations
@@ -36,8 +47,9 @@ from lgcvd_runtime.checks import (
 )
 from lgcvd_runtime.conditioning import to_model, to_uint8
 from lgcvd_runtime.errors import BundleError, LgcvdError
+from lgcvd_runtime.framing import frame_times
 from lgcvd_runtime.live import LiveStream
-from lgcvd_runtime.media.resize import center_crop_resize
+from lgcvd_runtime.media.resize import FitTransform, fit_frame, fit_transform
 from lgcvd_runtime.ood import Calibration, input_warning, scores_of_clips
 from lgcvd_runtime.pipeline import (
     Pipeline,
@@ -59,12 +71,14 @@ class PredictedWindow:
     list of C clips) are video frames start .. start+F-1 for each sample. Indices count from the
     first frame given to the call. `input_score`: how unlike the model's training data the given
     frames look (`ood`; a float, or (C,) for a list of clips), where the bundle is calibrated
-    (`Model.calibration`), else None; None for generation."""
+    (`Model.calibration`), else None; None for generation. `times`: the time each frame shows,
+    in seconds, (F,) or (C, F) (module header); None where the model records no period."""
 
     index: int
     start: int
     frames: np.ndarray
     input_score: float | np.ndarray | None = None
+    times: np.ndarray | None = None
 
 
 def default_bundle() -> Path:
@@ -95,11 +109,35 @@ class Model:
         self.backend, self.pipeline = backend, pipeline
         self.rng = np.random.default_rng(seed)  # draws the seeds of calls given none
         self.calibration = Calibration.of(manifest)  # the input score's range, if recorded
+        # how frames are fitted: the bundle's fit and region; replace it to fit otherwise
+        self.framing = manifest.framing
 
     @property
     def size(self) -> int:
         """Frame side the model works at (frames are square)."""
         return self.manifest.model.image_size
+
+    @property
+    def period_s(self) -> float | None:
+        """Seconds between the model's frames (manifest "framing"); None: unknown, by index."""
+        return self.manifest.framing.period_s
+
+    def _clock(self, times, anchor_index: int, cameras: int | None) -> _Clock | None:
+        """When frame `anchor_index` is, from the given frames' `times` (seconds; None: 0)."""
+        if self.period_s is None:
+            return None
+        if times is None:
+            anchor = np.zeros(cameras) if cameras is not None else 0.0
+        else:
+            given = np.asarray(times, dtype=np.float64)
+            if not (given.ndim in (1, 2) and given.shape[-1] > anchor_index):
+                raise LgcvdError(
+                    f"times has shape {given.shape}; pass one time per given frame, (p,) or (C, p)"
+                )
+            if not np.all(np.isfinite(given)):
+                raise LgcvdError("times must be finite seconds; pass each given frame's time")
+            anchor = given[..., anchor_index]
+        return _Clock(anchor, anchor_index, self.period_s)
 
     @property
     def on_step(self) -> Callable[[int], None] | None:
@@ -111,11 +149,16 @@ class Model:
         self.pipeline.on_step = callback
 
     def fit(self, frames) -> np.ndarray:
-        """(T, H, W, 3) uint8 -> (T, size, size, 3): center-crop and resample where needed."""
+        """(T, H, W, 3) uint8 -> (T, size, size, 3), fitted as `framing` says; frames of the
+        model's size are taken as fitted already (by the caller, or by `fit` itself)."""
         frames = check_frames(frames)
         if frames.shape[1:3] == (self.size, self.size):
             return frames
-        return np.stack([center_crop_resize(f, self.size) for f in frames])
+        return np.stack([fit_frame(f, self.size, self.framing) for f in frames])
+
+    def fit_transform(self, height: int, width: int) -> FitTransform:
+        """Where each model pixel of a fitted height x width camera frame lies in that frame."""
+        return fit_transform(height, width, self.size, self.framing)
 
     def clips(self, clips) -> tuple[list[np.ndarray], bool]:
         """Fitted clips (each (T, size, size, 3)) and whether a list of clips was given: a list
@@ -165,34 +208,41 @@ class Model:
         return np.ascontiguousarray(np.repeat(x, samples, axis=0)), rngs
 
     def predict(
-        self, clips, n: int, samples: int = 1, seed: Seed = None
+        self, clips, n: int, samples: int = 1, seed: Seed = None, times=None
     ) -> Iterator[PredictedWindow]:
         """The n frames after each clip's p given frames (p, H, W, 3), window by window; frame p
-        is index p. `clips`: one clip, or a list of clips (one per camera, same p, any size)."""
+        is index p. `clips`: one clip, or a list of clips (one per camera, same p, any size).
+        `times`: the given frames' times in seconds, (p,) or (C, p) (module header)."""
         check_count("n", n)
         fitted, many = self.clips(clips)
         x, rngs = self.rows(fitted, samples, seed)
         cameras, score = len(fitted) if many else None, self._scorer(fitted, many)
-        return _to_uint8(self.pipeline.predict(x, n, rngs), cameras, score)
+        clock = self._clock(times, len(fitted[0]) - 1, cameras)
+        return _to_uint8(self.pipeline.predict(x, n, rngs), cameras, score, clock)
 
     def interpolate(
-        self, keyframes, samples: int = 1, seed: Seed = None
+        self, keyframes, samples: int = 1, seed: Seed = None, times=None
     ) -> Iterator[PredictedWindow]:
         """Fill the N-2 frames between consecutive keyframes (G+1, H, W, 3), G >= 1; keyframe g
-        is frame g (N-1) of the result. A list of such clips: one per camera."""
+        is frame g (N-1) of the result. A list of such clips: one per camera. `times`: the
+        keyframes' times in seconds, of which only the first is used (frame i is i periods
+        after it; without it, keyframe 0 is at 0)."""
         fitted, many = self.clips(keyframes)
         if len(fitted[0]) < 2:
             raise LgcvdError(f"interpolation needs at least 2 keyframes, got {len(fitted[0])}")
         x, rngs = self.rows(fitted, samples, seed)
         cameras, score = len(fitted) if many else None, self._scorer(fitted, many)
-        return _to_uint8(self.pipeline.interpolate(x, rngs), cameras, score)
+        clock = self._clock(times, 0, cameras)
+        return _to_uint8(self.pipeline.interpolate(x, rngs), cameras, score, clock)
 
     def generate(self, n: int, samples: int = 1, seed: int | None = None):
         """n frames from noise alone: windows of (S, F, size, size, 3)."""
         check_count("n", n)
         check_count("samples", samples)
         rngs = row_generators(self.seeds(seed, 1)[0], samples)
-        return _to_uint8(self.pipeline.generate(samples, n, rngs), None)
+        return _to_uint8(
+            self.pipeline.generate(samples, n, rngs), None, None, self._clock(None, 0, None)
+        )
 
     def stream(self, p: int = 2, n: int | None = None, samples: int = 1) -> Stream:
         """A frame-by-frame forecaster that runs in the caller's thread: see `Stream`."""
@@ -240,17 +290,33 @@ class Stream:
         return self.model.predict(np.stack(self._frames), self.n, self.samples)
 
 
+@dataclass(frozen=True)
+class _Clock:
+    """Frame `anchor_index` is at `anchor` seconds ((C,) per camera); frames are `period` apart."""
+
+    anchor: float | np.ndarray
+    anchor_index: int
+    period: float
+
+    def times(self, start: int, count: int) -> np.ndarray:
+        return frame_times(self.anchor, self.anchor_index, start, count, self.period)
+
+
 def _to_uint8(
-    windows: Iterator[Window], cameras: int | None, score: Callable[[], object] | None = None
+    windows: Iterator[Window],
+    cameras: int | None,
+    score: Callable[[], object] | None = None,
+    clock: _Clock | None = None,
 ) -> Iterator[PredictedWindow]:
     """Float windows (C·S, F, 3, H, W) -> uint8 (S, F, H, W, 3), or (C, S, ...) for C cameras,
-    each with the input score, computed once before the first window."""
+    each with the input score, computed once before the first window, and its frames' times."""
     value = score() if score is not None else None
     for w in windows:
         frames = to_uint8(w.frames)
         if cameras is not None:
             frames = frames.reshape(cameras, -1, *frames.shape[1:])
-        yield PredictedWindow(w.index, w.start, frames, value)
+        times = clock.times(w.start, frames.shape[-4]) if clock is not None else None
+        yield PredictedWindow(w.index, w.start, frames, value, times)
 
 
 def load(

@@ -1,9 +1,15 @@
 """The model bundle: the contract between export and runtime (docs/design.md, Bundle).
 
 A directory `NAME.lgcvd/` holding `manifest.json` and the ONNX graphs it names. This module reads,
-validates and writes manifests and checks file hashes; it knows nothing about torch or ONNX
-internals. Graph I/O (names, dtypes, symbolic shapes) is described here once and read by the
-exporter, TensorRT profiles and the runtime's input checks.
+validates and writes manifests and checks file hashes; it knows nothing about torch, and of ONNX
+only each graph's metadata (`metadata_props`, read with protobuf). Graph I/O (names, dtypes,
+symbolic shapes) is described here once and read by the exporter, TensorRT profiles and the
+runtime's input checks.
+
+Bound fields: the manifest's fields that define the maths (the model layout, the schedule,
+precision, max batch) are also written by export into every graph's metadata, as
+`lgcvd.<field>` = JSON, so the graph hash covers them; a manifest that disagrees with its graphs
+was edited, and is refused. A format-version-1 bundle, written before, has none and loads.
 """
 
 from __future__ import annotations
@@ -11,7 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
 
 from lgcvd_runtime.checks import refuse_unknown_fields
 from lgcvd_runtime.errors import BundleError
@@ -27,6 +37,8 @@ FORMAT = "lgcvd-bundle"
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 BATCH = "batch"  # symbolic batch dimension
+BOUND = "lgcvd."  # key prefix of the bound fields in a graph's metadata
+FIRST_BOUND_VERSION = 2  # the format version from which graphs must record them
 
 
 @dataclass(frozen=True)
@@ -148,7 +160,8 @@ def write_manifest(directory: Path, manifest: Manifest) -> None:
 
 
 def load_manifest(path: Path, verify: bool = True) -> Manifest:
-    """Read and check `path/manifest.json`; verify each graph's sha256 unless told not to."""
+    """Read and check `path/manifest.json`; unless told not to, verify each graph's sha256 and
+    that the graphs' bound fields agree with the manifest (`check_bound_fields`)."""
     path = Path(path)
     mf = path / MANIFEST
     if not path.is_dir():
@@ -184,6 +197,8 @@ def load_manifest(path: Path, verify: bool = True) -> Manifest:
             raise BundleError(f"{mf}: manifest names no {name} graph; export the bundle again")
         if verify:
             verify_graph(path, manifest.graphs[name])
+    if verify:
+        check_bound_fields(path, manifest)
     return manifest
 
 
@@ -203,3 +218,76 @@ def verify_graph(path: Path, graph: GraphSpec) -> None:
         raise BundleError(
             f"{f}: sha256 does not match the manifest (file changed or corrupt); export the bundle again"
         )
+
+
+def bound_fields(
+    model: ModelSpec, schedule: ScheduleSpec, precision: str, max_batch: int
+) -> dict[str, str]:
+    """What export writes into every graph's metadata (module header): `lgcvd.<manifest
+    field>` -> the field's value as JSON, e.g. "lgcvd.schedule.T" -> "1000"."""
+    values = {
+        **{f"model.{k}": v for k, v in asdict(model).items()},
+        **{f"schedule.{k}": v for k, v in schedule.to_dict().items()},
+        "precision": precision,
+        "max_batch": max_batch,
+    }
+    return {BOUND + k: json.dumps(v) for k, v in values.items()}
+
+
+@cache
+def _onnx_metadata_message() -> type:
+    """A protobuf class for the one part of onnx.proto read here: ModelProto's
+    `repeated StringStringEntryProto metadata_props = 14` (key = 1, value = 2). The graph and
+    every other field of the file are skipped as unknown fields."""
+    field = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(name="lgcvd_onnx_meta.proto", package="lgcvd")
+    entry = proto.message_type.add(name="Entry")
+    for number, name in ((1, "key"), (2, "value")):
+        entry.field.add(
+            name=name, number=number, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL
+        )
+    model = proto.message_type.add(name="Model")
+    model.field.add(
+        name="metadata_props",
+        number=14,
+        type=field.TYPE_MESSAGE,
+        label=field.LABEL_REPEATED,
+        type_name=".lgcvd.Entry",
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("lgcvd.Model"))
+
+
+def graph_metadata(file: Path) -> dict[str, str]:
+    """The ONNX graph `file`'s metadata (`metadata_props`), key -> value."""
+    model = _onnx_metadata_message()()
+    try:
+        model.ParseFromString(Path(file).read_bytes())
+    except DecodeError:
+        raise BundleError(f"{file}: not an ONNX graph; export the bundle again") from None
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def check_bound_fields(path: Path, manifest: Manifest) -> None:
+    """Refuse, in one line, a manifest whose bound fields differ from those its graphs record
+    (module header), or a format-2 bundle whose graphs record none."""
+    wanted = bound_fields(manifest.model, manifest.schedule, manifest.precision, manifest.max_batch)
+    for name in required_graphs(manifest):
+        file = manifest.graphs[name].file
+        meta = graph_metadata(path / file)
+        if not any(key.startswith(BOUND) for key in meta):
+            if manifest.format_version < FIRST_BOUND_VERSION:
+                continue  # written before graphs recorded them
+            raise BundleError(
+                f"{path / file}: the graph records none of the manifest's bound fields, which "
+                f"format version {manifest.format_version} requires; export the bundle again"
+            )
+        for key, value in wanted.items():
+            recorded = meta.get(key)
+            if recorded is None or json.loads(recorded) != json.loads(value):
+                raise BundleError(
+                    f"{path / MANIFEST}: {key.removeprefix(BOUND)} is {value} in the manifest "
+                    f"but {recorded or 'absent'} in {file}; the manifest was edited, export the "
+                    "bundle again"
+                )

@@ -61,13 +61,16 @@ def _as_clip(frames) -> np.ndarray:
 
 
 def check_frames(frames) -> np.ndarray:
-    """(T, H, W, 3) uint8 RGB frames of at least one pixel, as an array, or a one-line error."""
+    """(T, H, W, 3) uint8 RGB frames, T >= 1, of at least one pixel, as an array, or a one-line
+    error."""
     frames = _as_clip(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise LgcvdError(
             f"frames must be uint8 RGB of shape (T, H, W, 3), got {frames.dtype} "
             f"{frames.shape}; convert them first"
         )
+    if len(frames) == 0:
+        raise LgcvdError("no frames given (T = 0); pass at least one (H, W, 3) frame")
     if 0 in frames.shape[1:3]:
         raise LgcvdError(
             f"frames must be at least 1x1 pixels, got {frames.shape[2]}x{frames.shape[1]}"

@@ -88,8 +88,10 @@ def remove_abandoned(path: Path) -> list[Path]:
 
 
 def create_temporary(path: Path) -> Path:
-    """Create an empty temporary file beside `path` (see `temporary_path`) and return its name;
-    a folder that cannot be written is an OutputError."""
+    """Create an empty temporary file beside `path` (see `temporary_path`) and return its name,
+    first deleting what killed writers of `path` left (`remove_abandoned`); a folder that cannot
+    be written is an OutputError."""
+    remove_abandoned(path)
     while True:
         tmp = temporary_path(path)
         try:

@@ -6,12 +6,16 @@ that training and serving take frames the same way: `period_s` is the frame peri
 was trained at (None: unknown, frames are taken by index as before), `fit` how a frame of another
 shape becomes the model's square (crop, pad or stretch) and `roi` the part of the camera's frame
 used (x, y, w, h in the camera's pixels; None: all of it). A bundle of format version 1 has no
-framing and reads as `Framing()`. This module knows no file format, image library or engine.
+framing and reads as `Framing()`. `frame_times` is the one rule for when a made frame is: the
+anchor frame's time plus whole model periods. This module knows no file format, image library or
+engine.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 FITS = ("crop", "pad", "stretch")
 
@@ -39,3 +43,15 @@ class Framing:
             fit=str(d.get("fit", "crop")),
             roi=(int(roi[0]), int(roi[1]), int(roi[2]), int(roi[3])) if roi is not None else None,
         )
+
+
+def frame_times(anchor, anchor_index: int, start: int, count: int, period):
+    """The times of frames start .. start+count-1 of a video whose frame `anchor_index` is at
+    `anchor`: anchor + (i - anchor_index) * period. For a prediction the anchor is the last
+    given frame, so made frame k after it (k = 1, 2, ...) is at anchor + k * period. Units are
+    the caller's: int ns (anchor an int, period an int) give exact int64 stamps, seconds give
+    float64. `anchor` may be an array of one anchor per camera (C,): the result is then (C,
+    count), else (count,)."""
+    steps = np.arange(start - anchor_index, start - anchor_index + count, dtype=np.int64)
+    anchor = np.asarray(anchor)
+    return anchor[..., None] + steps * (period if isinstance(period, int) else float(period))

@@ -7,7 +7,7 @@
             live.push(wrist_camera(), camera=1)
             forecast = live.latest(camera=0)          # newest finished forecast, or None
             if forecast is not None:
-                plan(forecast.frames, forecast.frame_index, forecast.frame_time)
+                plan(forecast.frames, forecast.times)  # times: when each frame is, or None
 
 `push` checks and stores a frame and wakes the worker. The worker forecasts the n frames after
 the newest p frames of every camera that has a frame no forecast has seen yet, all those
@@ -17,7 +17,10 @@ older ones (latest wins: nothing queues up); frames that no forecast used are co
 `Model.predict` call would give. An error in the worker is raised by the next `push`, `latest`
 or `wait`. The model must not be used from another thread while the stream is open.
 This module knows no engine package, and not the façade `api` that builds it: the model is
-anything with `Model`'s `fit`, `seeds`, `predict` and `manifest` (the `Forecaster` protocol).
+anything with `Model`'s `fit`, `seeds`, `predict`, `manifest` and `period_s` (the `Forecaster`
+protocol). A forecast's `times` are its newest frame's push time plus k model periods
+(`framing.frame_times`, seconds on the caller's clock); frames are used as pushed, so push them
+at the model's period (`Model.period_s`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 from lgcvd_runtime.bundle import Manifest
 from lgcvd_runtime.checks import check_count, check_frames, is_whole
 from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.framing import frame_times
 from lgcvd_runtime.timeline import Timeline
 
 
@@ -41,6 +45,7 @@ class Forecaster(Protocol):
     """What the stream needs of its model (`api.Model` is one)."""
 
     manifest: Manifest
+    period_s: float | None
 
     def fit(self, frames) -> np.ndarray: ...
 
@@ -53,7 +58,8 @@ class Forecaster(Protocol):
 class Forecast:
     """The n frames (S, n, size, size, 3) uint8 that follow frame `frame_index` (counted from
     the camera's first push) of one camera, pushed at `frame_time` (time.monotonic() unless the
-    caller gave its own clock); `made_at` is when the forecast finished."""
+    caller gave its own clock); `made_at` is when the forecast finished. `times` (n,): the
+    time each frame shows, `frame_time` + k periods, k = 1 .. n (None: no period recorded)."""
 
     camera: int
     frames: np.ndarray
@@ -61,6 +67,7 @@ class Forecast:
     frame_time: float
     made_at: float
     input_score: float | None = None  # the given frames' input score (api.PredictedWindow)
+    times: np.ndarray | None = None
 
 
 class _Camera:
@@ -203,7 +210,7 @@ class LiveStream:
         for w in self.model.predict(clips, self.n, self.samples, seed=seeds):
             timeline.write(w.start, w.frames)
             scores = w.input_score  # (C,) or None
-        made = time.monotonic()
+        made, period = time.monotonic(), self.model.period_s
         return [
             Forecast(
                 c,
@@ -212,6 +219,7 @@ class LiveStream:
                 stamp,
                 made,
                 None if scores is None else float(scores[j]),
+                None if period is None else frame_times(stamp, 0, 1, self.n, period),
             )
             for j, (c, _, index, stamp) in enumerate(jobs)
         ]

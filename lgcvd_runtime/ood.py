@@ -127,19 +127,22 @@ def scores_of_clips(backend: Backend, manifest: Manifest, inputs: np.ndarray) ->
 def calibrate(
     bundle: Path,
     manifest: Manifest,
-    clips: np.ndarray,
+    clips,
     data: str,
     data_command: str | None = None,
     threads: int | None = None,
+    held_out: bool = True,
 ) -> dict[str, object]:
     """The manifest's "ood" record of `bundle` (its graphs on onnxruntime's CPU provider) from
-    held-out clips (C, T, H, W, 3) uint8 of the training distribution; `data` (and the command
-    that made it, if known) says where they came from, its paths `portable`."""
+    held-out clips of the training distribution, uint8 (C, T, H, W, 3) or a list of C clips
+    (T, H, W, 3) of any lengths; `data` (and the command that made it, if known) says where
+    they came from, its paths `portable`; `held_out` False: they are training clips."""
     if len(clips) < 20:
         raise LgcvdError(
             f"calibration needs at least 20 held-out clips for a 99th percentile, got {len(clips)}"
         )
-    inputs = calibration_inputs(np.asarray(clips), manifest.model.frames)
+    n = manifest.model.frames
+    inputs = np.concatenate([calibration_inputs(np.asarray(clip)[None], n) for clip in clips])
     backend = load_backend("onnxruntime", bundle, manifest, None, threads)
     try:
         scores = scores_of_clips(backend, manifest, inputs)
@@ -155,6 +158,7 @@ def calibrate(
         "inputs": len(inputs),  # CALIBRATION_GIVEN frames each, from every (N-1)-th frame
         "given": CALIBRATION_GIVEN,
         "data": data,
+        **({} if held_out else {"held_out": False}),
     }
     if data_command is not None:
         record["data_command"] = data_command

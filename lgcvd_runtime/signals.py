@@ -38,7 +38,8 @@ def _stops() -> tuple[int, ...]:
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM and SIGHUP raise `Terminated` (a KeyboardInterrupt) in the main
-    thread. Outside the main thread signals cannot be handled and the block runs unchanged."""
+    thread; afterwards their handlers are restored, unless changed within (`ignore_stops`).
+    Outside the main thread signals cannot be handled and the block runs unchanged."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -47,7 +48,18 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            if signal.getsignal(s) is _raise_terminated:
+                signal.signal(s, handler)
+
+
+def ignore_stops() -> None:
+    """From now on Ctrl-C, SIGTERM and SIGHUP are ignored: for a process whose work is done and
+    that only has to exit. Python's shutdown resets its handlers to the system's, under which a
+    stop would end the process silently with the signal's code, however complete its output.
+    Outside the main thread this does nothing."""
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, *_stops()):
+            signal.signal(s, signal.SIG_IGN)
 
 
 def stop_word(err: KeyboardInterrupt) -> str:

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from lgcvd_runtime.checks import UPGRADE, refuse_unknown_fields
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.files import remove_abandoned, write_then_rename
+from lgcvd_runtime.framing import Framing
 from lgcvd_runtime.schedule import SCHEDULES, ScheduleSpec
 
 from .config import ModelConfig, TrainConfig
@@ -50,6 +51,11 @@ class Checkpoint:
     def schedule(self) -> ScheduleSpec:
         """The noise schedule the model was trained with, from its training config."""
         return self.train_config.schedule
+
+    @property
+    def framing(self) -> Framing:
+        """How the training frames were fitted (state "framing"; absent before fits: crop)."""
+        return Framing.from_dict(self.state.get("framing"))
 
     def weights(self, prefix: str) -> dict[str, torch.Tensor]:
         n = len(prefix)

@@ -19,7 +19,19 @@ from pathlib import Path
 import click
 
 from lgcvd_runtime.cli.chassis import HELP, Command, when_stopped
+from lgcvd_runtime.cli.options import (
+    TOPIC,
+    choice_option,
+    count_option,
+    framing_options,
+    path_option,
+    positive_option,
+    switch_option,
+)
 from lgcvd_runtime.files import file_in_the_way
+from lgcvd_runtime.framing import Framing
+from lgcvd_runtime.samplers import PARAMETERIZATIONS
+from lgcvd_train.data.robot_logs import data_period
 
 from . import __version__
 from .config import (
@@ -41,54 +53,40 @@ from .train_options import MAX_SEED, TRAIN, finite, parse_task_weights
     context_settings=HELP,
     stopped="{word} before training began; no checkpoint written",
 )
-@click.option(
-    "--preset",
-    "preset_name",
-    type=click.Choice(list(PRESETS)),
-    default="base",
-    show_default=True,
-    help="Model architecture preset.",
+@choice_option(
+    "--preset", "preset_name", choices=PRESETS, default="base", help="Model architecture preset."
 )
 @click.option(
     "--data",
     required=True,
-    help="shapes | mnist | pushsim (generated), a folder of videos, or a .npy/.npz array "
-    "N×T×H×W×3 uint8.",
+    help="shapes | mnist | pushsim (generated), a folder of videos (a long video gives one clip "
+    "per 14 frames it holds), a robot log (rosbag2 folder, .mcap, .bag) or a folder of them, "
+    "or a .npy/.npz array N×T×H×W×3 uint8.",
 )
+@TOPIC
 @click.option(
-    "--out",
-    "out",
-    type=click.Path(path_type=Path),
+    "--frame-rate",
+    type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Run directory for checkpoint and metrics [default: runs/PRESET-DATA].",
+    help="Frames per second to train at and record in the checkpoint (default: the data's own, "
+    "from bag stamps or video rates; none for generated data and arrays). Bags are resampled "
+    "to it by stamp.",
 )
-@click.option(
+@framing_options(new_model=True)
+@path_option(
+    "--out", "out", help="Run directory for checkpoint and metrics [default: runs/PRESET-DATA]."
+)
+@count_option(
     "--steps",
-    type=click.IntRange(1),
     default=TRAIN.steps,
-    show_default=True,
     help="Total optimizer steps (a resumed run continues up to this number).",
 )
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1),
-    default=TRAIN.batch_size,
-    show_default=True,
-    help="Clips per process per step.",
-)
-@click.option(
-    "--lr",
-    type=click.FloatRange(0, min_open=True),
-    callback=finite,
-    default=TRAIN.lr,
-    show_default=True,
-    help="Adam learning rate.",
-)
-@click.option(
+@count_option("--batch-size", default=TRAIN.batch_size, help="Clips per process per step.")
+@positive_option("--lr", callback=finite, default=TRAIN.lr, help="Adam learning rate.")
+@count_option(
     "--cooldown-steps",
-    type=click.IntRange(min=0),
+    least=0,
     default=TRAIN.cooldown,
-    show_default=True,
     help="Decay the learning rate linearly to 0 over the last this many of --steps (0: constant); "
     "like --steps, it can be changed when resuming.",
 )
@@ -100,31 +98,25 @@ from .train_options import MAX_SEED, TRAIN, finite, parse_task_weights
     show_default=True,
     help="EMA decay.",
 )
-@click.option(
+@positive_option(
     "--grad-clip",
-    type=click.FloatRange(0, min_open=True),
     callback=finite,
     default=TRAIN.grad_clip,
+    show_default=False,
     help="Clip the gradient norm to this.",
 )
-@click.option(
-    "--loss",
-    type=click.Choice(["l1", "l2"]),
-    default=TRAIN.loss,
-    show_default=True,
-    help="Loss on the prediction target.",
+@choice_option(
+    "--loss", choices=("l1", "l2"), default=TRAIN.loss, help="Loss on the prediction target."
 )
-@click.option(
+@choice_option(
     "--parameterization",
-    type=click.Choice(["v", "eps"]),
+    choices=PARAMETERIZATIONS,
     default=ModelConfig.parameterization,
-    show_default=True,
     help="What the network predicts.",
 )
-@click.option(
+@switch_option(
     "--residual/--no-residual",
     default=ModelConfig.residual,
-    show_default=True,
     help="Denoise each window's difference from the guess its condition frames give (a copy of "
     "the last, a cross-fade between two) instead of the window itself.",
 )
@@ -145,81 +137,66 @@ from .train_options import MAX_SEED, TRAIN, finite, parse_task_weights
     + ",".join(f"{task}={weight:g}" for task, weight in DEFAULT_TASK_WEIGHTS.items())
     + " (the default).",
 )
-@click.option(
+@count_option(
     "--num-videos",
-    type=click.IntRange(1),
     default=GENERATED_VIDEOS,
-    show_default=True,
     help="Videos to generate for shapes / mnist / pushsim.",
 )
-@click.option(
+@count_option(
     "--seed",
-    type=click.IntRange(0, MAX_SEED),
+    least=0,
+    most=MAX_SEED,
     default=TRAIN.seed,
-    show_default=True,
     help="Seed of data, init, noise (0 to 2**64-1).",
 )
-@click.option(
-    "--save-every",
-    type=click.IntRange(1),
-    default=TRAIN.save_every,
-    show_default=True,
-    help="Write a checkpoint every this many steps.",
+@count_option(
+    "--save-every", default=TRAIN.save_every, help="Write a checkpoint every this many steps."
 )
 @click.option(
     "--no-amp",
     is_flag=True,
     help="Train in fp32 (default: bf16 autocast on CUDA and on CPUs with native bf16).",
 )
-@click.option(
+@choice_option(
     "--loss-weighting",
-    type=click.Choice(list(WEIGHTINGS)),
+    choices=WEIGHTINGS,
     default=TRAIN.loss_weighting,
-    show_default=True,
     help="Weight the loss over timesteps: none, or min-snr (Hang et al. 2023: min(SNR, gamma) on "
     "the x0 error).",
 )
-@click.option(
+@positive_option(
     "--snr-gamma",
-    type=click.FloatRange(0, min_open=True),
     callback=finite,
     default=TRAIN.snr_gamma,
-    show_default=True,
     help="gamma of --loss-weighting min-snr.",
 )
-@click.option(
+@choice_option(
     "--adam",
-    type=click.Choice(list(ADAMS)),
+    choices=ADAMS,
     default=TRAIN.adam,
-    show_default=True,
     help="torch.optim.Adam implementation (speed only; can change when resuming).",
 )
-@click.option(
+@switch_option(
     "--channels-last/--no-channels-last",
     default=TRAIN.channels_last,
-    show_default=True,
     help="Model and inputs in channels-last memory format (speed only; slower on a CPU, kept "
     "until measured on a GPU: docs/results.md).",
 )
-@click.option(
+@switch_option(
     "--compile/--no-compile",
     "compile_model",
     default=TRAIN.compile,
-    show_default=True,
     help="torch.compile the network (speed only; it compiles for minutes in "
     "every new process, so it pays only in long runs; kept until measured on a GPU).",
 )
-@click.option(
+@switch_option(
     "--prefetch/--no-prefetch",
     default=TRAIN.prefetch,
-    show_default=True,
     help="Prepare the next batch on a background thread during each step (speed only; within the "
     "noise on a 2-core CPU, kept until measured on a GPU).",
 )
-@click.option(
+@path_option(
     "--init-from",
-    type=click.Path(path_type=Path),
-    default=None,
     help="Start from this model's weights (a .lgcvd bundle such as the shipped default, or a run "
     "directory: its EMA weights) instead of random ones: fine-tuning. The run keeps its "
     "architecture (a contradicting --preset is an error) and noise schedule. Ignored with --resume.",
@@ -235,6 +212,10 @@ from .train_options import MAX_SEED, TRAIN, finite, parse_task_weights
 def main(
     preset_name,
     data,
+    topic,
+    frame_rate,
+    fit,
+    roi,
     out,
     steps,
     batch_size,
@@ -274,6 +255,7 @@ def main(
         from .trainer import Trainer, check_device
 
     given = given_options(click.get_current_context())  # what a continued run may contradict
+    framing = Framing(fit=fit, roi=roi, period_s=data_period(data, frame_rate, topic))
     mcfg = replace(
         preset(preset_name),
         context=not no_context,
@@ -314,7 +296,7 @@ def main(
     with train_extra("lgcvd-train"):
         check_device(device)  # before the data: that can take minutes
         if resume:
-            mcfg, num_videos, seed = follow_checkpoint(mcfg, given, out, data, num_videos)
+            mcfg, num_videos, seed, framing = follow_checkpoint(mcfg, given, out, data, num_videos)
         elif init_from is not None:
             mcfg, tcfg = follow_source(mcfg, tcfg, given, init_from)
         videos = load_dataset(
@@ -323,6 +305,9 @@ def main(
             num_videos=num_videos,
             seed=seed,
             min_frames=tcfg.clip_frames,
+            framing=framing,
+            pieces=True,
+            topic=topic,
         )
         provenance = {
             "data": data,
@@ -342,6 +327,7 @@ def main(
             device=device,
             progress=not quiet,
             init_from=init_from,
+            framing=framing,
         )
         when_stopped(
             lambda word: (

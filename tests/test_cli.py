@@ -284,9 +284,11 @@ def test_info_puts_model_plan_score_and_backends_first_and_summarises_provenance
     assert len(lines) <= 25
     labels = [line[:12].strip() for line in lines]
     plan = labels.index("sampling")
-    assert labels[:plan] == ["bundle", "frames", "model", "graph", "graph"]
+    assert labels[:plan] == ["bundle", "frames", "time", "model", "graph", "graph"]
+    assert lines[2].startswith("time        frame period 0.05 s (20 Hz)")  # pushsim's rate
     assert labels[plan + 1] == "input score" and lines[plan + 1].endswith(
-        "(the 99th percentile on 128 held-out clips of data/pushsim_calib.npy)"
+        "warns above 5.403, the 99th percentile on 128 held-out clips of "
+        "data/pushsim_calib.npy (50th 4.234, 95th 5.0008, 99th 5.403)"
     )
     assert lines[-5:] == [
         "trained     on data/pushsim_train.npy (640 videos)",
@@ -364,8 +366,13 @@ def test_predict_on_a_server_writes_what_the_same_model_writes_here(
 def test_predict_on_a_server_warns_of_an_unlike_input_as_a_local_model_does(
     tmp_path, clip, monkeypatch
 ):
-    """Random frames are far outside the shipped (calibrated) model's training data."""
+    """Random frames are far outside the shipped (calibrated) model's training data. The clip is
+    at the shipped model's 20 Hz: a local model would resample another rate, a served one not."""
     from lgcvd_runtime.serve import client
+
+    clip = tmp_path / "clip20.mkv"
+    with VideoWriter(clip, fps=20) as writer:
+        writer.write(np.random.default_rng(20).integers(0, 256, (20, 40, 48, 3), np.uint8))
 
     monkeypatch.setattr(client, "TritonClient", stand_in_server(api.default_bundle(), steps=1))
     args = ["-n", 6, "--seed", 5, "--quiet"]

@@ -89,7 +89,11 @@ def huge(tmp_path: Path) -> Path:
         (empty_file, [], "empty.mkv is not a readable video"),
         (not_a_video, [], "notes.mp4 is not a readable video"),
         (truncated, ["-p", 2, "-n", 26], "cut.mkv is truncated or corrupt"),
-        (one_frame, ["-p", 2], "short.mkv has 1 frame from frame 0; the task needs 2"),
+        (
+            one_frame,
+            ["-p", 2],
+            "short.mkv gives 1 frame from frame 0; the task needs 2: pass an earlier --start",
+        ),
         (huge, [], "has frames of 8200x2 pixels; lgcvd reads 1 to 8192 pixels per side"),
     ],
 )
@@ -104,7 +108,10 @@ def test_a_bad_input_video_is_a_one_line_error(tmp_path, bundle, make_input, arg
 
 def test_interpolation_needs_every_frame_up_to_the_last_keyframe(tmp_path, bundle, clip):
     result = run("interpolate", clip, "--gaps", 3, "--model", bundle, *FAST)  # 22 frames
-    assert "clip.mkv has 20 frames from frame 0; the task needs 22" in one_line_error(result)
+    assert (
+        "clip.mkv gives 20 frames from frame 0; the task needs 22: pass an earlier --start or a longer input"
+        in one_line_error(result)
+    )
 
 
 def test_a_non_positive_frame_count_is_a_usage_error(clip):
@@ -154,7 +161,7 @@ def newer_version(path: Path) -> None:
         (lambda p: shutil.rmtree(p), "no such bundle directory; pass a NAME.lgcvd folder"),
         (lambda p: (p / MANIFEST).write_text("{not json"), "corrupt manifest"),
         (lambda p: (p / "denoiser.onnx").write_bytes(b"x"), "sha256 does not match the manifest"),
-        (newer_version, "bundle format version 99 is newer than this runtime's (1); upgrade lgcvd"),
+        (newer_version, "bundle format version 99 is newer than this runtime's (2); upgrade lgcvd"),
         (
             lambda p: (p / MANIFEST).write_text("[1, 2]"),
             "not an lgcvd bundle manifest (a JSON list, not an object); export the bundle again",
@@ -300,9 +307,13 @@ def test_an_existing_output_is_refused_before_the_model_loads(tmp_path, clip, mo
     assert out.read_bytes() == b"keep me"
 
 
-def test_a_directory_as_output_is_a_usage_error(tmp_path, clip):
+def test_a_folder_as_output_of_a_video_is_a_one_line_error(tmp_path, clip):
+    # a folder output is a rosbag2 bag of forecasts, which only a bag input can give
     result = run("predict", clip, "-o", tmp_path)
-    assert result.exit_code == 2 and "is a directory" in result.stderr
+    assert one_line_error(result) == (
+        f"Error: {tmp_path} is a robot log, which needs a bag INPUT (its topic and stamps); "
+        "write a video (.mp4, .mkv, .gif) or a .png"
+    )
 
 
 def test_a_negative_seed_is_a_one_line_error_and_writes_nothing(tmp_path, bundle, clip):

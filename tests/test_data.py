@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from lgcvd_runtime.errors import DataError, OutputExistsError
+from lgcvd_runtime.framing import Framing
 from lgcvd_runtime.media.arrays import load_videos, recorded_command
 from lgcvd_train.data import DATA_GENERATORS, load_dataset, mnist, shapes
 from lgcvd_train.data.arrays import crop_and_resize, save_video_stream, save_videos
@@ -189,7 +190,7 @@ def test_load_dataset_hands_a_video_folder_to_the_video_loader(tmp_path, monkeyp
         video_module, "load_video_folder", lambda *args: calls.append(args) or ["ok"]
     )
     assert load_dataset(str(tmp_path), 32, min_frames=20) == ["ok"]
-    assert calls == [(tmp_path, 32, 20)]
+    assert calls == [(tmp_path, 32, 20, Framing(), False)]  # the crop, and whole videos
 
 
 # One-line errors for bad data -------------------------------------------------------------------

@@ -171,7 +171,7 @@ def quick(cmd: Command, ctx: click.Context | None, folder: Path) -> str | list[s
             parse(*resolve(cmd.argv), complete=True)
         except click.UsageError:
             return "a mention in prose"
-    for key in ("input_path", "bundle", "model"):
+    for key in ("input_path", "bag", "bundle", "model"):
         if params.get(key) is not None and not (folder / params[key]).exists():
             return f"{params[key]} is not here"
     args = list(cmd.argv[1:])

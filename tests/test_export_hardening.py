@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import random_model, stop_and_wait
+from conftest import error_line, random_model, stop_and_wait
 from test_export import export, gate_frames, write_checkpoint
 
 from lgcvd_runtime.bundle import MANIFEST, load_manifest
@@ -77,10 +77,33 @@ def test_a_signal_during_the_final_renames_waits_until_the_bundle_is_in_place(
 
     monkeypatch.setattr(os, "replace", rename_then_signal)
     result = export(checkpoint, "-o", out, "--force")
-    assert result.exit_code == 143
-    assert result.output.strip().splitlines()[-1] == f"terminated after writing {out}"
+    assert result.exit_code == 0
+    assert result.output.strip().splitlines()[-1] == (
+        f"terminated after writing {out}; the bundle is complete"
+    )
     assert load_manifest(out).precision == "fp32" and not (out / "old").exists()
     assert leftovers(tmp_path) == ["x.lgcvd"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.15])  # in the command, then as Python exits
+def test_a_stop_once_the_bundle_is_in_place_exits_0_with_the_bundle(checkpoint, tmp_path, delay):
+    out = tmp_path / "x.lgcvd"
+    cmd = [str(Path(sys.executable).parent / "lgcvd-export"), str(checkpoint), "-o", str(out)]
+    proc = subprocess.Popen(
+        [*cmd, "--real-frames", str(gate_frames())],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not (out / MANIFEST).exists() and proc.poll() is None:
+        time.sleep(0.002)
+    time.sleep(delay)
+    err = stop_and_wait(proc, signal.SIGINT)
+    assert proc.returncode == 0, err[-2000:]
+    assert err.strip() in ("", f"interrupted after writing {out}; the bundle is complete")
+    assert load_manifest(out).precision == "fp32"
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])
@@ -102,22 +125,18 @@ def test_weights_that_hold_nan_are_refused_in_one_line(tmp_path):
     with torch.no_grad():
         model.unet.head[-1].weight[0, 0, 0, 0] = float("nan")
     f = write_checkpoint(tmp_path / "run", model)
-    result = export(f.parent, "-o", tmp_path / "x.lgcvd")
-    assert result.exit_code == 1
-    assert result.output == (
-        f"Error: {f}: 1 weight tensors hold NaN or Inf (e.g. unet.head.2.weight): the run "
-        "diverged; use a checkpoint from before it did\n"
+    assert error_line(export(f.parent, "-o", tmp_path / "x.lgcvd")) == (
+        f"{f}: 1 weight tensors hold NaN or Inf (e.g. unet.head.2.weight): the run "
+        "diverged; use a checkpoint from before it did"
     )
     assert leftovers(tmp_path) == ["run"]
 
 
 def test_a_bundle_path_below_a_file_is_one_line(checkpoint, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    result = export(checkpoint, "-o", tmp_path / "notes.txt" / "x.lgcvd")
-    assert result.exit_code == 1
-    assert result.output == (
-        f"Error: {tmp_path / 'notes.txt'} is a file, not a directory; pass -o a bundle path "
-        "inside a directory\n"
+    assert error_line(export(checkpoint, "-o", tmp_path / "notes.txt" / "x.lgcvd")) == (
+        f"{tmp_path / 'notes.txt'} is a file, not a directory; pass -o a bundle path "
+        "inside a directory"
     )
     assert leftovers(tmp_path) == ["notes.txt"]
 
@@ -128,8 +147,7 @@ def test_a_run_directory_with_a_truncated_checkpoint_is_one_line(checkpoint, tmp
     data = checkpoint.read_bytes()
     (run / FILENAME).write_bytes(data[: len(data) // 3])  # a copy cut short
     result = export(run, "-o", tmp_path / "x.lgcvd")
-    assert result.exit_code == 1 and result.output.count("\n") == 1
-    assert result.output.startswith(f"Error: {run / FILENAME}: corrupt checkpoint (")
+    assert error_line(result).startswith(f"{run / FILENAME}: corrupt checkpoint (")
     assert leftovers(tmp_path) == ["run"]
 
 

@@ -2,12 +2,11 @@
 
 import os
 import stat
-from pathlib import Path
 
 import pytest
-from conftest import dead_pid
+from conftest import check_unwritable_folder_is_refused, dead_pid
 
-from lgcvd_runtime.errors import OutputError, OutputExistsError
+from lgcvd_runtime.errors import OutputExistsError
 from lgcvd_runtime.files import (
     abandoned_temporaries,
     create_temporary,
@@ -93,14 +92,7 @@ def test_a_folder_gets_the_umask_permissions_throughout(tmp_path):
 
 
 def test_create_temporary_in_a_folder_that_cannot_be_written_is_one_line_error(tmp_path):
-    folder = Path("/sys") if os.geteuid() == 0 else tmp_path / "locked"  # root writes anywhere
-    if folder != Path("/sys"):
-        folder.mkdir(mode=0o500)
-    with pytest.raises(OutputError) as err:
-        create_temporary(folder / "out.mkv")
-    assert str(err.value) == (
-        f"cannot write {folder / 'out.mkv'} (Permission denied); choose a folder you can write to"
-    )
+    check_unwritable_folder_is_refused(create_temporary, tmp_path)
 
 
 def test_temporaries_of_processes_that_no_longer_run_are_found_and_only_they(tmp_path):

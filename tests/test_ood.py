@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import export_tiny_bundle
+from conftest import error_line, export_tiny_bundle
 
 from lgcvd_runtime.api import load
 from lgcvd_runtime.backends import load_backend
@@ -158,29 +158,27 @@ def test_calibrating_again_needs_force(calibrated, calib_clips):
     assert lgcvd_run(*args, "--force").exit_code == 0
 
 
-def test_clips_at_another_size_are_one_line(tiny, tmp_path):
+@pytest.mark.parametrize(
+    "videos, size, message",
+    [
+        (
+            24,
+            48,
+            "clips must be uint8 (C, T, 32, 32, 3) at the model's size, got uint8 "
+            "(72, 2, 48, 48, 3); resize them first",
+        ),
+        (5, 32, "calibration needs at least 20 held-out clips for a 99th percentile, got 5"),
+    ],
+    ids=["clips at another size", "too few clips"],
+)
+def test_clips_of_another_size_or_too_few_are_refused_in_one_line(
+    tiny, tmp_path, videos, size, message
+):
     bundle = tmp_path / "tiny.lgcvd"
     shutil.copytree(tiny, bundle)
-    data = tmp_path / "big.npy"
-    save_videos(data, shapes.generate(24, 16, 48, seed=0))
-    result = lgcvd_run("calibrate", bundle, "--data", data)
-    assert result.exit_code == 1
-    assert result.output == (
-        "Error: clips must be uint8 (C, T, 32, 32, 3) at the model's size, got uint8 "
-        "(72, 2, 48, 48, 3); resize them first\n"
-    )
-
-
-def test_too_few_clips_are_one_line(tiny, tmp_path):
-    bundle = tmp_path / "tiny.lgcvd"
-    shutil.copytree(tiny, bundle)
-    data = tmp_path / "few.npy"
-    save_videos(data, shapes.generate(5, 16, 32, seed=0))
-    result = lgcvd_run("calibrate", bundle, "--data", data)
-    assert result.exit_code == 1
-    assert result.output == (
-        "Error: calibration needs at least 20 held-out clips for a 99th percentile, got 5\n"
-    )
+    data = tmp_path / "clips.npy"
+    save_videos(data, shapes.generate(videos, 16, size, seed=0))
+    assert error_line(lgcvd_run("calibrate", bundle, "--data", data)) == message
 
 
 def test_a_bundle_without_calibration_or_for_another_score_has_none(tiny):

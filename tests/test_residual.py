@@ -156,4 +156,6 @@ def test_a_bundle_records_whether_its_model_is_residual(tmp_path_factory, tmp_pa
     manifest = json.loads((older / MANIFEST).read_text())
     del manifest["model"]["residual"]
     (older / MANIFEST).write_text(json.dumps(manifest))
-    assert load_manifest(older).model.residual is False
+    # the graphs of this new export record residual=true (bound fields), so only the manifest's
+    # reading is checked here, without verifying the graphs against it
+    assert load_manifest(older, verify=False).model.residual is False

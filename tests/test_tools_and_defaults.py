@@ -4,11 +4,10 @@ dataclasses' (one rule, one place)."""
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import click
+from conftest import help_outputs
 
 from lgcvd_export.bundle_writer import ExportOptions
 from lgcvd_export.cli import main as export_main
@@ -23,21 +22,10 @@ TOOLS = [f for f in FILES if "__main__" in f.read_text()]  # the rest, benchlib,
 
 
 def test_every_tool_prints_its_help_from_a_foreign_folder(tmp_path):
-    runs = {
-        tool.name: subprocess.Popen(
-            [sys.executable, str(tool), "--help"],
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for tool in TOOLS
-    }
+    runs = help_outputs(TOOLS, tmp_path)
     assert len(runs) >= 7
-    for name, run in runs.items():
-        output, _ = run.communicate(timeout=300)
-        assert run.returncode == 0, f"{name}: {output}"
-        assert "Usage:" in output, f"{name}: {output}"
+    for name, (code, output) in runs.items():
+        assert code == 0 and "Usage:" in output, f"{name}: {output}"
 
 
 def test_no_tool_imports_another_or_edits_the_import_path():

@@ -17,6 +17,7 @@ from conftest import export_tiny_bundle, random_model
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from lgcvd_runtime.bundle import FORMAT_VERSION
 from lgcvd_train.checkpoint import (
     FILENAME,
     META_KEY,
@@ -100,8 +101,11 @@ def test_init_from_a_bundle_of_a_newer_lgcvd_is_refused_in_one_line(
     shutil.copytree(export_tiny_bundle(tmp_path_factory), bundle)
     manifest = json.loads((bundle / "manifest.json").read_text())
     if change == "format version":
-        manifest["format_version"] = 2
-        want = f"{bundle}: bundle format version 2 is newer than this runtime's (1); upgrade lgcvd"
+        manifest["format_version"] = FORMAT_VERSION + 1
+        want = (
+            f"{bundle}: bundle format version {FORMAT_VERSION + 1} is newer than this runtime's "
+            f"({FORMAT_VERSION}); upgrade lgcvd"
+        )
     else:
         manifest["provenance"]["model_config"]["hyper_attention"] = True
         want = f"{bundle / 'manifest.json'}: {NEWER['model_config']}; {UPGRADE}"

@@ -168,24 +168,25 @@ def test_missing_file_is_one_line_error(tmp_path):
     assert str(err.value) == f"{path} does not exist; check the path"
 
 
-def test_text_file_is_not_a_readable_video(tmp_path):
+def text_file(tmp_path: Path) -> Path:
     path = tmp_path / "notes.mp4"
     path.write_text("hello world\n" * 20)
-    with pytest.raises(VideoError) as err:
-        read_frames(path)
-    assert str(err.value) == (
-        f"{path} is not a readable video (Invalid data found when processing input); "
-        "pass a complete video file (.mp4, .mkv, .avi, .gif, ...)"
-    )
+    return path
 
 
-def test_first_half_of_an_mp4_is_not_a_readable_video(tmp_path):
+def first_half_of_an_mp4(tmp_path: Path) -> Path:
     full = tmp_path / "full.mp4"
     with VideoWriter(full) as writer:
         writer.write(numbered_frames(6, 16, 16))
     path = tmp_path / "half.mp4"
     data = full.read_bytes()
     path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize("make", [text_file, first_half_of_an_mp4])
+def test_a_text_file_or_half_an_mp4_is_not_a_readable_video(tmp_path, make):
+    path = make(tmp_path)
     with pytest.raises(VideoError) as err:
         read_frames(path)
     assert str(err.value) == (

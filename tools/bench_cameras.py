@@ -23,7 +23,7 @@ import numpy as np
 
 import lgcvd_runtime
 from lgcvd_runtime import api
-from lgcvd_runtime.cli.options import model_options
+from lgcvd_runtime.cli.options import model_options, positive_option
 from lgcvd_runtime.media.video import read_frames
 
 
@@ -111,20 +111,8 @@ def bench_live(model, frames, p: int, n: int, rate: float, seconds: float) -> di
     default=None,
     help="Frames to forecast (default: one window of new frames).",
 )
-@click.option(
-    "--rate",
-    type=click.FloatRange(min=0, min_open=True),
-    default=10.0,
-    show_default=True,
-    help="Live stream push rate in Hz.",
-)
-@click.option(
-    "--seconds",
-    type=click.FloatRange(min=0, min_open=True),
-    default=20.0,
-    show_default=True,
-    help="How long to feed the live stream.",
-)
+@positive_option("--rate", default=10.0, help="Live stream push rate in Hz.")
+@positive_option("--seconds", default=20.0, help="How long to feed the live stream.")
 def main(bundle, backend, sampler, steps, seed, threads, counts, n, rate, seconds):
     """Windows per second and latency, C cameras batched vs sequential; the live stream."""
     model = lgcvd_runtime.load(

@@ -34,6 +34,7 @@ from lgcvd_export.cli import DEFAULT_REAL_FRAMES
 from lgcvd_export.graphs import export_model
 from lgcvd_export.quantize import FLOAT_OPS
 from lgcvd_runtime.bundle import load_manifest
+from lgcvd_runtime.cli.options import count_option
 from lgcvd_train.checkpoint import load_model
 from lgcvd_train.model import LGCVD
 
@@ -125,20 +126,8 @@ def bench_int8(checkpoint: Path, choices, calib: Path, real: Path, work: Path, r
     show_default=True,
     help="Model preset to export (repeatable).",
 )
-@click.option(
-    "--repeats",
-    type=click.IntRange(1),
-    default=10,
-    show_default=True,
-    help="Timed denoiser calls per backend (median reported).",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(1),
-    default=2,
-    show_default=True,
-    help="torch intra-op threads (onnxruntime uses its default).",
-)
+@count_option("--repeats", default=10, help="Timed denoiser calls per backend (median reported).")
+@count_option("--threads", default=2, help="torch intra-op threads (onnxruntime uses its default).")
 @click.option(
     "--checkpoint", type=click.Path(path_type=Path), help="Trained run for --int8-choice."
 )

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 import lgcvd_runtime
-from benchlib import median_ms, random_checkpoint
+from benchlib import median_ms, random_checkpoint, sampler_option
 from lgcvd_export import ExportOptions, export_bundle
+from lgcvd_runtime.cli.options import count_option
 from lgcvd_runtime.conditioning import to_model, to_uint8
 from lgcvd_runtime.pipeline import row_generators
 from lgcvd_runtime.timeline import Timeline
@@ -43,43 +44,12 @@ from lgcvd_train.torch_backend import reference_pipeline
     default=None,
     help="Run directory or checkpoint file (EMA weights).",
 )
-@click.option(
-    "-n",
-    "n",
-    type=click.IntRange(1),
-    default=12,
-    show_default=True,
-    help="Frames to predict from 2 given frames.",
-)
-@click.option("--sampler", default="dpmpp", show_default=True, help="ddpm, ddim or dpmpp.")
-@click.option(
-    "--steps",
-    type=click.IntRange(1),
-    default=20,
-    show_default=True,
-    help="Denoising steps per window.",
-)
-@click.option(
-    "--samples",
-    type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Samples per prediction (one batch).",
-)
-@click.option(
-    "--repeats",
-    type=click.IntRange(1),
-    default=3,
-    show_default=True,
-    help="Timed predictions per side.",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(1),
-    default=2,
-    show_default=True,
-    help="Threads for torch and onnxruntime alike.",
-)
+@count_option("-n", "n", default=12, help="Frames to predict from 2 given frames.")
+@sampler_option("Sampler of both sides.")
+@count_option("--steps", default=20, help="Denoising steps per window.")
+@count_option("--samples", default=1, help="Samples per prediction (one batch).")
+@count_option("--repeats", default=3, help="Timed predictions per side.")
+@count_option("--threads", default=2, help="Threads for torch and onnxruntime alike.")
 def main(preset_name, checkpoint, n, sampler, steps, samples, repeats, threads):
     """Time the runtime and the torch reference on the same prediction."""
     torch.set_num_threads(threads)

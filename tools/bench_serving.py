@@ -24,8 +24,9 @@ import click
 import numpy as np
 
 import lgcvd_runtime
+from benchlib import sampler_option
 from lgcvd_runtime.api import default_bundle
-from lgcvd_runtime.samplers import SAMPLERS
+from lgcvd_runtime.cli.options import count_option
 from lgcvd_runtime.serve.client import TritonClient
 from lgcvd_runtime.serve.local_server import LocalServer
 from lgcvd_runtime.serve.repository import RepoOptions, write_repository
@@ -76,36 +77,12 @@ def _triton(url: str, clips, n: int, requests: int) -> tuple[list[float], float]
 @click.option(
     "--clients", default="1,4,8", show_default=True, help="Concurrent clients, comma-separated."
 )
-@click.option(
-    "--requests", type=click.IntRange(1), default=3, show_default=True, help="Requests per client."
-)
-@click.option(
-    "-n",
-    type=click.IntRange(1),
-    default=6,
-    show_default=True,
-    help="Frames per request (6: one window).",
-)
-@click.option(
-    "--sampler",
-    type=click.Choice(SAMPLERS),
-    default="dpmpp",
-    show_default=True,
-    help="Sampler of every request.",
-)
-@click.option(
-    "--steps",
-    type=click.IntRange(1),
-    default=4,
-    show_default=True,
-    help="Denoising steps per window.",
-)
-@click.option(
-    "--queue-delay-us",
-    type=click.IntRange(0),
-    default=5000,
-    show_default=True,
-    help="Triton's dynamic-batching queue delay.",
+@count_option("--requests", default=3, help="Requests per client.")
+@count_option("-n", default=6, help="Frames per request (6: one window).")
+@sampler_option("Sampler of every request.")
+@count_option("--steps", default=4, help="Denoising steps per window.")
+@count_option(
+    "--queue-delay-us", default=5000, least=0, help="Triton's dynamic-batching queue delay."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def main(clients, requests, n, sampler, steps, queue_delay_us, as_json) -> None:

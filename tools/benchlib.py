@@ -1,7 +1,11 @@
-"""What the benchmark scripts in tools/ share (bench_pipeline.py, bench_export.py import it as their
-sibling): a random-init checkpoint of a preset and the median time of a call.
+"""What the benchmark scripts in tools/ share (each bench_*.py imports it as its sibling): the
+sampler option of two of them (their numeric settings take the shapes of
+`lgcvd_runtime.cli.options`), a random-init checkpoint of a preset and the median
+time of a call.
 
 Knows nothing about what is benchmarked; timing is the runtime's own rule (`lgcvd_runtime.cli.bench`).
+Torch is imported only where a checkpoint is made: bench_serving.py runs in the serving
+environment, which has no torch.
 """
 
 from __future__ import annotations
@@ -10,17 +14,25 @@ import copy
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from lgcvd_runtime.cli.bench import _latency_ms
-from lgcvd_train.checkpoint import save_checkpoint
-from lgcvd_train.config import TrainConfig, preset
-from lgcvd_train.model import LGCVD
+from lgcvd_runtime.cli.options import choice_option
+from lgcvd_runtime.samplers import SAMPLERS
+
+
+def sampler_option(help: str):
+    """--sampler, one of the runtime's samplers, dpmpp unless given."""
+    return choice_option("--sampler", choices=SAMPLERS, default="dpmpp", help=help)
 
 
 def random_checkpoint(name: str, run_dir: Path) -> Path:
     """A step-0 checkpoint of preset `name` in `run_dir`, seeded, with its zero-initialised output
     convolutions re-drawn so that every block contributes to what is timed."""
+    import torch
+
+    from lgcvd_train.checkpoint import save_checkpoint
+    from lgcvd_train.config import TrainConfig, preset
+    from lgcvd_train.model import LGCVD
+
     torch.manual_seed(0)
     model = LGCVD(preset(name))
     for m in model.modules():

@@ -17,6 +17,7 @@ import onnxruntime as ort
 from lgcvd_runtime.bundle import GraphSpec, Manifest
 from lgcvd_runtime.errors import BackendError
 
+from .base import GraphCallBackend
 from .graph_io import check_ort_session, concrete_shape, engine_cache_dir, prepare_inputs
 
 # backend name -> execution providers, in onnxruntime's order of preference
@@ -63,14 +64,14 @@ def _provider_options(name: str, bundle: Path, graph: GraphSpec, max_batch: int)
     return providers
 
 
-class OrtBackend:
+class OrtBackend(GraphCallBackend):
     """The `Backend` protocol (backends.base) on onnxruntime; `calls` counts encode and denoise."""
 
     def __init__(self, name: str, bundle: Path, manifest: Manifest, threads: int | None = None):
+        super().__init__(manifest.graphs)
         self.name = name
         self.threads = threads  # CPU threads per call; None: onnxruntime's (the physical cores)
         self.manifest = manifest
-        self.calls = {"encode": 0, "denoise": 0}
         self._graphs = manifest.graphs
         self._sessions = {g: self._session(name, Path(bundle), g) for g in self._graphs}
 
@@ -102,20 +103,6 @@ class OrtBackend:
         feeds = prepare_inputs(graph, arrays, self.manifest.max_batch)
         names = [t.name for t in graph.outputs]
         return self._sessions[graph_name].run(names, feeds)
-
-    def encode(self, prev: np.ndarray) -> tuple[np.ndarray, ...]:
-        """(B, 3N, H, W) -> context tensors (ctx_k0, ctx_v0, ...) in the graph's dtype; none
-        for a model without global context (no context graph)."""
-        self.calls["encode"] += 1
-        if "context" not in self._graphs:
-            return ()
-        return tuple(self._run("context", (prev,)))
-
-    def denoise(self, x_t, t, cond, context) -> np.ndarray:
-        """x_t (B, 3N, H, W), t (B,), cond (B, 4K, H, W), context -> output (B, 3N, H, W) float32."""
-        self.calls["denoise"] += 1
-        (out,) = self._run("denoiser", (x_t, t, cond, *context))
-        return out.astype(np.float32, copy=False)
 
     def close(self) -> None:
         """Drop the inference sessions (onnxruntime frees them with the last reference)."""

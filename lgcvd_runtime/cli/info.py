@@ -65,6 +65,7 @@ def describe(path: Path, sampler: str, steps: int, provenance: bool = False) -> 
         f"max batch {m.max_batch})",
         f"frames      {spec.image_size}x{spec.image_size}, {spec.channels} channels; window "
         f"N={spec.frames}, K={spec.cond_slots} condition slots, {spec.new_frames} new frames",
+        f"time        {_period(m.framing.period_s)}",
         f"model       {spec.parameterization}-prediction"
         f"{' of the residual from the condition frames' if spec.residual else ''}; "
         f"schedule {m.schedule.type}, "
@@ -89,14 +90,27 @@ def describe(path: Path, sampler: str, steps: int, provenance: bool = False) -> 
     return "\n".join(lines)
 
 
+def _period(period_s: float | None) -> str:
+    """The model's frame period in one line (`framing.Framing.period_s`)."""
+    if period_s is None:
+        return "no frame period recorded: frames are taken by index, input is not resampled"
+    return (
+        f"frame period {period_s:g} s ({1 / period_s:.3g} Hz): input at another rate is "
+        "resampled by time; forecasts carry their times"
+    )
+
+
 def _calibration(record: dict | None) -> str:
     """The input score's calibration (`ood.Calibration`) in one line."""
     calibration = Calibration.of_record(record)
     if calibration is None or record is None:
         return "not calibrated: no warning for inputs unlike the training data"
+    kind = "held-out" if record.get("held_out", True) else "training"
+    percentiles = ", ".join(f"{p}th {v:g}" for p, v in calibration.percentiles.items())
     return (
-        f"warns above {calibration.threshold} (the {THRESHOLD}th percentile on "
-        f"{calibration.clips} held-out clips of {record.get('data', 'unrecorded data')})"
+        f"warns above {calibration.threshold:g}, the {THRESHOLD}th percentile on "
+        f"{calibration.clips} {kind} clips of {record.get('data', 'unrecorded data')} "
+        f"({percentiles})"
     )
 
 

@@ -1,12 +1,17 @@
 """The option sets `lgcvd-run` commands share, each declared once: loading a model
 (`model_options`, with `sampler_options` also used by `lgcvd-run info`, `lgcvd-serve
-triton-repo` and `lgcvd-eval`) and writing a result (`output_options`). Defaults are read from
+triton-repo` and `lgcvd-eval`), writing a result (`output_options`) and fitting frames to the
+model's square (`framing_options`, also used by `lgcvd-train`) and a bag's camera (`TOPIC`,
+also `lgcvd-train`'s and `lgcvd-eval`'s); and the shapes every lgcvd command line's options
+take (`count_option`, `positive_option`, `choice_option`, `path_option`, `switch_option`), declared once so
+that each option is one declaration with its default shown. Defaults are read from
 where they live: the sampler plan from `plans.py`, the backends from `backends`. Errors and
 signals are the chassis's (`chassis.py`). No engine package or torch is imported here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import reduce
 from pathlib import Path
 
@@ -14,10 +19,45 @@ import click
 
 from lgcvd_runtime import api
 from lgcvd_runtime.backends import CHOICES
+from lgcvd_runtime.framing import FITS
 from lgcvd_runtime.plans import DEFAULT_PLAN, FAST_PLAN
 from lgcvd_runtime.samplers import SAMPLERS
 
 MAX_FPS = 1000.0  # Matroska stores times in milliseconds: faster rates are not kept
+
+
+def count_option(
+    *names: str, default: int | None, help: str, least: int = 1, most: int | None = None, **extra
+):
+    """A whole number from `least` (to `most`, if given), its default shown."""
+    kind = click.IntRange(least, most)
+    return click.option(*names, type=kind, default=default, show_default=True, help=help, **extra)
+
+
+def positive_option(
+    *names: str, default: float | None, help: str, show_default: bool = True, **extra
+):
+    """A number > 0 (`extra`: e.g. a callback refusing inf), its default shown unless told not."""
+    kind = click.FloatRange(0, min_open=True)
+    return click.option(
+        *names, type=kind, default=default, show_default=show_default, help=help, **extra
+    )
+
+
+def choice_option(*names: str, choices: Sequence[str], default: str | None, help: str, **extra):
+    """One of `choices`, its default shown."""
+    kind = click.Choice(list(choices))
+    return click.option(*names, type=kind, default=default, show_default=True, help=help, **extra)
+
+
+def path_option(*names: str, help: str, **extra):
+    """A file or folder given as a `Path` (`extra`: default, required...); no default shown."""
+    return click.option(*names, type=click.Path(path_type=Path), help=help, **extra)
+
+
+def switch_option(names: str, *more: str, default: bool, help: str):
+    """An on/off pair `--x/--no-x`, its default shown."""
+    return click.option(names, *more, default=default, show_default=True, help=help)
 
 
 def _apply(options, command):
@@ -54,9 +94,8 @@ def model_option_list(seed: int | None = None) -> list:
             default=seed,
             help=f"Seed for all noise, a whole number >= 0 {seed_help}.",
         ),
-        click.option(
+        count_option(
             "--threads",
-            type=click.IntRange(min=1),
             default=None,
             help="CPU threads for onnxruntime (default: one per physical core).",
         ),
@@ -82,13 +121,7 @@ def sampler_option_list(what: str = "") -> list:
             f"{fast.steps} steps is over 4x faster, with the same per-frame quality and a worse "
             "FVD. Measurements: docs/results.md, sampler study.",
         ),
-        click.option(
-            "--steps",
-            type=click.IntRange(min=1),
-            default=default.steps,
-            show_default=True,
-            help="Denoising steps per window.",
-        ),
+        count_option("--steps", default=default.steps, help="Denoising steps per window."),
     ]
 
 
@@ -98,16 +131,14 @@ def output_options(command):
         click.option(
             "-o",
             "--output",
-            type=click.Path(dir_okay=False, path_type=Path),
+            type=click.Path(path_type=Path),  # a folder: a rosbag2 output (--force replaces it)
             default=None,
             help="Output: .mp4 (to share), .mkv (lossless: use it to measure), .gif (to look "
             "at) or .png (a labelled grid of the frames).",
         ),
-        click.option(
+        count_option(
             "--samples",
-            type=click.IntRange(min=1),
             default=1,
-            show_default=True,
             help="Samples to draw (one batch); side by side in a video, one row each in a .png.",
         ),
         click.option("--force", is_flag=True, help="Overwrite the output if it exists."),
@@ -117,16 +148,65 @@ def output_options(command):
             default=None,
             help="Output frame rate, frames per second (default: the input's, else 10).",
         ),
-        click.option(
+        count_option(
             "--every",
-            type=click.IntRange(min=1),
             default=1,
-            show_default=True,
             help="In a .png grid, show every K-th made frame (given frames always).",
         ),
         click.option("--quiet", is_flag=True, help="No progress or notes on stderr."),
     ]
     return _apply(options, command)
+
+
+class Roi(click.ParamType):
+    """X,Y,W,H: a region of the camera's frame in its pixels (left, top, width, height)."""
+
+    name = "X,Y,W,H"
+
+    def convert(self, value, param, ctx) -> tuple[int, int, int, int]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            x, y, w, h = (int(part) for part in value.split(","))
+        except ValueError:
+            self.fail(
+                f"{value!r} is not X,Y,W,H: four whole numbers, e.g. 0,120,1280,600", param, ctx
+            )
+        if x < 0 or y < 0 or w < 1 or h < 1:
+            self.fail(f"{value!r}: X and Y must be >= 0, W and H >= 1", param, ctx)
+        return x, y, w, h
+
+
+def framing_options(new_model: bool):
+    """--fit and --roi: how frames become the model's square. `new_model`: they are recorded in
+    the model (lgcvd-train, defaults crop and the whole frame); else they override the model's."""
+    default = "(default: the model's)" if not new_model else "[default: crop]"
+    options = [
+        click.option(
+            "--fit",
+            type=click.Choice(FITS),
+            default="crop" if new_model else None,
+            help="How a frame of another shape becomes the model's square: crop its centre "
+            "(a 16:9 frame loses 44% of its width), pad it with grey (keeps the whole view) or "
+            f"stretch it {default}.",
+        ),
+        click.option(
+            "--roi",
+            type=Roi(),
+            default=None,
+            help="Use only this region of each frame, X,Y,W,H in the camera's pixels, before "
+            f"--fit {'(default: the whole frame)' if new_model else default}.",
+        ),
+    ]
+    return lambda command: _apply(options, command)
+
+
+TOPIC = click.option(
+    "--topic",
+    default=None,
+    help="Camera topic of a bag input (a rosbag2 folder, .mcap or .bag; default: each bag's "
+    "only image topic).",
+)
 
 
 def load_model(bundle, backend, sampler, steps, seed, threads, quiet) -> api.Model:

@@ -10,11 +10,17 @@ given frames, one for the truth, and one per sample, on one time axis (`pictures
 Side-by-side panels of an .mp4 or .gif are labelled in a row above them, as the grid labels its
 rows ("truth", the made frames' label, or "sample 1", "sample 2", ...); an .mkv, the lossless
 format to measure on, holds the panels alone, in that order, left to right. `SUFFIXES` are the
-outputs there are. Knows nothing about networks or engines.
+outputs there are. A robot log (`BagOutput`: a lone .mcap, or a folder named without a suffix)
+holds a prediction's made frames, stamped at the times they show (`media.bag_writer`). Where
+INPUT's frames were fitted, a video records how (`record_fit`: the container tag `FIT_TAG`) and a
+robot log the made frames' intrinsics (a CameraInfo), so a forecast pixel maps back to the
+camera's (README, "Forecasts in time").
+Knows nothing about networks or engines.
 """
 
 from __future__ import annotations
 
+import json
 from functools import reduce
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +28,8 @@ from types import TracebackType
 import numpy as np
 
 from lgcvd_runtime.errors import VideoError
+from lgcvd_runtime.files import refuse_existing
+from lgcvd_runtime.media.bag_writer import Forecast, write_forecast_bag
 from lgcvd_runtime.media.pictures import (
     PICTURE,
     Row,
@@ -32,11 +40,14 @@ from lgcvd_runtime.media.pictures import (
     side_by_side,
     write_png,
 )
+from lgcvd_runtime.media.resize import FitTransform
 from lgcvd_runtime.media.writer import OUTPUTS, VideoWriter
 from lgcvd_runtime.timeline import Timeline
 
 SUFFIXES = (*OUTPUTS, PICTURE)  # every output: the videos `VideoWriter` writes, then the grid
 MEASURED = ".mkv"  # lossless: side-by-side panels without a label row, for measurement
+FIT_TAG = "lgcvd_fit"  # container tag: JSON of FitTransform.to_dict() (Matroska: LGCVD_FIT)
+IDENTITY = FitTransform(1.0, 1.0, 0.0, 0.0)
 
 
 class Truth:
@@ -58,6 +69,12 @@ class VideoOutput:
         self.timeline: Timeline | None = None
         self.truth: Truth | None = None
         self.header: np.ndarray | None = None  # (h, W, 3) label row of 2 or more panels
+
+    def record_fit(self, fit: FitTransform) -> None:
+        """Record where each panel's model pixels lie in the camera's frame (`FIT_TAG`), unless
+        the fit left the frames as they were (then the file is as without it)."""
+        if fit != IDENTITY:
+            self.writer.metadata[FIT_TAG] = json.dumps(fit.to_dict())
 
     def follow(self, timeline: Timeline, truth: Truth | None = None) -> None:
         """Write `timeline`'s frames (S, T, H, W, 3) uint8 from now on; write those final now."""
@@ -125,6 +142,54 @@ class GridOutput:
             assert self.timeline is not None
             columns = shown_frames(self.given, self.every)
             write_png(self.path, grid(self.rows(), columns), force=self.force)
+
+
+def is_bag_target(path: Path) -> bool:
+    """Whether `-o` names a robot log: a .mcap file, or a rosbag2 folder (no suffix)."""
+    return path.suffix.lower() == ".mcap" or not path.suffix
+
+
+class BagOutput:
+    """A prediction's made frames as a robot log, written whole when the `with` block ends:
+    `at` gives, before then, the camera `topic`, the origin (last given frame's stamp), each
+    made frame's stamp, the camera's frame_id and the made frames' intrinsics `k` (a CameraInfo,
+    `bag_writer`); `input_bag` is copied beside them if given."""
+
+    def __init__(self, path: Path, force: bool, input_bag: Path | None = None):
+        refuse_existing(path, force)
+        self.path, self.force, self.input_bag = path, force, input_bag
+        self.timeline: Timeline | None = None
+        self.made: list[bool] = []
+        self.topic, self.origin_ns, self.stamps_ns, self.frame_id = "", 0, (), ""
+        self.k: np.ndarray | None = None
+
+    def at(self, topic: str, origin_ns: int, stamps_ns, frame_id: str, k=None) -> None:
+        self.topic, self.origin_ns, self.frame_id, self.k = topic, origin_ns, frame_id, k
+        self.stamps_ns = tuple(int(s) for s in stamps_ns)
+
+    def follow(self, timeline: Timeline, truth: Truth | None = None) -> None:
+        self.timeline, self.made = timeline, [not k for k in timeline.known]  # before filling
+
+    def update(self) -> None:
+        """Nothing to do until the end: the log is written whole."""
+
+    def __enter__(self) -> BagOutput:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            assert self.timeline is not None
+            frames = self.timeline.video[:, self.made]  # (S, n, H, W, 3)
+            forecast = Forecast(self.origin_ns, self.stamps_ns, frames)
+            write_forecast_bag(
+                self.path,
+                self.topic,
+                [forecast],
+                frame_id=self.frame_id,
+                input_bag=self.input_bag,
+                force=self.force,
+                k=self.k,
+            )
 
 
 class Output:

@@ -55,7 +55,8 @@ class Served:
     def size(self) -> int:
         return self.client.size
 
-    def predict(self, given: np.ndarray, n: int, samples: int):
+    def predict(self, given: np.ndarray, n: int, samples: int, times=None):
+        """The server's windows; `times` is unused: a served model's period is not known here."""
         return self.client.predict(given, n, samples)
 
     def input_warning(self, score: float | None) -> str | None:

@@ -3,7 +3,9 @@
 Each command opens its output first (a bad or existing target fails before the model loads),
 loads the bundle once (`api.load`), and fills a `Timeline` window by window; the output follows
 it (`outputs.py`: a video written as frames become final, appearing by rename only when
-complete, or a labelled .png grid). Progress with the window count and the time left goes to
+complete, a labelled .png grid, or a robot log of the forecast). INPUT is a video or a bag
+(`cli.inputs`): a model that records its frame period takes INPUT's frames by time at that
+period. Progress with the window count and the time left goes to
 stderr, only on a terminal. Errors end in one line; Ctrl-C and SIGTERM leave no output
 (`chassis.Group`). No engine package or torch is imported here.
 """
@@ -11,6 +13,7 @@ stderr, only on a terminal. Errors end in one line; Ctrl-C and SIGTERM leave no 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -22,23 +25,45 @@ from lgcvd_runtime.cli.bench import format_result, run_bench
 from lgcvd_runtime.cli.calibrate import calibrate
 from lgcvd_runtime.cli.chassis import Group
 from lgcvd_runtime.cli.info import describe
-from lgcvd_runtime.cli.options import load_model, model_options, output_options, sampler_options
-from lgcvd_runtime.cli.outputs import Output, Truth
+from lgcvd_runtime.cli.inputs import (
+    DEFAULT_FPS,
+    bag_output,
+    describe_bag,
+    forecast_stamps,
+    input_fit,
+    input_fps,
+    period_ns,
+    read_input,
+    truth_of,
+)
+from lgcvd_runtime.cli.options import (
+    TOPIC,
+    choice_option,
+    count_option,
+    framing_options,
+    load_model,
+    model_options,
+    output_options,
+    path_option,
+    sampler_options,
+)
+from lgcvd_runtime.cli.outputs import BagOutput, Output, Truth, VideoOutput, is_bag_target
 from lgcvd_runtime.cli.progress import Progress
 from lgcvd_runtime.cli.remote import Served, refuse_local_options, window_spec
-from lgcvd_runtime.errors import VideoError, plural
-from lgcvd_runtime.media.video import iter_frames, probe, read_frames
+from lgcvd_runtime.errors import LgcvdError, VideoError, plural
+from lgcvd_runtime.framing import Framing
+from lgcvd_runtime.media.resize import CROP
+from lgcvd_runtime.media.video import iter_frames
 from lgcvd_runtime.plans import DEFAULT_PLAN
 from lgcvd_runtime.timeline import Timeline, interpolation_known
 
-DEFAULT_FPS = 10.0
 
-
-def _truth(path: Path, start: int, count: int, size: int) -> Truth:
+def _truth(path: Path, start: int, count: int, size: int, framing: Framing = CROP) -> Truth:
     """Up to `count` input frames from `start` (T, size, size, 3), black after the input ends."""
     frames = np.zeros((count, size, size, 3), dtype=np.uint8)
     read = 0
-    for read, frame in enumerate(iter_frames(path, start=start, size=size), start=1):
+    frames_in = iter_frames(path, start=start, size=size, framing=framing)
+    for read, frame in enumerate(frames_in, start=1):
         frames[read - 1] = frame
         if read == count:
             break
@@ -70,22 +95,38 @@ def _run(model, windows, timeline: Timeline, outputs, quiet: bool) -> None:
         click.echo(warning, err=True)
 
 
-def _produce(output: Path, fps, force, every, label, quiet, load, make, server=None) -> None:
-    """Open `output`, load the model (or connect to `server`), `make(model)` -> (timeline,
-    windows, truth), write."""
-    with Output(output, fps, force, every, label) as out:
+def _produce(output: Path, target, quiet, load, make, server=None) -> None:
+    """Open `target` (the output's `with` block), load the model (or connect to `server`),
+    `make(model, out)` -> (timeline, windows, truth), write."""
+    with target as out:
         if server is not None:
             model = Served(server, load["seed"], quiet)
         else:
             model = load_model(quiet=quiet, **load)
-        timeline, windows, truth = make(model)
+        timeline, windows, truth = make(model, out)
         _run(model, windows, timeline, [(out, truth)], quiet)
     if not quiet:
         click.echo(f"wrote {output} ({plural(timeline.length, 'frame')})")
 
 
-def _input_fps(path: Path, fps: float | None) -> float:
-    return fps if fps is not None else probe(path).fps or DEFAULT_FPS
+def _framing(model, fit: str | None, roi, quiet: bool) -> Framing:
+    """How INPUT's frames are fitted: the model's framing (a served model's is unknown: crop),
+    with --fit and --roi over it and a note where they differ from it."""
+    own = getattr(model, "framing", CROP)
+    wanted = replace(own, fit=fit or own.fit, roi=roi or own.roi)
+    if wanted != own:
+        model.framing = wanted
+        if not quiet:
+            click.echo(
+                f"note: fitting frames by --fit {wanted.fit} --roi {_roi(wanted)}, not as the "
+                f"model was trained (--fit {own.fit} --roi {_roi(own)})",
+                err=True,
+            )
+    return wanted
+
+
+def _roi(framing: Framing) -> str:
+    return "whole frame" if framing.roi is None else ",".join(map(str, framing.roi))
 
 
 def _samples(frames: np.ndarray, samples: int) -> np.ndarray:
@@ -100,12 +141,8 @@ def main() -> None:
 
 
 _INPUT = click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
-_START = click.option(
-    "--start",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Index of the first frame taken from INPUT.",
+_START = count_option(
+    "--start", least=0, default=0, help="Index of the first frame taken from INPUT."
 )
 _SIDE_BY_SIDE = click.option(
     "--side-by-side",
@@ -117,19 +154,17 @@ _SIDE_BY_SIDE = click.option(
 
 @main.command()
 @_INPUT
-@click.option(
-    "-n", "n", type=click.IntRange(min=1), default=28, show_default=True, help="Frames to predict."
-)
-@click.option(
-    "-p",
-    "p",
-    type=click.IntRange(min=1),
-    default=2,
-    show_default=True,
-    help="Given frames, read from INPUT at --start.",
-)
+@count_option("-n", "n", default=28, help="Frames to predict.")
+@count_option("-p", "p", default=2, help="Given frames, read from INPUT at --start.")
 @_START
+@TOPIC
 @_SIDE_BY_SIDE
+@click.option(
+    "--with-input",
+    is_flag=True,
+    help="With a robot-log output: copy INPUT's camera topic into it, to play beside the forecast.",
+)
+@framing_options(new_model=False)
 @click.option(
     "--server",
     metavar="HOST:PORT",
@@ -146,7 +181,11 @@ def predict(
     n,
     p,
     start,
+    topic,
     side_by_side,
+    with_input,
+    fit,
+    roi,
     server,
     output,
     samples,
@@ -156,107 +195,133 @@ def predict(
     quiet,
     **load,
 ):
-    """Predict the N frames that follow P given frames of INPUT. Writes the P given frames then
-    the N predicted ones (default output: INPUT-prediction.mp4 in the current folder)."""
+    """Predict the N frames that follow P given frames of INPUT (a video, or a bag's camera
+    topic). Writes the P given frames then the N predicted ones (default output:
+    INPUT-prediction.mp4 in the current folder); -o NAME.mcap or a folder: a robot log of the
+    predicted frames, stamped at the times they show."""
     if server is not None:
         refuse_local_options(ctx)
-    fps = _input_fps(input_path, fps)
-
-    def make(model):
-        given = read_frames(input_path, start=start, count=p, size=model.size)  # (p, H, W, 3)
-        truth = _truth(input_path, start, p + n, model.size) if side_by_side else None
-        timeline = Timeline.prediction(_samples(given, samples), n, window_spec(model))
-        return timeline, model.predict(given, n, samples), truth
-
     output = output or Path(f"{input_path.stem}-prediction.mp4")
-    _produce(output, fps, force, every, "prediction", quiet, load, make, server)
+    period = period_ns(load["bundle"], server)
+    if is_bag_target(output):
+        target = bag_output(output, input_path, side_by_side, every, fps, with_input, force)
+    elif with_input:
+        raise LgcvdError(f"--with-input applies to a robot-log output, not to {output}: drop it")
+    else:
+        target = Output(output, input_fps(input_path, fps, period), force, every, "prediction")
+
+    def make(model, out):
+        framing = _framing(model, fit, roi, quiet)
+        count = p + n if side_by_side else p
+        clip = read_input(input_path, topic, start, count, p, model.size, period, framing, quiet)
+        given, times = clip.frames[:p], clip.stamps[:p]  # (p, H, W, 3), (p,) ns
+        if isinstance(out, BagOutput):
+            out.at(*forecast_stamps(input_path, topic, times, n, period, model.size, framing))
+        elif isinstance(out, VideoOutput):
+            out.record_fit(input_fit(input_path, topic, model.size, framing))
+        truth = truth_of(clip, p + n) if side_by_side else None
+        timeline = Timeline.prediction(_samples(given, samples), n, window_spec(model))
+        return timeline, model.predict(given, n, samples, times=times / 1e9), truth
+
+    _produce(output, target, quiet, load, make, server)
 
 
 @main.command()
 @_INPUT
-@click.option(
+@count_option(
     "--gaps",
-    type=click.IntRange(min=1),
     default=1,
-    show_default=True,
     help="Gaps to fill: keyframes are G+1 frames of INPUT, N-1 apart (N = window).",
 )
 @_START
+@TOPIC
 @_SIDE_BY_SIDE
+@framing_options(new_model=False)
 @output_options
 @model_options
 def interpolate(
-    input_path, gaps, start, side_by_side, output, samples, force, fps, every, quiet, **load
+    input_path,
+    gaps,
+    start,
+    topic,
+    side_by_side,
+    fit,
+    roi,
+    output,
+    samples,
+    force,
+    fps,
+    every,
+    quiet,
+    **load,
 ):
-    """Fill the N-2 frames between keyframes of INPUT taken every N-1 frames from --start
-    (N = the model's window; 8 for the paper's models). Writes the whole filled sequence."""
-    fps = _input_fps(input_path, fps)
+    """Fill the N-2 frames between keyframes of INPUT (a video, or a bag's camera topic) taken
+    every N-1 frames from --start (N = the model's window; 8 for the paper's models). Writes
+    the whole filled sequence."""
+    period = period_ns(load["bundle"], None)
+    output = output or Path(f"{input_path.stem}-interpolation.mp4")
+    target = Output(output, input_fps(input_path, fps, period), force, every, "filled")
 
-    def make(model):
+    def make(model, out):
         keys = np.array(interpolation_known(gaps, model.manifest.model.frames))
-        frames = read_frames(input_path, start=start, count=len(keys), size=model.size)
+        framing = _framing(model, fit, roi, quiet)
+        count = len(keys)
+        clip = read_input(
+            input_path, topic, start, count, count, model.size, period, framing, quiet
+        )
+        frames = clip.frames
+        if isinstance(out, VideoOutput):
+            out.record_fit(input_fit(input_path, topic, model.size, framing))
         timeline = Timeline.interpolation(_samples(frames[keys], samples), model.manifest.model)
         truth = Truth(frames, len(frames)) if side_by_side else None
-        return timeline, model.interpolate(frames[keys], samples), truth
+        windows = model.interpolate(frames[keys], samples, times=clip.stamps[keys] / 1e9)
+        return timeline, windows, truth
 
-    output = output or Path(f"{input_path.stem}-interpolation.mp4")
-    _produce(output, fps, force, every, "filled", quiet, load, make)
+    _produce(output, target, quiet, load, make)
 
 
 @main.command()
-@click.option(
-    "-n", "n", type=click.IntRange(min=1), default=30, show_default=True, help="Frames to generate."
-)
+@count_option("-n", "n", default=30, help="Frames to generate.")
 @output_options
 @model_options
 def generate(n, output, samples, force, fps, every, quiet, **load):
     """Generate N frames from noise alone (default output: generation.mp4)."""
 
-    def make(model):
+    def make(model, out):
         shape = (samples, model.size, model.size, 3)
         timeline = Timeline.generation(shape, n, model.manifest.model, dtype=np.uint8)
         return timeline, model.generate(n, samples), None
 
     output = output or Path("generation.mp4")
     fps = DEFAULT_FPS if fps is None else fps
-    _produce(output, fps, force, every, "generated", quiet, load, make)
+    _produce(output, Output(output, fps, force, every, "generated"), quiet, load, make)
 
 
 @main.command()
-@click.option(
-    "--model",
-    "bundle",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Bundle folder NAME.lgcvd (default: the shipped model).",
-)
+@click.argument("bag", required=False, type=click.Path(path_type=Path))
+@path_option("--model", "bundle", help="Bundle folder NAME.lgcvd (default: the shipped model).")
 @sampler_options(" whose plan to show")
 @click.option(
     "--provenance",
     is_flag=True,
     help="Print the whole provenance record (training history, nested), not its summary.",
 )
-def info(bundle, sampler, steps, provenance):
-    """Describe a bundle, the sampling plan, its input score, the backends usable here, and
-    where it came from."""
+def info(bag, bundle, sampler, steps, provenance):
+    """Describe a bundle: the sampling plan, its frame period, its input score, the backends
+    usable here, and where it came from; given BAG, the bag's image topics instead."""
+    if bag is not None:
+        click.echo(describe_bag(bag))
+        return
     path = bundle if bundle is not None else api.default_bundle()
     click.echo(describe(path, sampler, steps, provenance))
 
 
 @main.command()
 @model_options
-@click.option(
-    "--samples",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Batch size of every call.",
-)
-@click.option(
+@count_option("--samples", default=1, help="Batch size of every call.")
+@count_option(
     "--repeats",
-    type=click.IntRange(min=1),
     default=10,
-    show_default=True,
     help="Timed calls per graph (windows: a third as many, at least 2).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
@@ -276,20 +341,8 @@ def bench(samples, repeats, as_json, **load):
     show_default=True,
     help="Folder for the results.",
 )
-@click.option(
-    "--backend",
-    type=click.Choice(CHOICES),
-    default="auto",
-    show_default=True,
-    help="Inference engine.",
-)
-@click.option(
-    "--every",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Show every K-th predicted frame in the PNG grid.",
-)
+@choice_option("--backend", choices=CHOICES, default="auto", help="Inference engine.")
+@count_option("--every", default=1, help="Show every K-th predicted frame in the PNG grid.")
 @click.option("--force", is_flag=True, help="Overwrite earlier results in the folder.")
 @click.option("--quiet", is_flag=True, help="No progress or notes on stderr.")
 def demo(out_dir, backend, every, force, quiet):

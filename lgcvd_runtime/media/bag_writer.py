@@ -10,6 +10,10 @@ tools (which read header stamps):
     that time. So an Image panel on the forecast plays each frame at the moment the camera frame
     it predicts plays in a panel beside it, and stamp-based tools line the two up too.
   - frame_id is the camera's, unchanged, so the 3D panel and TF place the forecast as the camera.
+  - `T/forecast/camera_info`, given the made frames' intrinsics K (`write_forecast_bag(k=...)`),
+    is a `sensor_msgs/CameraInfo` per forecast stamped at its origin: the model frame's width and
+    height, K, R = I and P = [K | 0], so a forecast pixel maps back to the camera's pixels
+    (README, "Forecasts in time").
   - The frames of one forecast are grouped by `T/forecast/origin`, a `std_msgs/Header` per
     forecast stamped (and logged) at its origin: the stamp of the last camera frame it was made
     from. A forecast's frames are those of a forecast topic stamped after its origin and up to
@@ -35,7 +39,14 @@ import numpy as np
 
 from lgcvd_runtime.errors import OutputError
 from lgcvd_runtime.files import give_umask_permissions, publish, refuse_existing, temporary_path
-from lgcvd_runtime.media.bags import COMPRESSED, IMAGE, iter_messages, require_rosbags, stamp_ns
+from lgcvd_runtime.media.bags import (
+    CAMERA_INFO,
+    COMPRESSED,
+    IMAGE,
+    iter_messages,
+    require_rosbags,
+    stamp_ns,
+)
 from lgcvd_runtime.signals import signals_deferred
 
 HEADER = "std_msgs/msg/Header"
@@ -85,10 +96,12 @@ def write_forecast_bag(
     frame_id: str = "",
     input_bag: str | os.PathLike[str] | None = None,
     force: bool = False,
+    k: np.ndarray | None = None,
 ) -> Path:
     """Write `forecasts` of camera topic `topic` to `path` (a lone MCAP file where it ends in
     .mcap, else a rosbag2 folder) and return the path; with `input_bag`, the camera topic is
-    copied from that bag too. An existing `path` is refused unless `force`."""
+    copied from that bag too; with `k`, the made frames' 3x3 intrinsics, a CameraInfo per
+    forecast. An existing `path` is refused unless `force`."""
     require_rosbags()
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
@@ -117,6 +130,8 @@ def write_forecast_bag(
                 return channels[name]
 
             streams = [_forecast_messages(types, topic, forecasts, frame_id)]
+            if k is not None:
+                streams.append(_camera_infos(types, topic, forecasts, frame_id, k))
             if input_bag is not None:
                 streams.append(_camera_messages(types, input_bag, topic))
             for log_ns, name, msgtype, msg in heapq.merge(*streams, key=lambda m: m[0]):
@@ -174,6 +189,32 @@ def _forecast_messages(
                     data=np.ascontiguousarray(frame).reshape(-1),
                 )
                 yield int(stamp), name, IMAGE, msg
+
+
+def _camera_infos(
+    types, topic: str, forecasts: Sequence[Forecast], frame_id: str, k: np.ndarray
+) -> Iterator[tuple[int, str, str, object]]:
+    """A CameraInfo of the made frames at each forecast's origin (module header)."""
+    height, width = forecasts[0].frames.shape[2:4]
+    k = np.asarray(k, dtype=np.float64).reshape(3, 3)
+    roi = types.types["sensor_msgs/msg/RegionOfInterest"](
+        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+    )
+    for f in forecasts:
+        info = types.types[CAMERA_INFO](
+            header=_header(types, f.origin_ns, frame_id),
+            height=height,
+            width=width,
+            distortion_model="",
+            d=np.zeros(0),
+            k=k.reshape(-1),
+            r=np.eye(3).reshape(-1),
+            p=np.hstack([k, np.zeros((3, 1))]).reshape(-1),
+            binning_x=0,
+            binning_y=0,
+            roi=roi,
+        )
+        yield f.origin_ns, f"{topic}/forecast/camera_info", CAMERA_INFO, info
 
 
 def _camera_messages(

@@ -2,7 +2,8 @@
 lone .mcap) and ROS 1 .bag files, each frame with the time its header stamp gives.
 
 `image_topics` describes a bag's camera topics (for `lgcvd-run info`) and `read_stamped_frames`
-decodes one topic lazily into (stamp in ns, uint8 RGB (H, W, 3)) pairs. Where a recording breaks
+decodes one topic lazily into (stamp in ns, uint8 RGB (H, W, 3)) pairs; `camera_matrix` reads a
+camera's intrinsics from the `camera_info` topic beside it. Where a recording breaks
 and which frames a model at its own rate sees is `stamps.py`; writing forecasts into bags is
 `bag_writer.py`.
 
@@ -30,10 +31,12 @@ import av
 import numpy as np
 
 from lgcvd_runtime.errors import BagError
-from lgcvd_runtime.media.resize import center_crop_resize
+from lgcvd_runtime.framing import Framing
+from lgcvd_runtime.media.resize import CROP, fit_frame
 from lgcvd_runtime.media.stamps import Break, breaks, measured_rate
 
 IMAGE, COMPRESSED = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 ROS_EXTRA = "reading or writing bags needs the ros extra: pip install 'lgcvd[ros]'"
 # Image encoding -> (bytes per pixel, channel order giving RGB)
 _LAYOUTS = {
@@ -160,11 +163,17 @@ def _open_bag(path: Path) -> Iterator[_Bag]:
         raise _corrupt(path, err.strerror or err) from None
 
 
-def _image_topic(bag: _Bag, path: Path, topic: str) -> str:
-    """The image topic `topic` names (a missing leading slash added); else a BagError naming the
-    bag's image topics."""
-    topic = topic if topic in bag.topics or topic.startswith("/") else f"/{topic}"
+def _image_topic(bag: _Bag, path: Path, topic: str | None) -> str:
+    """The image topic `topic` names (a missing leading slash added; None: the bag's only image
+    topic); else a BagError naming the bag's image topics."""
     cameras = sorted(t for t, kind in bag.topics.items() if kind in (IMAGE, COMPRESSED))
+    if topic is None:
+        if len(cameras) == 1:
+            return cameras[0]
+        if cameras:
+            raise BagError(f"{path} has image topics {', '.join(cameras)}: pass one with --topic")
+        topic = ""
+    topic = topic if topic in bag.topics or topic.startswith("/") else f"/{topic}"
     if bag.topics.get(topic) in (IMAGE, COMPRESSED):
         return topic
     if not cameras:
@@ -179,13 +188,56 @@ def _image_topic(bag: _Bag, path: Path, topic: str) -> str:
     raise BagError(f"{found}; its image topics: {', '.join(cameras)}: pass one with --topic")
 
 
-def iter_messages(path: str | os.PathLike[str], topic: str) -> Iterator[tuple[int, str, object]]:
+def iter_messages(
+    path: str | os.PathLike[str], topic: str | None
+) -> Iterator[tuple[int, str, object]]:
     """Yield (log time ns, message type, message) of the image topic `topic`, in log order."""
     path = Path(path)
     with _open_bag(path) as bag:
         topic = _image_topic(bag, path, topic)
         for log_ns, msg in bag.messages(topic):
             yield log_ns, bag.topics[topic], msg
+
+
+def camera_topic(path: str | os.PathLike[str], topic: str | None) -> tuple[str, str]:
+    """The image topic `topic` names (None: the bag's only one) and its first frame's frame_id."""
+    path = Path(path)
+    with _open_bag(path) as bag:
+        topic = _image_topic(bag, path, topic)
+        for _, msg in bag.messages(topic):
+            return topic, msg.header.frame_id
+    return topic, ""
+
+
+def info_topic(topic: str) -> str:
+    """The `camera_info` topic beside a camera topic, as ROS drivers name it: /cam/image_raw and
+    its transport /cam/image_raw/compressed -> /cam/camera_info."""
+    parts = topic.rstrip("/").split("/")
+    parts = parts[:-1] if parts[-1] == "compressed" else parts
+    return "/".join(parts[:-1]) + "/camera_info"
+
+
+def camera_matrix(path: str | os.PathLike[str], topic: str) -> np.ndarray | None:
+    """The 3x3 intrinsic matrix K of the first `sensor_msgs/CameraInfo` on the camera topic's
+    `info_topic`; None where the bag has none there."""
+    path = Path(path)
+    with _open_bag(path) as bag:
+        name = info_topic(topic)
+        if bag.topics.get(name) != CAMERA_INFO:
+            return None
+        for _, msg in bag.messages(name):
+            return np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+    return None
+
+
+def read_stamps(path: str | os.PathLike[str], topic: str | None) -> list[int]:
+    """The frame times (ns) of the image topic `topic` (None: the only one), headers only: the
+    header stamps, or the log times where the first stamp is zero (as `read_stamped_frames`)."""
+    stamps, logs = [], []
+    for log_ns, _, msg in iter_messages(path, topic):
+        stamps.append(stamp_ns(msg))
+        logs.append(log_ns)
+    return logs if stamps and stamps[0] == 0 else stamps
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -254,14 +306,16 @@ class _Decoder:
 
 def read_stamped_frames(
     path: str | os.PathLike[str],
-    topic: str,
+    topic: str | None,
     *,
     size: int | None = None,
     log: Callable[[str], None] | None = None,
+    framing: Framing = CROP,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (stamp ns, frame) for each message of the image topic `topic`, in log order,
-    decoding lazily: frames are (H, W, 3) uint8 RGB, or center-cropped and resampled to
-    (size, size, 3) with `size`. Where the first header stamp is zero the bag's log times are
+    """Yield (stamp ns, frame) for each message of the image topic `topic` (None: the bag's only
+    one), in log order,
+    decoding lazily: frames are (H, W, 3) uint8 RGB, or fitted to (size, size, 3) as `framing`
+    says with `size` (`resize.fit_frame`). Where the first header stamp is zero the bag's log times are
     used instead, and `log` gets a note saying so. Raises BagError as the module header says."""
     path = Path(path)
     with _open_bag(path) as bag:
@@ -276,7 +330,7 @@ def read_stamped_frames(
             count += 1
             yield (
                 log_ns if from_log else stamp_ns(msg),
-                (frame if size is None else center_crop_resize(frame, size)),
+                (frame if size is None else fit_frame(frame, size, framing)),
             )
     if count == 0:
         raise BagError(f"{path} has no messages on {topic}; pass a topic that has frames")

@@ -1,10 +1,12 @@
 """Reading video files with PyAV: frames decoded only as they are needed.
 
 `iter_frames` decodes one frame at a time (so a caller stops decoding as soon as it has what it
-needs), `read_frames` collects a clip, `probe` describes a file without decoding it. Frames are
+needs), `iter_stamped_frames` gives each frame's presentation time with it (its pts in ns, else
+index / fps), `read_frames` collects a clip, `probe` describes a file without decoding it. Frames are
 uint8 RGB (H, W, 3), turned upright where the file carries a display rotation (phone clips: a
-display matrix in the stream's side data, read per frame); `size` center-crops to a square and
-area-resamples it (`resize.center_crop_resize`). Writing is `writer.py`, pictures `pictures.py`.
+display matrix in the stream's side data, read per frame); `size` fits them to the model's square
+as a `framing` says (`resize.fit_frame`; by default the centre crop). Writing is `writer.py`,
+pictures `pictures.py`.
 
 Every bad input becomes a one-line `VideoError` naming the file and the fix; PyAV errors never
 escape. This module knows nothing about models; it must not import torch or onnx.
@@ -22,7 +24,8 @@ import av
 import numpy as np
 
 from lgcvd_runtime.errors import VideoError, plural
-from lgcvd_runtime.media.resize import center_crop_resize
+from lgcvd_runtime.framing import Framing
+from lgcvd_runtime.media.resize import CROP, fit_frame
 
 MAX_SIDE = 8192  # largest frame side we decode, in pixels
 
@@ -98,15 +101,39 @@ def upright(frame: av.VideoFrame) -> np.ndarray:
 
 
 def iter_frames(
-    path: str | os.PathLike[str], *, start: int = 0, size: int | None = None
+    path: str | os.PathLike[str],
+    *,
+    start: int = 0,
+    size: int | None = None,
+    framing: Framing = CROP,
 ) -> Iterator[np.ndarray]:
     """Yield frames start, start+1, ... of a video as upright (H, W, 3) uint8 RGB, decoding
     lazily.
 
-    With `size`, each frame is center-cropped to a square and resampled to (size, size, 3).
+    With `size`, each frame is fitted to (size, size, 3) as `framing` says (`resize.fit_frame`).
     Raises VideoError for a missing, unreadable, truncated or corrupt file, or a `start` beyond
     the end (only once the generator is exhausted: a caller that stops early decodes no more).
     """
+    for _, image in iter_stamped_frames(path, start=start, size=size, framing=framing):
+        yield image
+
+
+def _stamp_ns(frame: av.VideoFrame, stream: av.VideoStream, index: int) -> int:
+    """A frame's presentation time in ns: pts x time_base, exact; else index / average rate."""
+    if frame.pts is not None and frame.time_base is not None:
+        return int(frame.pts * frame.time_base * 1_000_000_000)
+    rate = stream.average_rate or 1
+    return int(index / rate * 1_000_000_000)
+
+
+def iter_stamped_frames(
+    path: str | os.PathLike[str],
+    *,
+    start: int = 0,
+    size: int | None = None,
+    framing: Framing = CROP,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(presentation time in ns, frame) for frames start, start+1, ... as `iter_frames`."""
     if start < 0:
         raise ValueError(f"start must be >= 0, got {start}")
     if size is not None and size < 1:
@@ -119,7 +146,10 @@ def iter_frames(
                 decoded += 1
                 if decoded > start:
                     image = upright(frame)  # (H, W, 3)
-                    yield image if size is None else center_crop_resize(image, size)
+                    yield (
+                        _stamp_ns(frame, stream, decoded - 1),
+                        image if size is None else fit_frame(image, size, framing),
+                    )
         except av.FFmpegError as err:
             raise _corrupt(
                 path, f"decoding failed after {plural(decoded, 'frame')}: {err.strerror}"
@@ -142,6 +172,7 @@ def read_frames(
     start: int = 0,
     count: int | None = None,
     size: int | None = None,
+    framing: Framing = CROP,
 ) -> np.ndarray:
     """Frames [start, start+count) (all from start if count is None) as (T, H, W, 3) uint8 RGB.
 
@@ -151,7 +182,7 @@ def read_frames(
     if count is not None and count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     frames: list[np.ndarray] = []
-    with contextlib.closing(iter_frames(path, start=start, size=size)) as stream:
+    with contextlib.closing(iter_frames(path, start=start, size=size, framing=framing)) as stream:
         for frame in stream:
             frames.append(frame)
             if len(frames) == count:

@@ -6,7 +6,9 @@ block ends normally; on an error, Ctrl-C or SIGTERM the temporary file is delete
 suffix: .mp4 H.264 (for sharing; lossy, never for measurement), .mkv FFV1 (lossless: read back
 bit-exactly, the format to measure on), .gif (one adaptive 256-colour palette for the whole clip,
 FFmpeg's palettegen + paletteuse through a PyAV filter graph; for looking at). PNG pictures are
-`pictures.py`. Bad input or an encoder failure is a one-line `VideoError`. This module knows
+`pictures.py`. `metadata`, set before the first frame, becomes container tags (.mkv; .mp4 with
+movflags=use_metadata_tags, only when there are tags, so other files stay byte for byte as
+before; a GIF holds none). Bad input or an encoder failure is a one-line `VideoError`. This module knows
 nothing about models; it must not import torch or onnx.
 """
 
@@ -39,7 +41,10 @@ _PALETTEGEN, _PALETTEUSE = "stats_mode=full", "dither=none"
 
 
 def check_target(path: Path, force: bool) -> None:
-    """An output may be written at `path`: its folder exists and, without force, it does not."""
+    """An output may be written at `path`: its folder exists, no folder is in the way (not even
+    with force: a file never replaces a folder), and, without force, nothing is there."""
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; choose a file name for the output")
     refuse_existing(path, force)
     if not path.parent.is_dir():
         raise OutputError(f"folder {path.parent} does not exist; create it or choose another path")
@@ -138,6 +143,7 @@ class VideoWriter:
         self._gif: _GifPalette | None = None
         self._shape: tuple[int, ...] | None = None
         self._count = 0
+        self.metadata: dict[str, str] = {}  # container tags, set before the first frame
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -154,7 +160,9 @@ class VideoWriter:
             self.abort()
 
     def _open_stream(self, height: int, width: int) -> av.VideoStream:
-        self._container = av.open(str(self._tmp), "w", format=self._format)
+        tags = {"movflags": "use_metadata_tags"} if self.metadata and self._format == "mp4" else {}
+        self._container = av.open(str(self._tmp), "w", format=self._format, options=tags)
+        self._container.metadata.update(self.metadata)
         options = {"crf": "18"} if self.codec == "libx264" else {}
         stream = self._container.add_stream(self.codec, rate=self.fps, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, self._pix_fmt

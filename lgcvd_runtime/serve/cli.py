@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from lgcvd_runtime.cli.chassis import Group, Service
-from lgcvd_runtime.cli.options import sampler_options
+from lgcvd_runtime.cli.options import choice_option, count_option, path_option, sampler_options
 from lgcvd_runtime.errors import LgcvdError
 
 from .configs import GRAPH_BACKENDS, KINDS
@@ -33,47 +33,30 @@ def main() -> None:
 
 @main.command("triton-repo")
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Repository folder to write.",
-)
-@click.option(
+@path_option("-o", "--out", required=True, help="Repository folder to write.")
+@choice_option(
     "--graphs",
-    type=click.Choice(GRAPH_BACKENDS),
+    choices=GRAPH_BACKENDS,
     default=DEFAULTS.graphs,
-    show_default=True,
     help="Triton backend of the context and denoiser models; python runs the ONNX graphs on "
     "onnxruntime inside Triton's Python backend (all the nvidia-pytriton wheel can serve).",
 )
-@click.option(
+@count_option(
     "--queue-delay-us",
-    type=click.IntRange(min=0),
+    least=0,
     default=DEFAULTS.queue_delay_us,
-    show_default=True,
     help="Dynamic batching: how long a graph call may wait for others to batch with.",
 )
-@click.option(
-    "--instances",
-    type=click.IntRange(min=1),
-    default=DEFAULTS.graph_instances,
-    show_default=True,
-    help="Copies of each graph model.",
-)
-@click.option(
+@count_option("--instances", default=DEFAULTS.graph_instances, help="Copies of each graph model.")
+@choice_option(
     "--kind",
-    type=click.Choice(KINDS),
+    choices=KINDS,
     default=DEFAULTS.kind,
-    show_default=True,
     help="Where the graph models run (python graphs always run on the CPU).",
 )
-@click.option(
+@count_option(
     "--pipelines",
-    type=click.IntRange(min=1),
     default=DEFAULTS.pipelines,
-    show_default=True,
     help="Copies of the lgcvd model: how many requests run their windows at once.",
 )
 @sampler_options(" the server uses for every request")
@@ -98,20 +81,8 @@ def triton_repo(
 
 @main.command(cls=Service)
 @click.argument("repo", type=click.Path(path_type=Path))
-@click.option(
-    "--grpc-port",
-    type=click.IntRange(1, 65535),
-    default=8001,
-    show_default=True,
-    help="gRPC port on 127.0.0.1.",
-)
-@click.option(
-    "--http-port",
-    type=click.IntRange(1, 65535),
-    default=8000,
-    show_default=True,
-    help="HTTP port on 127.0.0.1.",
-)
+@count_option("--grpc-port", most=65535, default=8001, help="gRPC port on 127.0.0.1.")
+@count_option("--http-port", most=65535, default=8000, help="HTTP port on 127.0.0.1.")
 def local(repo, grpc_port, http_port):
     """Serve REPO (made with --graphs python) with the nvidia-pytriton wheel's tritonserver on
     127.0.0.1, CPU only, until Ctrl-C or SIGTERM (then exit 0)."""

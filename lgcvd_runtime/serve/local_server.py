@@ -45,6 +45,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_in_use(port: int) -> bool:
+    """True if something holds TCP `port` on 127.0.0.1 (binding it fails)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind, TIME_WAIT ok
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 def _backend_folder(root: Path, workspace: Path) -> Path:
     """workspace/backends/python: the wheel's Python backend with this Python's stub beside it."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -100,6 +111,7 @@ class LocalServer:
             raise BackendError(
                 f"{self.repo} is not a repository from lgcvd-serve triton-repo; generate one first"
             )
+        self._refuse_busy_ports(port_in_use)
         root = wheel_root()
         self.workspace = Path(tempfile.mkdtemp(prefix="lgcvd-triton-"))
         try:
@@ -132,11 +144,29 @@ class LocalServer:
             raise
         return self
 
+    def _refuse_busy_ports(self, busy) -> None:
+        """A one-line BackendError if `busy(port)` says the gRPC or HTTP port is taken."""
+        for what, port in (("gRPC", self.grpc_port), ("HTTP", self.http_port)):
+            if busy(port):
+                raise BackendError(
+                    f"{what} port {port} on 127.0.0.1 is already in use; stop what listens "
+                    f"there or pass another --{what.lower()}-port"
+                )
+
+    def _log_says_in_use(self, port: int) -> bool:
+        """True if the server's log says it could not bind `port` (taken after the check)."""
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except OSError:
+            return False
+        return f"127.0.0.1:{port}' already in use" in text
+
     def _wait_ready(self, timeout: float) -> None:
         url = f"http://127.0.0.1:{self.http_port}/v2/health/ready"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self._refuse_busy_ports(self._log_says_in_use)
                 raise BackendError(
                     f"tritonserver exited with code {self.process.returncode} before it was "
                     f"ready; its log ends: {self.log_tail()}"

@@ -18,22 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from lgcvd_runtime import api
+from lgcvd_runtime.backends.base import GraphCallBackend
 from lgcvd_runtime.backends.graph_io import prepare_inputs
 from lgcvd_runtime.bundle import Manifest, load_manifest, sha256_file
 from lgcvd_runtime.errors import BackendError, LgcvdError
 from lgcvd_runtime.pipeline import Pipeline, SamplerSettings
 from lgcvd_runtime.schedule import respace
 
-from .configs import (
-    REQUEST_FRAMES,
-    REQUEST_N,
-    REQUEST_SAMPLES,
-    REQUEST_SEED,
-    RESPONSE_FRAMES,
-    RESPONSE_SCORE,
-    RESPONSE_STARTS,
-    triton_dims,
-)
+from . import configs as wire  # the request and response names the client uses too
+from .configs import triton_dims
 
 
 def _pb():
@@ -55,18 +48,18 @@ def _error_response(pb, err: Exception):
     return pb.InferenceResponse(error=pb.TritonError(message))
 
 
-class BlsBackend:
+class BlsBackend(GraphCallBackend):
     """The pipeline's backend protocol as BLS requests to the graph models of this repository.
     Arrays are checked and cast against the manifest like every backend's (`prepare_inputs`)."""
 
     name = "triton-bls"
 
     def __init__(self, manifest: Manifest, graphs: tuple[str, ...]):
-        self.manifest, self.graphs = manifest, graphs
-        self.calls = {"encode": 0, "denoise": 0}
+        super().__init__(graphs)
+        self.manifest = manifest
         self._pb = _pb()
 
-    def _infer(self, model: str, arrays) -> list[np.ndarray]:
+    def _run(self, model: str, arrays) -> list[np.ndarray]:
         pb, graph = self._pb, self.manifest.graphs[model]
         feeds = prepare_inputs(graph, arrays, self.manifest.max_batch)
         inputs = [
@@ -86,19 +79,6 @@ class BlsBackend:
             np.array(pb.get_output_tensor_by_name(response, t.name).as_numpy())
             for t in graph.outputs
         ]
-
-    def encode(self, prev: np.ndarray) -> tuple[np.ndarray, ...]:
-        """(B, 3N, H, W) -> context tensors; none for a model without a context graph."""
-        self.calls["encode"] += 1
-        if "context" not in self.graphs:
-            return ()
-        return tuple(self._infer("context", (prev,)))
-
-    def denoise(self, x_t, t, cond, context) -> np.ndarray:
-        """x_t (B, 3N, H, W), t (B,), cond (B, 4K, H, W), context -> output (B, 3N, H, W) float32."""
-        self.calls["denoise"] += 1
-        (out,) = self._infer("denoiser", (x_t, t, cond, *context))
-        return out.astype(np.float32, copy=False)
 
     def close(self) -> None:
         """Nothing to release: the graph models belong to the server."""
@@ -128,10 +108,10 @@ class PipelineModel:
         self.model = api.Model(folder, manifest, self.backend, pipeline, None)
 
     def _forecast(self, pb, request):
-        frames = pb.get_input_tensor_by_name(request, REQUEST_FRAMES).as_numpy()
-        n = _scalar(pb, request, REQUEST_N)
-        seed = _scalar(pb, request, REQUEST_SEED)
-        samples = _scalar(pb, request, REQUEST_SAMPLES)
+        frames = pb.get_input_tensor_by_name(request, wire.REQUEST_FRAMES).as_numpy()
+        n = _scalar(pb, request, wire.REQUEST_N)
+        seed = _scalar(pb, request, wire.REQUEST_SEED)
+        samples = _scalar(pb, request, wire.REQUEST_SAMPLES)
         windows = list(self.model.predict(frames, n, samples, seed=seed))
         predicted = np.concatenate([w.frames for w in windows], axis=1)
         starts = np.array([w.start for w in windows], dtype=np.int32)
@@ -139,9 +119,9 @@ class PipelineModel:
         scores = np.array([] if score is None else [score], dtype=np.float64)
         return pb.InferenceResponse(
             output_tensors=[
-                pb.Tensor(RESPONSE_FRAMES, np.ascontiguousarray(predicted)),
-                pb.Tensor(RESPONSE_STARTS, starts),
-                pb.Tensor(RESPONSE_SCORE, scores),
+                pb.Tensor(wire.RESPONSE_FRAMES, np.ascontiguousarray(predicted)),
+                pb.Tensor(wire.RESPONSE_STARTS, starts),
+                pb.Tensor(wire.RESPONSE_SCORE, scores),
             ]
         )
 

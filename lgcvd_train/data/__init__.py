@@ -5,9 +5,12 @@ T >= min_frames (one training clip is 14 frames: two overlapping windows, paper 
 Sources:
 - a generator name (`DATA_GENERATORS`): "shapes", "mnist", "pushsim", rendered in memory,
   deterministic for a seed;
-- a `.npy` / `.npz` file holding uint8 N×T×H×W×3 (arrays.py); frames of another size are
-  centre-cropped to a square and area-resized;
-- a folder of videos (videos.py decodes them).
+- a `.npy` / `.npz` file holding uint8 N×T×H×W×3 (arrays.py);
+- a robot log or a folder of them (robot_logs.py: a camera topic's unbroken runs);
+- a folder of videos (videos.py decodes them; with `pieces`, a long video becomes as many
+  pieces as it holds clips of min_frames, so that training draws from it as often).
+Frames of another size are fitted as a `Framing` says (`lgcvd_runtime.media.resize.fit_frame`:
+region, then crop, pad or stretch), the fit the model records for serving.
 Bad data raises DataError with one line naming the file and the fix.
 
 This package knows nothing about models or training loops.
@@ -21,10 +24,13 @@ from typing import Protocol
 import numpy as np
 
 from lgcvd_runtime.errors import DataError, plural
+from lgcvd_runtime.framing import Framing
 from lgcvd_runtime.media.arrays import ARRAY_SUFFIXES, load_videos
+from lgcvd_runtime.media.resize import CROP
 from lgcvd_train.config import TrainConfig
 from lgcvd_train.data import mnist, shapes
 from lgcvd_train.data.arrays import crop_and_resize
+from lgcvd_train.data.robot_logs import bags_in, load_bags
 
 GENERATED_VIDEOS = 256  # videos a generator renders for training unless told otherwise
 GENERATED_FRAMES = 30  # frames per generated video (BAIR's clip length)
@@ -65,10 +71,15 @@ def load_dataset(
     frames: int = GENERATED_FRAMES,
     seed: int = 0,
     min_frames: int = TrainConfig().clip_frames,
+    framing: Framing = CROP,
+    pieces: bool = False,
+    topic: str | None = None,
 ) -> list[np.ndarray]:
     """Videos from a generator name or a path, each (T, image_size, image_size, 3) uint8.
 
-    num_videos, frames and seed apply to generators only; files and folders give all they hold.
+    num_videos, frames and seed apply to generators only; files and folders give all they hold;
+    `pieces` to folders only (module header). A bag or a folder of bags gives its camera
+    `topic`'s unbroken runs at `framing.period_s` (`robot_logs.load_bags`).
     """
     if source in DATA_GENERATORS:
         if frames < min_frames:
@@ -80,10 +91,12 @@ def load_dataset(
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(_missing_source_message(source))
+    if bags := bags_in(path):
+        return load_bags(bags, image_size, min_frames, topic, framing)
     if path.is_dir():
-        return _load_folder(path, image_size, min_frames)
+        return _load_folder(path, image_size, min_frames, framing, pieces)
     if path.suffix in ARRAY_SUFFIXES:
-        return _load_array(path, image_size, min_frames)
+        return _load_array(path, image_size, min_frames, framing)
     raise DataError(
         f"{path} is neither a folder of videos nor a .npy/.npz array; pass one of those "
         "or a generator name"
@@ -101,15 +114,17 @@ def _missing_source_message(source: str) -> str:
     )
 
 
-def _load_folder(folder: Path, image_size: int, min_frames: int) -> list[np.ndarray]:
+def _load_folder(
+    folder: Path, image_size: int, min_frames: int, framing: Framing, pieces: bool
+) -> list[np.ndarray]:
     if not any(folder.iterdir()):
         raise DataError(f"folder {folder} is empty; put the training videos in it")
     from lgcvd_train.data.videos import load_video_folder  # decoding needs PyAV
 
-    return load_video_folder(folder, image_size, min_frames)
+    return load_video_folder(folder, image_size, min_frames, framing, pieces)
 
 
-def _load_array(path: Path, image_size: int, min_frames: int) -> list[np.ndarray]:
+def _load_array(path: Path, image_size: int, min_frames: int, framing: Framing) -> list[np.ndarray]:
     videos = load_videos(path)  # (N, T, H, W, 3) uint8
     _, length, height, width, _ = videos.shape
     if length < min_frames:
@@ -117,6 +132,6 @@ def _load_array(path: Path, image_size: int, min_frames: int) -> list[np.ndarray
             f"{path}: videos have {plural(length, 'frame')} but training needs at least "
             f"{min_frames}; use clips of {min_frames} frames or more"
         )
-    if height == width == image_size:
+    if height == width == image_size and framing.roi is None:
         return list(videos)
-    return [crop_and_resize(video, image_size) for video in videos]
+    return [crop_and_resize(video, image_size, framing) for video in videos]

@@ -6,7 +6,7 @@ reader are the runtime's (`lgcvd_runtime.media.arrays`). `.npy` files can be wri
 temporary file that is renamed into place.
 
 Frames of another size go through the runtime's one resize
-(`lgcvd_runtime.media.resize.center_crop_resize`), so training sees the pixels serving sees.
+(`lgcvd_runtime.media.resize.fit_frame`), so training sees the pixels serving sees.
 This file knows numpy only (no PyAV); nothing about models or training.
 """
 
@@ -22,16 +22,17 @@ import numpy as np
 
 from lgcvd_runtime.errors import DataError
 from lgcvd_runtime.files import refuse_existing, write_then_rename
+from lgcvd_runtime.framing import Framing
 from lgcvd_runtime.media.arrays import ARRAY_SUFFIXES, NPZ_KEY, check_videos, command_file
-from lgcvd_runtime.media.resize import center_crop_resize
+from lgcvd_runtime.media.resize import CROP, fit_frame
 
 
-def crop_and_resize(video: np.ndarray, size: int) -> np.ndarray:
-    """(T, H, W, 3) uint8 -> (T, size, size, 3): each frame through the runtime's resize (centre
-    square, area average), the one serving applies to camera frames."""
-    if video.shape[1:3] == (size, size):
+def crop_and_resize(video: np.ndarray, size: int, framing: Framing = CROP) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, size, size, 3): each frame through the runtime's resize (by
+    default the centre square, area average), the one serving applies to camera frames."""
+    if video.shape[1:3] == (size, size) and framing.roi is None:
         return np.ascontiguousarray(video)
-    return np.stack([center_crop_resize(frame, size) for frame in video])
+    return np.stack([fit_frame(frame, size, framing) for frame in video])
 
 
 def save_videos(path: Path, videos: np.ndarray | list[np.ndarray], *, force: bool = False) -> None:

@@ -4,11 +4,10 @@ by bare name) from any folder, and every test of research/tests carries the `res
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import help_outputs
 
 pytestmark = pytest.mark.research  # every test here (pyproject's markers)
 
@@ -17,20 +16,10 @@ SCRIPTS = [f for f in sorted(RESEARCH.glob("*.py")) if "__main__" in f.read_text
 
 
 def test_every_script_prints_its_help_from_a_foreign_folder(tmp_path):
-    runs = {
-        script.name: subprocess.Popen(
-            [sys.executable, str(script), "--help"],
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for script in SCRIPTS
-    }
+    runs = help_outputs(SCRIPTS, tmp_path)
     assert {"eval_tasks.py", "table5.py", "x0_error.py"} <= set(runs)
-    for name, run in runs.items():
-        output, _ = run.communicate(timeout=300)
-        assert run.returncode == 0 and "Usage:" in output, f"{name}: {output}"
+    for name, (code, output) in runs.items():
+        assert code == 0 and "Usage:" in output, f"{name}: {output}"
 
 
 def marks_research(module: Path) -> bool:

@@ -1,0 +1,111 @@
+"""Quality against denoiser calls per window, training-free: one `lgcvd-eval` run per sampling
+plan on the same clips with the same noise seed, then every plan paired against a reference plan
+(default dpmpp 10) over the clips, with the paired standard error.
+
+    python research/few_steps.py --model lgcvd_runtime/assets/default.lgcvd \\
+        --data data/pushsim_test.npy --clips 64 --out runs/few_steps \\
+        --plan ddim:1 --plan ddim:2 --plan ddim:4 --plan dpmpp:4 --plan dpmpp:10 --plan ddpm:50
+
+Each plan's `lgcvd-eval` report stays in OUT/SAMPLER-STEPS/ (a finished one is reused, so an
+interrupted study continues where it stopped); the table goes to OUT/table.md and stdout. FVD
+is computed only with --fvd (it needs 256 clips to mean much: docs/results.md). Metrics,
+frames and pairing are lgcvd-eval's (`lgcvd_train.eval_protocol`); this script only loops.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from lgcvd_runtime.cli.chassis import Command
+from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.files import write_then_rename
+from lgcvd_train.eval_protocol import PROTOCOL, paired_difference
+
+METRICS = ("psnr", "ssim", "lpips")
+
+
+def parse_plan(text: str) -> tuple[str, int]:
+    """ "ddim:4" -> ("ddim", 4); a bad plan is a one-line error."""
+    sampler, _, steps = text.partition(":")
+    if not steps.isdigit() or int(steps) < 1:
+        raise LgcvdError(f"plan {text!r} is not SAMPLER:STEPS; write e.g. ddim:4 or dpmpp:10")
+    return sampler, int(steps)
+
+
+def run_plan(plan: tuple[str, int], opts: dict, out: Path) -> dict:
+    """The lgcvd-eval report of one plan (run now unless OUT/SAMPLER-STEPS/report.json exists)."""
+    sampler, steps = plan
+    folder = out / f"{sampler}-{steps}"
+    report = folder / "report.json"
+    if not report.is_file():
+        first, last = PROTOCOL.scored.first, PROTOCOL.scored.last
+        command = [
+            str(Path(sys.executable).parent / "lgcvd-eval"), "--model", f"model={opts['model']}",
+            "--data", opts["data"], "--clips", str(opts["clips"]), "-p", str(PROTOCOL.p),
+            "-n", str(PROTOCOL.n), "--frame-range", str(first), str(last), "--sampler", sampler,
+            "--steps", str(steps), "--seed", str(opts["seed"]), "--out", str(folder), "--force",
+            "--quiet",
+        ]  # fmt: skip
+        command += ["--threads", str(opts["threads"])] if opts["threads"] else []
+        command += [] if opts["fvd"] else ["--no-fvd"]
+        if subprocess.run(command, stdout=subprocess.DEVNULL).returncode != 0:
+            raise LgcvdError(f"lgcvd-eval failed for {sampler} {steps}; see its message above")
+    return json.loads(report.read_text())
+
+
+def per_clip(report: dict, label: str = "model") -> dict[str, list[float]]:
+    return report["models"][label]["aggregates"][PROTOCOL.scored.label]["per_clip"]["best"]
+
+
+def table(plans: list[tuple[str, int]], reports: dict, reference: tuple[str, int]) -> str:
+    base = per_clip(reports[reference])
+    head = "| plan | calls | " + " | ".join(f"{m} − ref" for m in METRICS) + " | FVD |"
+    lines = [head, "|---|---:|" + "---:|" * (len(METRICS) + 1)]
+    for plan in plans:
+        rows = per_clip(reports[plan])
+        cells = [
+            f"{v:+.4f} ± {e:.4f}" for v, e in (paired_difference(rows[m], base[m]) for m in METRICS)
+        ]
+        fvd = reports[plan]["models"]["model"]["fvd"]
+        fvd_cell = "—" if fvd is None else f"{fvd:.0f}"
+        lines.append(
+            f"| {plan[0]} {plan[1]} | {plan[1]} | " + " | ".join(cells) + f" | {fvd_cell} |"
+        )
+    copy = per_clip(reports[reference], "copy-last")
+    means = ", ".join(f"{m} {sum(copy[m]) / len(copy[m]):.4f}" for m in METRICS)
+    ref = ", ".join(f"{m} {sum(base[m]) / len(base[m]):.4f}" for m in METRICS)
+    lines += ["", f"reference {reference[0]} {reference[1]}: {ref}; copy-last: {means}"]
+    return "\n".join(lines) + "\n"
+
+
+@click.command(cls=Command, stopped="{word}; finished plans are kept in --out")
+@click.option("--model", required=True, help="Bundle NAME.lgcvd to study.")
+@click.option("--data", required=True, help="Held-out clips (.npy), as lgcvd-eval --data.")
+@click.option("--clips", type=click.IntRange(2), default=64, show_default=True, help="Clips.")
+@click.option("--plan", "plans", multiple=True, required=True, help="SAMPLER:STEPS, repeatable.")
+@click.option("--reference", default="dpmpp:10", show_default=True, help="Plan to pair against.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Noise seed of every plan.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads of each run.")
+@click.option("--fvd", is_flag=True, help="Also FVD (slow; meaningful at 256 clips).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Study folder.")
+def main(model, data, clips, plans, reference, seed, threads, fvd, out):
+    """Pair every --plan against --reference on the same clips and noise."""
+    chosen = [parse_plan(p) for p in plans]
+    ref = parse_plan(reference)
+    opts = {"model": model, "data": data, "clips": clips, "seed": seed, "threads": threads}
+    opts["fvd"] = fvd
+    out.mkdir(parents=True, exist_ok=True)
+    reports = {plan: run_plan(plan, opts, out) for plan in dict.fromkeys([ref, *chosen])}
+    text = table(chosen, reports, ref)
+    with write_then_rename(out / "table.md") as tmp:
+        tmp.write_text(text)
+    click.echo(text)
+
+
+if __name__ == "__main__":
+    main()
