@@ -17,15 +17,11 @@ import click
 
 from lgcvd_runtime.cli.chassis import HELP, Command, Finished, when_stopped
 from lgcvd_runtime.cli.options import count_option
+from lgcvd_runtime.errors import DataError
 from lgcvd_runtime.files import file_in_the_way, refuse_existing
 from lgcvd_train.extra import train_extra
 
 from .options import ExportOptions, GateTolerance
-
-# The four real BAIR clips of the project's shared data, when run from a source checkout.
-DEFAULT_REAL_FRAMES = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "bair-real" / "bair_real_clips.npz"
-)
 
 
 @click.command(cls=Command, context_settings=HELP)
@@ -77,11 +73,10 @@ DEFAULT_REAL_FRAMES = (
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
 @click.option(
     "--real-frames",
-    type=click.Path(path_type=Path),
-    default=DEFAULT_REAL_FRAMES,
-    show_default=True,
-    help="Real clips for the parity gate: the real BAIR npz, or a .npy/.npz video array like "
-    "lgcvd-train's (random frames only if the file is absent).",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Real clips for the parity gate: a .npy/.npz video array like lgcvd-train's, such as "
+    "held-out clips of the run's data [default: random frames only].",
 )
 @click.option(
     "--calibrate",
@@ -105,7 +100,7 @@ def main(
     max_batch: int,
     opset: int,
     force: bool,
-    real_frames: Path,
+    real_frames: Path | None,
     calibrate: Path | None,
 ) -> None:
     """Export CHECKPOINT (a run directory or its checkpoint.safetensors) as a bundle."""
@@ -149,8 +144,10 @@ def main(
         if tensorrt:
             require_tensorrt()
         model, ckpt = load_model(checkpoint, ema=True)
-        if not real_frames.is_file():
-            click.echo(f"{real_frames} not found: the parity gate uses random frames only")
+        if real_frames is None:
+            click.echo("no --real-frames: the parity gate uses random frames only")
+        elif not real_frames.is_file():
+            raise DataError(f"{real_frames} does not exist; pass --real-frames an existing array")
         export_bundle(model, ckpt, checkpoint, output, opts, echo=click.echo)
     except OSError as e:  # a full disk, a lost mount: the temporary bundle is gone already
         raise click.ClickException(

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from conftest import random_model
 
 from lgcvd_export import parity
-from lgcvd_export.cli import DEFAULT_REAL_FRAMES, main
+from lgcvd_export.cli import main
 from lgcvd_runtime.bundle import load_manifest
 from lgcvd_runtime.errors import BundleError, DataError
 from lgcvd_train.checkpoint import save_checkpoint
@@ -33,11 +33,17 @@ def write_checkpoint(run_dir: Path, model) -> Path:
     return save_checkpoint(run_dir, model, copy.deepcopy(model), opt, 3, TrainConfig(), extra)
 
 
+# The four real BAIR clips of the project's shared data, beside the checkout.
+BAIR_REAL = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "bair-real" / "bair_real_clips.npz"
+)
+
+
 def gate_frames() -> Path:
     """Frames for the gate's "real" checks: the real BAIR clips where shared/ is beside the
     checkout (as in CI), else moving shapes, so that the gate always runs all 8 checks."""
-    if DEFAULT_REAL_FRAMES.is_file():
-        return DEFAULT_REAL_FRAMES
+    if BAIR_REAL.is_file():
+        return BAIR_REAL
     path = Path(tempfile.gettempdir()) / "lgcvd-test-gate-frames.npz"
     if not path.exists():
         np.savez(path, ground_truth=shapes.generate(2, 16, 32, 0))

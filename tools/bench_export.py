@@ -30,7 +30,6 @@ import torch
 
 from benchlib import median_ms, random_checkpoint
 from lgcvd_export import ExportOptions, export_bundle, int8_gate, parity
-from lgcvd_export.cli import DEFAULT_REAL_FRAMES
 from lgcvd_export.graphs import export_model
 from lgcvd_export.quantize import FLOAT_OPS
 from lgcvd_runtime.bundle import load_manifest
@@ -50,7 +49,7 @@ def denoiser_inputs(model: LGCVD) -> list[np.ndarray]:
     return [x_t, np.array([500.0], np.float32), cond, *ctx]
 
 
-def bench_preset(name: str, work: Path, repeats: int) -> list[str]:
+def bench_preset(name: str, work: Path, repeats: int, real_frames: Path | None) -> list[str]:
     ckpt_path = random_checkpoint(name, work / name)
     model, ckpt = load_model(ckpt_path)
     inputs = denoiser_inputs(model)
@@ -60,7 +59,7 @@ def bench_preset(name: str, work: Path, repeats: int) -> list[str]:
     rows = []
     for precision in ("fp32", "fp16"):
         out = work / f"{name}-{precision}.lgcvd"
-        opts = ExportOptions(precision=precision, real_frames=DEFAULT_REAL_FRAMES)
+        opts = ExportOptions(precision=precision, real_frames=real_frames)
         start = time.perf_counter()
         export_bundle(model, ckpt, ckpt_path, out, opts, echo=lambda _: None)
         seconds = time.perf_counter() - start
@@ -142,8 +141,8 @@ def bench_int8(checkpoint: Path, choices, calib: Path, real: Path, work: Path, r
 @click.option(
     "--real-frames",
     type=click.Path(path_type=Path),
-    default=DEFAULT_REAL_FRAMES,
-    help="Real clips for the parity checks.",
+    default=None,
+    help="Real clips for the parity checks [default: random frames only].",
 )
 def main(presets, repeats, threads, checkpoint, choices, calib_frames, real_frames) -> None:
     """Print graph sizes, parity and batch-1 denoiser time (onnxruntime CPU vs torch eager)."""
@@ -168,7 +167,7 @@ def main(presets, repeats, threads, checkpoint, choices, calib_frames, real_fram
     rows = []
     with tempfile.TemporaryDirectory(prefix="lgcvd-bench-") as tmp:
         for name in presets:
-            rows += bench_preset(name, Path(tmp), repeats)
+            rows += bench_preset(name, Path(tmp), repeats, real_frames)
     click.echo("\n".join([header, *rows]))
 
 

@@ -2,7 +2,7 @@
 
 The wheel carries Triton 2.51 with the Python backend only (so repositories made with
 `--graphs python`), and one backend stub per Python version. Starting it outside PyTriton needs
-what `shared/serving-notes.md` records: a backend folder holding the stub of *this* Python, the
+what docs/serving.md records: a backend folder holding the stub of *this* Python, the
 wheel's bundled libraries and this interpreter's own libpython first on LD_LIBRARY_PATH, and this
 environment's `bin` first on PATH (the stub runs Python in isolated mode and finds its packages
 from there). The server listens on 127.0.0.1 only; stopping sends SIGTERM (a backgrounded
