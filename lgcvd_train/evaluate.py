@@ -35,18 +35,16 @@ from .eval_protocol import (
     FrameRange,
     Result,
     SamplerChoice,
-    aggregate,
     copy_last,
-    curves,
     evaluate_candidate,
     frame_range,
     load_candidates,
     load_clips,
-    paired_difference,
     real_features,
     shared_framing,
 )
 from .metrics import LPIPS, load_i3d, load_lpips, plot_per_frame, write_report
+from .metrics.aggregate import aggregate, curves, paired_difference
 from .metrics.fvd import few_clips_warning, fvd_label
 from .metrics.i3d import MIN_FRAMES
 

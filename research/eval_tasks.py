@@ -59,14 +59,9 @@ from lgcvd_runtime.cli.options import count_option, load_model, model_option_lis
 from lgcvd_runtime.files import refuse_existing
 from lgcvd_runtime.timeline import Timeline
 from lgcvd_train.data import load_dataset
-from lgcvd_train.eval_protocol import (
-    PROTOCOL,
-    EvalError,
-    load_clips,
-    paired_difference,
-    real_features,
-)
+from lgcvd_train.eval_protocol import PROTOCOL, EvalError, load_clips, real_features
 from lgcvd_train.metrics import frechet_distance, load_i3d, psnr, ssim, write_report
+from lgcvd_train.metrics.aggregate import paired_difference
 from lgcvd_train.metrics.fvd import few_clips_warning, fvd_label
 from lgcvd_train.metrics.i3d import MIN_FRAMES
 from motion_check import motion_report, motion_table  # research/motion_check.py

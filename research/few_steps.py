@@ -24,7 +24,8 @@ import click
 from lgcvd_runtime.cli.chassis import Command
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.files import write_then_rename
-from lgcvd_train.eval_protocol import PROTOCOL, paired_difference
+from lgcvd_train.eval_protocol import PROTOCOL
+from lgcvd_train.metrics.aggregate import paired_difference
 
 METRICS = ("psnr", "ssim", "lpips")
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from lgcvd_runtime import api
-from lgcvd_train.eval_protocol import copy_last, paired_difference
+from lgcvd_train.eval_protocol import copy_last
 from lgcvd_train.metrics import ssim
+from lgcvd_train.metrics.aggregate import paired_difference
 
 COPY_LAST = copy_last()
 

@@ -12,10 +12,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from lgcvd_runtime.errors import OutputError
+from lgcvd_runtime.media.video import read_frames
 from lgcvd_train.config import TrainConfig, preset
 from lgcvd_train.model import LGCVD
 
@@ -186,3 +188,15 @@ def debian_video(name: str) -> Path:
         except (OSError, ValueError, subprocess.CalledProcessError) as e:
             pytest.skip(f"Debian's opencv-doc (for {name}) is not installed and not fetchable: {e}")
     return target
+
+
+# The four real BAIR clips of the project's shared data, beside the checkout (as in CI).
+BAIR_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "bair-real"
+
+
+@pytest.fixture(scope="session")
+def bair() -> np.ndarray:
+    """(30, 64, 64, 3): a real BAIR robot-pushing clip; skipped where shared/ is absent."""
+    if not (BAIR_REAL / "clip0.mkv").exists():
+        pytest.skip("bair-real data absent")
+    return read_frames(BAIR_REAL / "clip0.mkv")

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from conftest import debian_video, export_tiny_bundle
 
 from lgcvd_runtime import api
-from lgcvd_runtime.cli import info, progress
+from lgcvd_runtime.cli import progress
 from lgcvd_runtime.cli import run as cli
 from lgcvd_runtime.media.pictures import EMPTY, panel_labels
 from lgcvd_runtime.media.video import read_frames
@@ -112,17 +112,6 @@ def test_auto_says_which_backend_it_chose_and_where_the_output_is(tmp_path, bund
     assert result.exit_code == 0
     assert re.match(r"backend: [a-z-]+ \(auto", result.stderr)
     assert result.stdout == f"wrote {out} (8 frames)\n"
-
-
-def test_info_describes_bundle_plan_and_backends(bundle):
-    result = run("info", "--model", bundle, "--sampler", "ddpm", "--steps", 100)
-    assert result.exit_code == 0, result.output
-    assert "window N=8, K=2 condition slots, 6 new frames" in result.stdout
-    assert "sampling    ddpm, 100 steps over t = 0, 10, 20, 30, ..., 979, 989, 999" in result.stdout
-    assert "backend     onnxruntime: available" in result.stdout
-    assert "input score not calibrated: no warning for inputs unlike the training data" in (
-        result.stdout
-    )
 
 
 def test_bench_json_reports_latencies_throughput_and_memory(bundle):
@@ -275,56 +264,6 @@ def test_a_gif_shows_the_frames_of_the_lossless_video_closely(tmp_path, bundle):
     gif = read_frames(tmp_path / "o.gif")[:, 10:].astype(float).mean(-1)  # below the labels
     assert gif.shape == lossless.shape
     assert np.abs(gif - lossless).mean() < 2.0  # grey levels: 1.18 here; the fixed palette 6.35
-
-
-def test_info_puts_model_plan_score_and_backends_first_and_summarises_provenance():
-    result = run("info")  # the shipped model, fine-tuned three times
-    assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert len(lines) <= 25
-    labels = [line[:12].strip() for line in lines]
-    plan = labels.index("sampling")
-    assert labels[:plan] == ["bundle", "frames", "time", "model", "graph", "graph"]
-    assert lines[2].startswith("time        frame period 0.05 s (20 Hz)")  # pushsim's rate
-    assert labels[plan + 1] == "input score" and lines[plan + 1].endswith(
-        "warns above 5.403, the 99th percentile on 128 held-out clips of "
-        "data/pushsim_calib.npy (50th 4.234, 95th 5.0008, 99th 5.403)"
-    )
-    assert lines[-5:] == [
-        "trained     on data/pushsim_train.npy (640 videos)",
-        "steps       6000 (checkpoint runs/tune3/checkpoint.safetensors)",
-        "fine-tuned  from lgcvd_runtime/assets/default.lgcvd",
-        lines[-2],
-        "provenance  all of it: lgcvd-run info --provenance",
-    ]
-    assert lines[-2].startswith("exported    with lgcvd ")
-
-
-def test_info_prints_nested_provenance_as_an_indented_tree_on_request(bundle):
-    result = run("info", "--model", bundle, "--provenance")
-    assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert max(len(line) for line in lines) < 200
-    start = next(i for i, line in enumerate(lines) if line.startswith("provenance  "))
-    assert lines[start].startswith("provenance  checkpoint: ")
-    config = lines.index(" " * 12 + "training_config:")
-    assert lines[config + 1] == " " * 14 + "steps: 200"
-    assert " " * 16 + "prediction: 0.45" in lines  # task_weights, one level deeper
-    assert " " * 14 + "mults: [1, 2]" in lines  # a list of numbers stays on one line
-
-
-def test_a_provenance_tree_nests_mappings_and_lists():
-    history = {"a": 1, "b": {"c": None, "d": [1, 2]}, "e": [{"f": 3}, {"g": {}}], "h": []}
-    assert info.tree(history) == [
-        "a: 1",
-        "b:",
-        "  c: none",
-        "  d: [1, 2]",
-        "e:",
-        "  - f: 3",
-        "  - g: {}",
-        "h: []",
-    ]
 
 
 def stand_in_server(bundle, steps: int = 2):

@@ -16,9 +16,10 @@ from lgcvd_train import eval_protocol, evaluate
 from lgcvd_train.checkpoint import save_checkpoint
 from lgcvd_train.config import TrainConfig
 from lgcvd_train.data import load_dataset
-from lgcvd_train.eval_protocol import Candidate, aggregate, frechet_distance
+from lgcvd_train.eval_protocol import Candidate, frechet_distance
 from lgcvd_train.evaluate import main
 from lgcvd_train.metrics import PSNR_IDENTICAL, load_lpips, lpips_frames, psnr, ssim
+from lgcvd_train.metrics.aggregate import aggregate, curves
 from lgcvd_train.metrics.fvd import few_clips_warning
 
 P, N, CLIPS, SIZE = 2, 6, 2, 32
@@ -187,8 +188,8 @@ def test_best_of_samples_is_picked_per_clip_and_per_metric_on_the_frame_range():
     assert everything["best"]["lpips"]["mean"] == pytest.approx(0.2)
     first = aggregate(per_frame, slice(0, 1))
     assert first["best"]["psnr"]["mean"] == 20.0 and first["mean"]["psnr"]["mean"] == 17.5
-    curves = eval_protocol.curves(per_frame, slice(0, 1))
-    assert curves["best"]["psnr"].tolist() == [20.0, 10, 10]
+    per_frame_curves = curves(per_frame, slice(0, 1))
+    assert per_frame_curves["best"]["psnr"].tolist() == [20.0, 10, 10]
 
 
 @pytest.mark.slow

@@ -11,26 +11,18 @@ import json
 import av
 import numpy as np
 import pytest
+from bag_messages import MS, ROS2, T0, header, image, write_bag
 from click.testing import CliRunner
 from rosbags.highlevel import AnyReader
-from test_bags import BAIR_REAL, MS, ROS2, T0, header, image, write_bag
 from test_robot_logs import timed_bundle
 
 from lgcvd_runtime.bundle import load_manifest
 from lgcvd_runtime.cli.run import main
 from lgcvd_runtime.media.resize import fit_frame
-from lgcvd_runtime.media.video import read_frames
 from lgcvd_runtime.media.writer import VideoWriter
 
 PERIOD = 100 * MS
 K_CAMERA = np.array([[80.0, 0.0, 47.5], [0.0, 80.0, 31.5], [0.0, 0.0, 1.0]])
-
-
-@pytest.fixture(scope="module")
-def bair() -> np.ndarray:
-    if not (BAIR_REAL / "clip0.mkv").exists():
-        pytest.skip("bair-real data absent")
-    return read_frames(BAIR_REAL / "clip0.mkv")  # (30, 64, 64, 3)
 
 
 @pytest.fixture(scope="module")

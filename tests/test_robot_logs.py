@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bag_messages import MS, T0, camera_bag, image, read, write_bag
 from click.testing import CliRunner
-from conftest import export_tiny_bundle
-from test_bags import BAIR_REAL, MS, T0, camera_bag, read
+from conftest import BAIR_REAL, export_tiny_bundle
 
 from lgcvd_runtime import api
 from lgcvd_runtime.cli.run import main
@@ -24,13 +24,6 @@ from lgcvd_train.data import load_dataset
 from lgcvd_train.data.robot_logs import data_period
 
 PERIOD = 100 * MS  # the bair-real clips are 10 fps
-
-
-@pytest.fixture(scope="module")
-def bair() -> np.ndarray:
-    if not (BAIR_REAL / "clip0.mkv").exists():
-        pytest.skip("bair-real data absent")
-    return read_frames(BAIR_REAL / "clip0.mkv")  # (30, 64, 64, 3)
 
 
 def timed_bundle(tmp_path_factory, period_s: float | None) -> Path:
@@ -79,7 +72,6 @@ def test_a_30_hz_bag_on_a_10_hz_model_gives_every_third_frame_by_stamp(tmp_path,
 def test_predict_says_where_a_gap_falls(tmp_path, bair, ten_hz):
     kept = [i for i in range(12) if i != 4]  # frame 4 dropped
     gapped = tmp_path / "gapped"
-    from test_bags import image, write_bag
 
     write_bag(
         gapped, [("/cam", T0 + i * PERIOD, image(bair[i], "rgb8", T0 + i * PERIOD)) for i in kept]
@@ -103,7 +95,6 @@ def test_training_on_a_folder_of_bags_never_spans_a_dropped_frame(tmp_path, bair
     folder = tmp_path / "logs"
     folder.mkdir()
     camera_bag(folder / "a", bair[:20])
-    from test_bags import image, write_bag
 
     kept = [i for i in range(30) if i != 15]  # 15 frames, a gap, 14 frames
     write_bag(folder / "b", [("/cam/image_raw", T0 + i * PERIOD,
@@ -154,7 +145,6 @@ def test_a_model_without_a_period_has_no_times_and_takes_frames_by_index(
 def bag_folder(tmp_path: Path, bair: np.ndarray) -> Path:
     """Bag a: frames 0..19 of a 30 Hz camera (each bair frame three times); bag b: frames
     0..29 at 10 Hz without frame 15 (a dropped frame)."""
-    from test_bags import image, write_bag
 
     folder = tmp_path / "logs"
     folder.mkdir()

@@ -17,8 +17,8 @@ from conftest import export_tiny_bundle
 
 import eval_tasks
 import motion_check
-from lgcvd_train.eval_protocol import paired_difference
 from lgcvd_train.metrics import PSNR_IDENTICAL
+from lgcvd_train.metrics.aggregate import paired_difference
 
 pytestmark = pytest.mark.research  # every test here (pyproject's markers)
 
