@@ -88,13 +88,20 @@ def respace(spec: ScheduleSpec, steps: int) -> Plan:
     """
     if not 1 <= steps <= spec.T:
         raise ValueError(f"steps must be in 1..{spec.T}, got {steps}")
-    ab_full = full_alphas_cumprod(spec)
     if steps == 1:
-        kept = np.array([spec.T - 1], dtype=np.int64)
-    else:
-        kept = np.unique(np.round(np.linspace(0, spec.T - 1, steps)).astype(np.int64))
-    assert len(kept) == steps, "respacing produced duplicate timesteps"
-    ab = ab_full[kept]
+        return plan_at(spec, [spec.T - 1])
+    return plan_at(spec, np.unique(np.round(np.linspace(0, spec.T - 1, steps)).astype(np.int64)))
+
+
+def plan_at(spec: ScheduleSpec, timesteps) -> Plan:
+    """The plan over the given original indices (strictly ascending, in 0..T-1), betas re-derived
+    from the kept abar: how a bundle's recorded timesteps, or a distillation grid, become a plan."""
+    kept = np.asarray(timesteps, dtype=np.int64)
+    if kept.ndim != 1 or len(kept) == 0 or kept[0] < 0 or kept[-1] >= spec.T:
+        raise ValueError(f"timesteps must be a non-empty list in 0..{spec.T - 1}, got {timesteps}")
+    if np.any(np.diff(kept) <= 0):
+        raise ValueError(f"timesteps must be strictly ascending, got {timesteps}")
+    ab = full_alphas_cumprod(spec)[kept]
     prev = np.concatenate([[1.0], ab[:-1]])
     betas = 1.0 - ab / prev
     assert np.all(betas > 0) and np.all(betas < 1)
