@@ -54,3 +54,11 @@ test: $(VENV)/.installed-test $(VENV)/trt-stubs/.installed $(SERVE_VENV)/.instal
 
 clean:
 	rm -rf $(VENV) $(SERVE_VENV) demo_out
+
+# Soak tests (tools/soak.py), not part of `make test`: the live stream (2 cameras x 10 Hz, 10 min),
+# the Triton server (4 clients, 5 min) and the ROS 2 node (2 topics x 10 Hz, 5 min) on loopback,
+# niced; soak_out/ gets soak.json and soak.png. SOAK_ARGS passes options, e.g.
+# SOAK_ARGS="--scenario live --live-seconds 120".
+.PHONY: soak
+soak: $(VENV)/.installed-test $(SERVE_VENV)/.installed
+	nice -n 10 $(BIN)/python tools/soak.py --out soak_out $(SOAK_ARGS)

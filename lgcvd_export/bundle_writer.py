@@ -5,7 +5,9 @@ Everything is written into a temporary directory beside the target and renamed i
 when complete. Any failure, the gate included, or an interrupt removes the temporary directory,
 so no half-written bundle is ever visible; with `force`, an existing bundle is replaced only after
 the new one is complete, and a stop signal is held back while the renames run. The bundle's
-folder and files get the permissions the user's umask gives.
+folder and files get the permissions the user's umask gives. A distilled student's checkpoint
+carries the plan it was distilled for (state "plan"); the manifest records it and the graphs
+bind it (`lgcvd_runtime.bundle`, module header).
 """
 
 from __future__ import annotations
@@ -19,16 +21,16 @@ import torch
 
 from lgcvd_runtime.backends import trt_backend
 from lgcvd_runtime.bundle import GraphSpec, Manifest, bound_fields, sha256_file, write_manifest
+from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.files import folder_then_rename, refuse_existing, remove_abandoned
-from lgcvd_runtime.media.arrays import load_videos, recorded_command
-from lgcvd_runtime.ood import calibrate
+from lgcvd_runtime.plans import PlanError, SamplerPlan, read_plan
 from lgcvd_runtime.portable import portable_record
 from lgcvd_train import __version__
 from lgcvd_train.checkpoint import Checkpoint, resolve
 from lgcvd_train.model import LGCVD
 
 from . import int8_gate, parity, quantize, trt_build
-from .calibration import calibrate_on_run
+from .calibration import calibrate_on_given, calibrate_on_run
 from .graphs import EXPORTER, GraphIO, bind_fields, export_model
 from .options import ExportOptions
 from .precision import to_fp16
@@ -63,12 +65,27 @@ def provenance(ckpt: Checkpoint, checkpoint: Path, opts: ExportOptions, worst: f
     return portable_record({k: v for k, v in record.items() if v is not None})
 
 
+def student_plan(ckpt: Checkpoint, checkpoint: Path) -> SamplerPlan | None:
+    """The plan a distilled student's checkpoint records (None: not a student), checked against
+    its schedule, its teacher's paths `portable` as the provenance's are."""
+    try:
+        plan = read_plan(ckpt.state.get("plan"), ckpt.schedule.T)
+    except PlanError as e:
+        raise LgcvdError(
+            f"{resolve(checkpoint)}: bad plan ({e}); distil the student again"
+        ) from None
+    if plan is None:
+        return None
+    return replace(plan, teacher=portable_record(plan.teacher))
+
+
 def build_manifest(
-    directory: Path, model: LGCVD, specs: dict[str, GraphIO], schedule, opts, prov, framing
+    directory: Path, model: LGCVD, specs: dict[str, GraphIO], ckpt: Checkpoint, opts, prov, plan
 ) -> Manifest:
     """The manifest of the finished graphs in `directory`, once each records the bound fields
     (`lgcvd_runtime.bundle`, module header) that its hash then covers."""
-    bound = bound_fields(model.cfg.layout(), schedule, opts.precision, opts.max_batch)
+    schedule = ckpt.schedule
+    bound = bound_fields(model.cfg.layout(), schedule, opts.precision, opts.max_batch, plan)
     for name in specs:
         bind_fields(directory / f"{name}.onnx", bound)
     graphs = {
@@ -82,12 +99,14 @@ def build_manifest(
         max_batch=opts.max_batch,
         graphs=graphs,
         provenance=prov,
-        framing=framing,  # the checkpoint's: serving fits frames as training did
+        framing=ckpt.framing,  # the checkpoint's: serving fits frames as training did
+        plan=plan,
     )
 
 
 def fill(directory: Path, model, ckpt, checkpoint, opts, echo, name: Path) -> None:
     """Write a complete bundle, to be renamed to `name`, into the (empty) `directory`."""
+    plan = student_plan(ckpt, checkpoint)  # a bad plan fails before the long work
     specs = export_model(model, directory, opts.opset)
     if opts.precision == "fp16":
         for name in specs:
@@ -112,7 +131,7 @@ def fill(directory: Path, model, ckpt, checkpoint, opts, echo, name: Path) -> No
             "gate_min_psnr": gate.tolerance.min_psnr,
             "gate_min_ssim": gate.tolerance.min_ssim,
         }
-    manifest = build_manifest(directory, model, specs, schedule, opts, prov, ckpt.framing)
+    manifest = build_manifest(directory, model, specs, ckpt, opts, prov, plan)
     if opts.tensorrt:
         engines = trt_build.build_engines(directory, manifest, echo)
         prov = {**prov, "engines": engines}
@@ -129,11 +148,8 @@ def input_calibration(directory: Path, manifest: Manifest, ckpt, opts, name: Pat
     (`calibration`); None, said in one line, where there are none. Never the --init-from
     source's: the model changed."""
     if opts.calibrate is None:
-        return calibrate_on_run(directory, manifest, ckpt, name, echo)
-    clips, data = load_videos(opts.calibrate), opts.calibrate
-    ood = calibrate(directory, manifest, clips, str(data), recorded_command(data))
-    echo(f"ood score calibrated on {len(clips)} clips: {ood['percentiles']}")
-    return ood
+        return calibrate_on_run(directory, manifest, ckpt, name, echo, opts.calibrate_topic)
+    return calibrate_on_given(directory, manifest, opts.calibrate, opts.calibrate_topic, echo)
 
 
 def export_bundle(

@@ -6,7 +6,9 @@ data: a generator's clips after the ones the run trained on (same seed: held out
 distribution), or up to `CLIPS` of the clips of an array file, a folder of videos or a robot log
 that is still where the run read it (those runs have no held-out split, so the record says
 "held_out": false). Where none can be had, the export says so in one line with the command that
-calibrates the bundle later. lgcvd-export --calibrate CLIPS takes given clips instead.
+calibrates the bundle later. lgcvd-export --calibrate DATA takes given held-out clips instead,
+read as lgcvd-run calibrate --data reads them (`lgcvd_runtime.media.recordings`: an array of any
+frame size, a video, a folder of videos, a bag's camera --calibrate-topic).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import numpy as np
 
 from lgcvd_runtime.bundle import Manifest
 from lgcvd_runtime.errors import LgcvdError
-from lgcvd_runtime.ood import calibrate
+from lgcvd_runtime.media.arrays import recorded_command
+from lgcvd_runtime.ood import calibrate, calibration_clips
 from lgcvd_train.checkpoint import Checkpoint
 from lgcvd_train.data import DATA_GENERATORS, GENERATED_FRAMES, load_dataset
 
@@ -38,8 +41,9 @@ class RunClips:
     held_out: bool
 
 
-def run_clips(ckpt: Checkpoint) -> RunClips:
-    """Clips of the run's own data (module header); Uncalibrated where there are none."""
+def run_clips(ckpt: Checkpoint, topic: str | None = None) -> RunClips:
+    """Clips of the run's own data (module header; `topic`: its bags' camera); Uncalibrated
+    where there are none."""
     trained = ckpt.state.get("provenance", {})
     source, size = trained.get("data"), ckpt.model_config.image_size
     if source is None:
@@ -54,19 +58,25 @@ def run_clips(ckpt: Checkpoint) -> RunClips:
     if not Path(source).exists():
         raise Uncalibrated(f"its training data {source} is not here")
     min_frames = ckpt.train_config.clip_frames
-    videos = load_dataset(source, size, min_frames=min_frames, framing=ckpt.framing)
+    videos = load_dataset(source, size, min_frames=min_frames, framing=ckpt.framing, topic=topic)
     picked = np.unique(np.linspace(0, len(videos) - 1, min(CLIPS, len(videos))).round())
     clips = [videos[int(i)] for i in picked]  # spread over the whole set
     return RunClips(clips, source, trained.get("data_command"), False)
 
 
 def calibrate_on_run(
-    directory: Path, manifest: Manifest, ckpt: Checkpoint, name: Path, echo: Callable[[str], None]
+    directory: Path,
+    manifest: Manifest,
+    ckpt: Checkpoint,
+    name: Path,
+    echo: Callable[[str], None],
+    topic: str | None = None,
 ) -> dict | None:
-    """The "ood" record of the bundle in `directory` (to be `name`) on the run's own clips, or
-    None after saying in one line why it stays uncalibrated and how to calibrate it."""
+    """The "ood" record of the bundle in `directory` (to be `name`) on the run's own clips (its
+    bags' camera `topic`), or None after saying in one line why it stays uncalibrated and how to
+    calibrate it."""
     try:
-        run = run_clips(ckpt)
+        run = run_clips(ckpt, topic)
         record = calibrate(
             directory, manifest, run.clips, run.data, run.command, None, run.held_out
         )
@@ -81,3 +91,18 @@ def calibrate_on_run(
         f"ood score calibrated on {len(run.clips)} {kind} clips of {run.data}: {record['percentiles']}"
     )
     return record
+
+
+def calibrate_on_given(
+    directory: Path,
+    manifest: Manifest,
+    data: Path,
+    topic: str | None,
+    echo: Callable[[str], None],
+) -> dict:
+    """The "ood" record of the bundle in `directory` on the held-out clips of `data` (a bag's
+    camera `topic`), read as lgcvd-run calibrate --data reads them."""
+    clips = calibration_clips(data, manifest, topic, echo)
+    record = calibrate(directory, manifest, clips, str(data), recorded_command(data))
+    echo(f"ood score calibrated on {len(clips)} clips: {record['percentiles']}")
+    return {**record, **({"topic": topic} if topic is not None else {})}

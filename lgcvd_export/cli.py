@@ -80,10 +80,17 @@ from .options import ExportOptions, GateTolerance
 )
 @click.option(
     "--calibrate",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(exists=True, path_type=Path),
     default=None,
-    help="Held-out clips of the training distribution (.npy/.npz at the model's size): record "
-    "the input score's percentiles, for lgcvd-run's out-of-distribution warning (docs/ood.md).",
+    help="Held-out clips of the training distribution (a .npy/.npz video array, a video, a "
+    "folder of videos or a bag): record the input score's percentiles, for lgcvd-run's "
+    "out-of-distribution warning (docs/ood.md) [default: the run's own data].",
+)
+@click.option(
+    "--calibrate-topic",
+    default=None,
+    help="Camera topic of the bag that calibrates (--calibrate's, else the run's data; "
+    "default: each bag's only image topic).",
 )
 def main(
     checkpoint: Path,
@@ -102,6 +109,7 @@ def main(
     force: bool,
     real_frames: Path | None,
     calibrate: Path | None,
+    calibrate_topic: str | None,
 ) -> None:
     """Export CHECKPOINT (a run directory or its checkpoint.safetensors) as a bundle."""
     before = _identity(output)
@@ -134,6 +142,7 @@ def main(
         gate_clips=gate_clips,
         gate=GateTolerance(gate_min_psnr, gate_min_ssim),
         calibrate=calibrate,
+        calibrate_topic=calibrate_topic,
     )
     if (blocker := file_in_the_way(output.parent)) is not None:
         raise click.ClickException(

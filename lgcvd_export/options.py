@@ -28,3 +28,4 @@ class ExportOptions:
     gate_clips: int = 8
     gate: GateTolerance = GateTolerance()
     calibrate: Path | None = None  # held-out clips: record the input score's calibration
+    calibrate_topic: str | None = None  # the camera of a bag that calibrates

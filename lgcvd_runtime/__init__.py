@@ -29,6 +29,8 @@ _LAZY = {
     "default_bundle": "api",
     "LiveStream": "live",
     "Forecast": "live",
+    "ForecastFailed": "live",
+    "StreamEnded": "live",
 }
 
 __all__ = [

@@ -1,6 +1,6 @@
 """The embedding API: load a bundle once, then predict, interpolate, generate or stream.
 
-    model = lgcvd_runtime.load("bair.lgcvd", sampler="ddpm", steps=50)
+    model = lgcvd_runtime.load("bair.lgcvd")          # its plan, else ddpm 50 steps
     for window in model.predict(frames, n=28, seed=0):   # frames: (p, H, W, 3) uint8
         use(window.start, window.frames)                 # (samples, F, size, size, 3) uint8
         use(window.times)                                # (F,) seconds; None: period unknown
@@ -8,12 +8,15 @@
         use(window.frames)                               # (3, samples, F, size, size, 3)
 
 Everything expensive (manifest check, inference sessions, the sampling plan) happens in `load`;
-calls only run windows. Frames are uint8 RGB; frames of another size are fitted to the model's
-square as the bundle's framing says (`Model.framing`: its region, then crop, pad or stretch,
-`media.resize.fit_frame`), and `Model.fit_transform` maps a model pixel back. Cameras and samples are rows of
-one batch; each row's noise comes from its clip's seed (`pipeline.row_generators`), so a clip's
-forecast does not depend on the other cameras. The window logic is `pipeline.Pipeline`; the live stream
-is `live.LiveStream`.
+calls only run windows. The plan (`Model.plan`, `plans.choose`): `sampler` and `steps` where
+given, else the plan the bundle records (a distilled student's), else `plans.DEFAULT_PLAN`;
+overriding a student's plan warns once, at load (`warnings.warn`, or `load`'s `warn`).
+Frames are uint8 RGB; frames of another size are fitted to the model's square as the bundle's
+framing says (`Model.framing`: its region, then crop, pad or stretch, `media.resize.fit_frame`),
+and `Model.fit_transform` maps a model pixel back. Cameras and samples are rows of one batch; each
+row's noise comes from its clip's seed (`pipeline.row_generators`), so a clip's forecast does not
+depend on the other cameras. The window logic is `pipeline.Pipeline`; the live stream is
+`live.LiveStream`.
 
 Time: a bundle that records its frame period (`Model.period_s`, manifest "framing") gives every
 window the times its frames show, in seconds (`framing.frame_times`): the last given frame's
@@ -27,6 +30,7 @@ This module knows no engine package and no torch.
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -58,8 +62,7 @@ from lgcvd_runtime.pipeline import (
     clip_seeds,
     row_generators,
 )
-from lgcvd_runtime.plans import DEFAULT_PLAN
-from lgcvd_runtime.schedule import respace
+from lgcvd_runtime.plans import PlanChoice, choose
 
 ASSETS = Path(__file__).parent / "assets"  # default.lgcvd and demo.mkv, when shipped
 Seed = int | Sequence[int] | None  # one for all clips, one per clip, or drawn from the model
@@ -99,13 +102,24 @@ def _camera(index: int, fit, clip) -> np.ndarray:
         raise LgcvdError(f"camera {index}: {err}") from None
 
 
+class PlanWarning(UserWarning):
+    """A run's plan differs from the one its bundle was distilled for (`plans.choose`)."""
+
+
 class Model:
-    """A loaded bundle on one backend with fixed sampler settings. Build it with `load`."""
+    """A loaded bundle on one backend with fixed sampler settings. Build it with `load`.
+    `plan`: the sampler plan its pipeline runs and where it came from (`plans.PlanChoice`)."""
 
     def __init__(
-        self, bundle: Path, manifest: Manifest, backend: Backend, pipeline: Pipeline, seed
+        self,
+        bundle: Path,
+        manifest: Manifest,
+        backend: Backend,
+        pipeline: Pipeline,
+        seed,
+        plan: PlanChoice,
     ):
-        self.bundle, self.manifest = bundle, manifest
+        self.bundle, self.manifest, self.plan = bundle, manifest, plan
         self.backend, self.pipeline = backend, pipeline
         self.rng = np.random.default_rng(seed)  # draws the seeds of calls given none
         self.calibration = Calibration.of(manifest)  # the input score's range, if recorded
@@ -178,22 +192,25 @@ class Model:
         check_count("frames per clip", counts[0])
         return fitted, many
 
-    def input_score(self, clips) -> float | np.ndarray:
+    def input_score(self, clips, batch: int | None = None) -> float | np.ndarray:
         """The input score (`ood`) of one clip's given frames (a float) or of a list of clips
-        ((C,)): one encode and one denoise call; a calibrated bundle's results carry it."""
+        ((C,)): one encode and one denoise call (or calls of `batch` windows: a forecast's own
+        batch); a calibrated bundle's results carry it."""
         fitted, many = self.clips(clips)
-        scores = scores_of_clips(self.backend, self.manifest, np.stack(fitted))
+        scores = scores_of_clips(self.backend, self.manifest, np.stack(fitted), batch)
         return scores if many else float(scores[0])
 
     def input_warning(self, score: float | None) -> str | None:
         """The one-line warning for a score beyond the calibrated range, else None."""
         return input_warning(self.calibration, score)
 
-    def _scorer(self, fitted: list[np.ndarray], many: bool):
-        """What the results of a call on `fitted` carry: a deferred input score, or None."""
+    def _scorer(self, fitted: list[np.ndarray], many: bool, samples: int):
+        """What the results of a call on `fitted` carry: a deferred input score, in calls of
+        the forecast's batch, or None."""
         if self.calibration is None:
             return None
-        return lambda: self.input_score(fitted if many else fitted[0])
+        batch = min(len(fitted) * samples, self.manifest.max_batch)
+        return lambda: self.input_score(fitted if many else fitted[0], batch)
 
     def seeds(self, seed: Seed, clips: int) -> list[int]:
         """One seed per clip (`pipeline.clip_seeds`), drawn from the model's rng where none is given."""
@@ -216,7 +233,7 @@ class Model:
         check_count("n", n)
         fitted, many = self.clips(clips)
         x, rngs = self.rows(fitted, samples, seed)
-        cameras, score = len(fitted) if many else None, self._scorer(fitted, many)
+        cameras, score = len(fitted) if many else None, self._scorer(fitted, many, samples)
         clock = self._clock(times, len(fitted[0]) - 1, cameras)
         return _to_uint8(self.pipeline.predict(x, n, rngs), cameras, score, clock)
 
@@ -231,7 +248,7 @@ class Model:
         if len(fitted[0]) < 2:
             raise LgcvdError(f"interpolation needs at least 2 keyframes, got {len(fitted[0])}")
         x, rngs = self.rows(fitted, samples, seed)
-        cameras, score = len(fitted) if many else None, self._scorer(fitted, many)
+        cameras, score = len(fitted) if many else None, self._scorer(fitted, many, samples)
         clock = self._clock(times, 0, cameras)
         return _to_uint8(self.pipeline.interpolate(x, rngs), cameras, score, clock)
 
@@ -255,10 +272,28 @@ class Model:
         cameras: int = 1,
         samples: int = 1,
         seed: Seed = None,
+        *,
+        camera_period_s: float | None = None,
+        deadline_s: float | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> LiveStream:
         """A non-blocking forecaster with its own worker thread: see `live.LiveStream`. n
-        defaults to one window of new frames; `seed`: one for all cameras or one per camera."""
-        return LiveStream(self, p, n or self.manifest.model.new_frames, cameras, samples, seed)
+        defaults to one window of new frames; `seed`: one for all cameras or one per camera;
+        `camera_period_s`: seconds between the cameras' frames (None: measured as they come),
+        by which frames are taken at the model's period; `deadline_s`: a forecast older than
+        this is `stale`; `clock`: seconds, the clock of `push` stamps and forecast ages
+        (None: time.monotonic)."""
+        return LiveStream(
+            self,
+            p,
+            n or self.manifest.model.new_frames,
+            cameras,
+            samples,
+            seed,
+            camera_period_s=camera_period_s,
+            deadline_s=deadline_s,
+            clock=clock,
+        )
 
     def close(self) -> None:
         """Free the backend's sessions or engines."""
@@ -319,30 +354,47 @@ def _to_uint8(
         yield PredictedWindow(w.index, w.start, frames, value, times)
 
 
+def plan_of(manifest: Manifest, sampler: str | None, steps: int | None) -> PlanChoice:
+    """The plan for `manifest` given `sampler` and `steps` (None: not given; module header),
+    each given value checked in one line."""
+    if sampler is not None:
+        check_sampler(sampler)
+    if steps is not None:
+        check_steps(steps, manifest.schedule.T)
+    return choose(sampler, steps, manifest.plan)
+
+
 def load(
     bundle: str | Path | None = None,
     backend: str = "auto",
-    sampler: str = DEFAULT_PLAN.sampler,
-    steps: int = DEFAULT_PLAN.steps,
+    sampler: str | None = None,
+    steps: int | None = None,
     seed: int | None = None,
     log: Callable[[str], None] | None = None,
     threads: int | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Model:
-    """Load a bundle (None: the default one) on a backend, with a sampler and step count.
+    """Load a bundle (None: the default one) on a backend, with a sampler and step count (None:
+    the bundle's plan, else `plans.DEFAULT_PLAN`'s).
 
     `seed` fixes the seeds of calls that pass none (None: fresh each run); `log` receives
     one-line notes such as the backend `auto` chose; `threads` caps onnxruntime's CPU threads
-    (None: one per physical core), e.g. to leave cores to the rest of a robot's stack.
+    (None: one per physical core), e.g. to leave cores to the rest of a robot's stack; `warn`
+    receives the one-line warning that a given sampler or steps override the plan the bundle
+    was distilled for (None: `warnings.warn` as a `PlanWarning`).
     """
-    check_sampler(sampler)
     if seed is not None:
         row_generators(seed, 1)  # the seed rule's own check: a one-line error now, not later
     path = Path(bundle) if bundle is not None else default_bundle()
     manifest = load_manifest(path)
-    check_steps(steps, manifest.schedule.T)
-    settings = SamplerSettings(respace(manifest.schedule, steps), sampler)
+    plan = plan_of(manifest, sampler, steps)
+    settings = SamplerSettings(plan.plan.over(manifest.schedule), plan.plan.sampler)
     if threads is not None and (not is_whole(threads) or threads < 1):
         raise LgcvdError(f"threads must be at least 1, got {threads!r}")
+    if plan.warning is not None and warn is not None:
+        warn(plan.warning)
+    elif plan.warning is not None:
+        warnings.warn(plan.warning, PlanWarning, stacklevel=2)
     engine = load_backend(backend, path, manifest, log, threads)
     pipeline = Pipeline(engine, manifest.model, settings, manifest.max_batch)
-    return Model(path, manifest, engine, pipeline, seed)
+    return Model(path, manifest, engine, pipeline, seed, plan)

@@ -7,9 +7,15 @@ symbolic shapes) is described here once and read by the exporter, TensorRT profi
 runtime's input checks.
 
 Bound fields: the manifest's fields that define the maths (the model layout, the schedule,
-precision, max batch) are also written by export into every graph's metadata, as
-`lgcvd.<field>` = JSON, so the graph hash covers them; a manifest that disagrees with its graphs
-was edited, and is refused. A format-version-1 bundle, written before, has none and loads.
+precision, max batch and, from format 3, the plan a student was distilled for) are also written by
+export into every graph's metadata, as `lgcvd.<field>` = JSON, so the graph hash covers them; a
+manifest that disagrees with its graphs was edited, and is refused. A format-version-1 bundle,
+written before, has none and loads; a version-2 one has all but the plan.
+
+The plan (format 3, `plans.read_plan`): a distilled student's sampler, steps, exact timesteps and
+teacher provenance; null for a model trained on the ordinary loss, which runs `plans.DEFAULT_PLAN`
+unless told otherwise. Its sampler, steps and timesteps are bound: a student's graphs were trained
+to jump between exactly those timesteps, so an edited plan would forecast worse without an error.
 """
 
 from __future__ import annotations
@@ -23,22 +29,26 @@ from pathlib import Path
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
-from lgcvd_runtime.checks import refuse_unknown_fields
+from lgcvd_runtime.checks import is_whole, refuse_unknown_fields
 from lgcvd_runtime.errors import BundleError
 from lgcvd_runtime.files import write_then_rename
 from lgcvd_runtime.framing import Framing
 from lgcvd_runtime.layout import ModelSpec
+from lgcvd_runtime.plans import PlanError, SamplerPlan, read_plan
 from lgcvd_runtime.schedule import ScheduleSpec
 
 FORMAT = "lgcvd-bundle"
 # 1: the first format. 2: adds the optional fields of robot use and reliability (the model's
 # frame period and frame fit, the maths fields bound to the graphs); a version-1 bundle still
 # loads, read as having none of them. Raised once for all the changes that ship together.
-FORMAT_VERSION = 2
+# 3: adds the plan a distilled student was made for ("plan", bound); 1 and 2 load with none.
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 BATCH = "batch"  # symbolic batch dimension
 BOUND = "lgcvd."  # key prefix of the bound fields in a graph's metadata
 FIRST_BOUND_VERSION = 2  # the format version from which graphs must record them
+PLAN_VERSION = 3  # the format version from which a manifest has a plan (null or a record)
+PLAN = "plan"  # its key in the manifest and, after the prefix, in the graphs' metadata
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,14 @@ class TensorSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> TensorSpec:
-        return cls(d["name"], d["dtype"], tuple(d["shape"]))
+        shape = tuple(d["shape"])
+        if not (isinstance(d["name"], str) and isinstance(d["dtype"], str)):
+            raise ValueError(
+                f"tensor name and dtype must be text, got {d['name']!r}, {d['dtype']!r}"
+            )
+        if not all(n == BATCH or is_whole(n) and n >= 1 for n in shape):
+            raise ValueError(f"{d['name']} has shape {list(shape)}: not sizes or {BATCH!r}")
+        return cls(d["name"], d["dtype"], shape)
 
 
 @dataclass(frozen=True)
@@ -123,6 +140,7 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     ood: dict | None = None  # optional: the input score's calibration (lgcvd_runtime.ood)
     framing: Framing = Framing()  # period, fit and region of the model's frames (format 2)
+    plan: SamplerPlan | None = None  # the plan a distilled student was made for (format 3)
 
     def to_dict(self) -> dict:
         return {
@@ -136,20 +154,27 @@ class Manifest:
             "provenance": self.provenance,
             **({"ood": self.ood} if self.ood is not None else {}),
             "framing": self.framing.to_dict(),
+            PLAN: None if self.plan is None else self.plan.to_record(),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> Manifest:
+        """The manifest `d`; PlanError for a plan that cannot run, or one in a format before 3."""
+        schedule = ScheduleSpec.from_dict(d["schedule"])
+        version = int(d["format_version"])
+        if d.get(PLAN) is not None and version < PLAN_VERSION:
+            raise PlanError(f"format version {version} has no plan, {PLAN_VERSION} does")
         return cls(
             model=ModelSpec(**d["model"]),
-            schedule=ScheduleSpec.from_dict(d["schedule"]),
+            schedule=schedule,
             precision=d["precision"],
             max_batch=int(d["max_batch"]),
             graphs={k: GraphSpec.from_dict(g) for k, g in d["graphs"].items()},
             provenance=d.get("provenance", {}),
-            format_version=int(d["format_version"]),
+            format_version=version,
             ood=d.get("ood"),
             framing=Framing.from_dict(d.get("framing")),
+            plan=read_plan(d.get(PLAN), schedule.T),
         )
 
 
@@ -190,7 +215,9 @@ def load_manifest(path: Path, verify: bool = True) -> Manifest:
             )
         refuse_unknown_fields(path, "the bundle's model", ModelSpec, raw["model"], BundleError)
         manifest = Manifest.from_dict(raw)
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except PlanError as e:
+        raise BundleError(f"{mf}: bad plan ({e}); export the bundle again") from None
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
         raise BundleError(f"{mf}: corrupt manifest ({e}); export the bundle again") from None
     for name in required_graphs(manifest):
         if name not in manifest.graphs:
@@ -221,15 +248,21 @@ def verify_graph(path: Path, graph: GraphSpec) -> None:
 
 
 def bound_fields(
-    model: ModelSpec, schedule: ScheduleSpec, precision: str, max_batch: int
+    model: ModelSpec,
+    schedule: ScheduleSpec,
+    precision: str,
+    max_batch: int,
+    plan: SamplerPlan | None,
 ) -> dict[str, str]:
     """What export writes into every graph's metadata (module header): `lgcvd.<manifest
-    field>` -> the field's value as JSON, e.g. "lgcvd.schedule.T" -> "1000"."""
+    field>` -> the field's value as JSON, e.g. "lgcvd.schedule.T" -> "1000", "lgcvd.plan" ->
+    the plan's sampler, steps and timesteps, or "null" for a model with no plan."""
     values = {
         **{f"model.{k}": v for k, v in asdict(model).items()},
         **{f"schedule.{k}": v for k, v in schedule.to_dict().items()},
         "precision": precision,
         "max_batch": max_batch,
+        PLAN: None if plan is None else plan.bound(),
     }
     return {BOUND + k: json.dumps(v) for k, v in values.items()}
 
@@ -271,8 +304,12 @@ def graph_metadata(file: Path) -> dict[str, str]:
 
 def check_bound_fields(path: Path, manifest: Manifest) -> None:
     """Refuse, in one line, a manifest whose bound fields differ from those its graphs record
-    (module header), or a format-2 bundle whose graphs record none."""
-    wanted = bound_fields(manifest.model, manifest.schedule, manifest.precision, manifest.max_batch)
+    (module header), or a format-2 bundle whose graphs record none. Graphs before format 3
+    record no plan."""
+    m = manifest
+    wanted = bound_fields(m.model, m.schedule, m.precision, m.max_batch, m.plan)
+    if m.format_version < PLAN_VERSION:
+        del wanted[BOUND + PLAN]
     for name in required_graphs(manifest):
         file = manifest.graphs[name].file
         meta = graph_metadata(path / file)

@@ -45,13 +45,26 @@ def is_clip_list(clips) -> bool:
     array); False for one clip."""
     if isinstance(clips, np.ndarray):
         return clips.ndim == 5
-    return isinstance(clips, (list, tuple)) and len(clips) > 0 and np.ndim(clips[0]) == 4
+    return isinstance(clips, (list, tuple)) and len(clips) > 0 and len(_shape(clips[0]) or ()) == 4
+
+
+def _shape(value) -> tuple[int, ...] | None:
+    """np.shape of `value`; None for a ragged nested list, which numpy refuses to shape."""
+    try:
+        return np.shape(value)
+    except ValueError:
+        return None
 
 
 def _as_clip(frames) -> np.ndarray:
     """One clip from an array or a list of frames; a ragged list is a one-line error."""
     if isinstance(frames, (list, tuple)):
-        shapes = list(dict.fromkeys(np.shape(f) for f in frames))
+        shapes = list(dict.fromkeys(_shape(f) for f in frames))
+        if None in shapes:
+            raise LgcvdError(
+                "frames of one clip must be arrays, got a ragged nested list; pass a (T, H, W, "
+                "3) uint8 array or a list of (H, W, 3) ones"
+            )
         if len(shapes) > 1:
             raise LgcvdError(
                 f"frames of one clip must share one shape, got {shapes[0]} and {shapes[1]}; "

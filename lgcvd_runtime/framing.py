@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 FITS = ("crop", "pad", "stretch")
+PERIODS = (1e-9, 1e9)  # seconds: a frame period that whole ns stamps can follow
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,13 @@ class Framing:
         if not d:
             return cls()
         roi, period = d.get("roi"), d.get("period_s")
+        if roi is not None and len(roi) != 4:
+            raise ValueError(f"roi must be 4 whole numbers x, y, w, h, got {roi}")
+        seconds = float(period) if period is not None else None
+        if seconds is not None and not PERIODS[0] <= seconds <= PERIODS[1]:
+            raise ValueError(f"period_s must be {PERIODS[0]:g} to {PERIODS[1]:g} s, got {period}")
         return cls(
-            period_s=float(period) if period is not None else None,
+            period_s=seconds,
             fit=str(d.get("fit", "crop")),
             roi=(int(roi[0]), int(roi[1]), int(roi[2]), int(roi[3])) if roi is not None else None,
         )

@@ -1,12 +1,12 @@
 """A live forecaster for control loops: pushes never wait, a worker thread forecasts
 (docs/design.md, "Many cameras, live loops, fleets").
 
-    with model.live(p=2, n=6, cameras=2) as live:
-        while robot.running:                          # e.g. at 10 Hz
+    with model.live(p=2, n=6, cameras=2, camera_period_s=1 / 30, deadline_s=0.5) as live:
+        while robot.running:
             live.push(front_camera(), camera=0)      # stores the frame, returns at once
             live.push(wrist_camera(), camera=1)
             forecast = live.latest(camera=0)          # newest finished forecast, or None
-            if forecast is not None:
+            if forecast is not None and not forecast.stale:
                 plan(forecast.frames, forecast.times)  # times: when each frame is, or None
 
 `push` checks and stores a frame and wakes the worker. The worker forecasts the n frames after
@@ -14,22 +14,43 @@ the newest p frames of every camera that has a frame no forecast has seen yet, a
 cameras as one batch (`Model.predict` on a list of clips). While it works, newer frames replace
 older ones (latest wins: nothing queues up); frames that no forecast used are counted in
 `skipped`. A forecast depends only on its p frames and its camera's seed, as the same
-`Model.predict` call would give. An error in the worker is raised by the next `push`, `latest`
-or `wait`. The model must not be used from another thread while the stream is open.
+`Model.predict` call would give. The model must not be used from another thread while the
+stream is open.
+
+Time. A frame's stamp is the caller's (`push(stamp=)`, seconds) or the stream's clock at the push
+(`clock`, default time.monotonic). Where the model records its frame period (`period_s`), frames
+are taken by stamp at that period, by the rule recordings are resampled by (`stamps.nearest`:
+each model time takes its nearest frame, the earlier on a tie), so a 30 Hz camera on a 10 Hz
+model gives every third frame. A frame is judged as it arrives, against the next one expected a
+camera period later (`camera_period_s`, else the last step): where a frame comes later than
+expected, a model time that its predecessor would have served goes to it (late rather than
+never), the one place where `stamps.resample`, which sees both neighbours, differs. Frames
+not taken are counted in `thinned`. A stamp that goes back, or a step over `stamps.GAP` camera
+periods (the camera stopped), starts the camera afresh: its next forecast waits for p new
+frames, never spanning the break. A forecast's
+`times` are its newest frame's stamp plus k model periods (`framing.frame_times`); `latest`
+gives its `age`, the clock's now minus that stamp, and `stale`, whether the age passed
+`deadline_s`: a camera that stopped keeps its last forecast, ever older.
+
+Errors. A frame or camera that `push` refuses is that call's one-line error; the stream goes
+on. A forecast that fails (the backend raises, or returns NaN or Inf: `NonFiniteError`) is
+dropped, never published; the stream survives it: the next `push`, `latest` or `wait` that
+concerns one of its cameras raises `ForecastFailed` once (that call does nothing else: push the
+frame again), `latest` keeps the last good forecast, and forecasting resumes with the next
+frames. `MAX_FAILURES` failed forecasts in a row, or an error of the worker itself (a bug), end
+the stream: every call then raises the same one-line `StreamEnded`, and `close` returns.
 This module knows no engine package, and not the façade `api` that builds it: the model is
-anything with `Model`'s `fit`, `seeds`, `predict`, `manifest` and `period_s` (the `Forecaster`
-protocol). A forecast's `times` are its newest frame's push time plus k model periods
-(`framing.frame_times`, seconds on the caller's clock); frames are used as pushed, so push them
-at the model's period (`Model.period_s`).
+anything with `Model`'s `fit`, `seeds`, `predict`, `manifest` and `period_s` (`Forecaster`).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -38,7 +59,18 @@ from lgcvd_runtime.bundle import Manifest
 from lgcvd_runtime.checks import check_count, check_frames, is_whole
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.framing import frame_times
+from lgcvd_runtime.media.stamps import GAP, nearest
 from lgcvd_runtime.timeline import Timeline
+
+MAX_FAILURES = 3  # failed forecasts in a row that end a stream
+
+
+class ForecastFailed(LgcvdError):
+    """One forecast failed and was dropped; the stream goes on (module header)."""
+
+
+class StreamEnded(LgcvdError):
+    """The stream stopped for good: every call raises it (module header)."""
 
 
 class Forecaster(Protocol):
@@ -57,9 +89,10 @@ class Forecaster(Protocol):
 @dataclass(frozen=True)
 class Forecast:
     """The n frames (S, n, size, size, 3) uint8 that follow frame `frame_index` (counted from
-    the camera's first push) of one camera, pushed at `frame_time` (time.monotonic() unless the
-    caller gave its own clock); `made_at` is when the forecast finished. `times` (n,): the
-    time each frame shows, `frame_time` + k periods, k = 1 .. n (None: no period recorded)."""
+    the camera's first push) of one camera, stamped `frame_time`; `made_at` is when the forecast
+    finished (the stream's clock). `times` (n,): the time each frame shows, `frame_time` + k
+    periods, k = 1 .. n (None: no period recorded). `age`: seconds from `frame_time` to the
+    `latest` call that returned it; `stale`: that age is over the stream's deadline."""
 
     camera: int
     frames: np.ndarray
@@ -68,36 +101,95 @@ class Forecast:
     made_at: float
     input_score: float | None = None  # the given frames' input score (api.PredictedWindow)
     times: np.ndarray | None = None
+    age: float = 0.0
+    stale: bool = False
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    detail = text[0] if text else ""
+    return detail if isinstance(err, LgcvdError) else f"{type(err).__name__}: {detail}"
 
 
 class _Camera:
-    """One camera's newest p raw frames, their indices and times, and what forecasts used."""
+    """One camera's newest p raw frames, their indices and times, what forecasts used, and
+    where its model times lie (ns: `origin`, the last stamp and step)."""
 
     def __init__(self, p: int):
         self.frames: deque[tuple[np.ndarray, int, float]] = deque(maxlen=p)
         self.pushed = 0  # frames pushed so far; the next frame's index
         self.used = -1  # index of the newest frame the last forecast started from
         self.latest: Forecast | None = None
+        self.failed: ForecastFailed | None = None  # to report once
+        self.origin = self.judged = self.last = self.step = 0  # ns: model times (header)
 
     def due(self) -> bool:
-        return len(self.frames) == self.frames.maxlen and self.pushed - 1 > self.used
+        full = len(self.frames) == self.frames.maxlen
+        return full and self.frames[-1][1] > self.used  # a taken frame no forecast has seen
+
+    def takes(self, stamp: int, period: int | None, camera: int | None) -> bool:
+        """Whether the model takes the frame stamped `stamp` (module header, "Time"): the model
+        times not judged yet whose nearest frame, between this one and the next (expected one
+        camera period later), is this one. A break in the stamps starts the camera afresh."""
+        step, self.last = stamp - self.last, stamp
+        if period is None:
+            return True
+        known = camera or self.step  # the camera's period, once known
+        if not self.frames or step <= 0 or (known and step > GAP * max(period, known)):
+            self.frames.clear()
+            self.origin = self.judged = stamp
+            self.step = 0
+            return True
+        self.step, ahead = step, camera or step
+        first = self.origin + ((self.judged - self.origin) // period + 1) * period
+        targets = np.arange(first, stamp + ahead + 1, period, dtype=np.int64)
+        pair = np.array([stamp, stamp + ahead], dtype=np.int64)
+        mine = targets[nearest(pair, targets) == 0] if targets.size else targets
+        self.judged = int(mine[-1]) if mine.size else self.judged
+        return bool(mine.size)
+
+
+def _seconds(what: str, value: float | None) -> int | None:
+    """A positive number of seconds as whole ns (None stays None), or a one-line error."""
+    if value is None:
+        return None
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise LgcvdError(f"{what} must be a positive number of seconds, got {value!r}")
+    return round(value * 1e9)
 
 
 class LiveStream:
-    """See the module header. Build it with `Model.live(p, n, cameras, samples, seed)`."""
+    """See the module header. Build it with `Model.live(p, n, cameras, samples, seed, ...)`."""
 
     def __init__(
-        self, model: Forecaster, p: int, n: int, cameras: int, samples: int = 1, seed=None
+        self,
+        model: Forecaster,
+        p: int,
+        n: int,
+        cameras: int,
+        samples: int = 1,
+        seed=None,
+        *,
+        camera_period_s: float | None = None,
+        deadline_s: float | None = None,
+        clock: Callable[[], float] | None = None,
     ):
         for what, value in (("p", p), ("n", n), ("cameras", cameras), ("samples", samples)):
             check_count(what, value)
+        self._camera_ns = _seconds("camera_period_s", camera_period_s)
+        _seconds("deadline_s", deadline_s)
         self.model, self.p, self.n, self.samples = model, p, n, samples
+        self.deadline_s, self.clock = deadline_s, clock or time.monotonic
+        self._period_ns = _seconds("the model's period_s", model.period_s)
         self.seeds = model.seeds(seed, cameras)  # one per camera, for all its forecasts
         self.skipped = 0  # frames no forecast used
+        self.thinned = 0  # frames between the model's times, not taken (module header)
+        self.failures = 0  # forecasts that failed and were dropped
+        self._in_a_row = 0
         self._cameras = [_Camera(p) for _ in range(cameras)]
         self._cond = threading.Condition()
         self._busy, self._closing = False, False
-        self._error: BaseException | None = None
+        self._ended: StreamEnded | None = None
         self._worker = threading.Thread(target=self._work, name="lgcvd-live", daemon=True)
         self._worker.start()
 
@@ -107,39 +199,48 @@ class LiveStream:
 
     def push(self, frame: np.ndarray, camera: int = 0, stamp: float | None = None) -> int:
         """Store one (H, W, 3) uint8 frame of `camera` and return its index at once. `stamp`:
-        the frame's time on the caller's clock (default time.monotonic())."""
+        the frame's time in seconds on the stream's clock (default: the clock now)."""
         frame = np.array(check_frames(np.asarray(frame)[None])[0])  # a copy
-        stamp = time.monotonic() if stamp is None else float(stamp)
+        stamp = self.clock() if stamp is None else float(stamp)
         with self._cond:
-            self._raise_error()
+            self._raise_error(camera)
             if self._closing:
                 raise LgcvdError("this live stream is closed; open another with model.live()")
-            cam = self._camera(camera)
+            cam = self._cameras[camera]
             index = cam.pushed
-            cam.frames.append((frame, index, stamp))
             cam.pushed += 1
-            self._cond.notify_all()
+            if cam.takes(round(stamp * 1e9), self._period_ns, self._camera_ns):
+                cam.frames.append((frame, index, stamp))
+                self._cond.notify_all()
+            else:
+                self.thinned += 1
         return index
 
     def latest(self, camera: int = 0) -> Forecast | None:
-        """The newest finished forecast of `camera`, or None while there is none."""
+        """The newest finished forecast of `camera` with its age now, or None while there is
+        none."""
         with self._cond:
-            self._raise_error()
-            return self._camera(camera).latest
+            self._raise_error(camera)
+            forecast = self._cameras[camera].latest
+        if forecast is None:
+            return None
+        age = self.clock() - forecast.frame_time
+        late = self.deadline_s is not None and age > self.deadline_s
+        return replace(forecast, age=age, stale=late)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until every camera's newest frame has a finished forecast (or the timeout
-        passes: False). For tests and orderly shutdowns; a control loop never needs it."""
+        """Block until every camera's newest frame has a finished (or failed) forecast, or the
+        timeout passes (False). For tests and orderly shutdowns; a control loop never needs it."""
         with self._cond:
             done = self._cond.wait_for(
                 lambda: (
-                    self._error is not None
+                    self._ended is not None
                     or self._closing
                     or not (self._busy or any(c.due() for c in self._cameras))
                 ),
                 timeout,
             )
-            self._raise_error()
+            self._raise_error(None)
             return done
 
     def close(self) -> None:
@@ -155,17 +256,24 @@ class LiveStream:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _camera(self, camera: int) -> _Camera:
+    def _check_camera(self, camera: int) -> None:
         if not is_whole(camera) or not 0 <= camera < len(self._cameras):
             raise LgcvdError(
                 f"camera {camera!r} does not exist; this stream has cameras "
                 f"0..{len(self._cameras) - 1}"
             )
-        return self._cameras[camera]
 
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            raise self._error
+    def _raise_error(self, camera: int | None) -> None:
+        """Under the lock: the stream's end, else a failed forecast of `camera` (None: of any)
+        not yet reported."""
+        if self._ended is not None:
+            raise StreamEnded(str(self._ended)) from self._ended.__cause__
+        if camera is not None:
+            self._check_camera(camera)
+        for cam in self._cameras if camera is None else [self._cameras[camera]]:
+            failed, cam.failed = cam.failed, None
+            if failed is not None:
+                raise failed
 
     def _take(self) -> list[tuple[int, list[np.ndarray], int, float]]:
         """Under the lock: the due cameras' newest p frames; marks them used, counts skips."""
@@ -188,16 +296,49 @@ class LiveStream:
                     if self._closing:
                         return
                     jobs, self._busy = self._take(), True
-                forecasts = self._forecast(jobs)
+                try:
+                    forecasts, failure = self._forecast(jobs), None
+                except Exception as err:  # a failed forecast: the stream survives it
+                    forecasts, failure = [], err
                 with self._cond:
-                    for f in forecasts:
-                        self._cameras[f.camera].latest = f
-                    self._busy = False
-                    self._cond.notify_all()
-        except BaseException as err:  # kept for the caller's next push / latest / wait
+                    self._publish(jobs, forecasts, failure)
+        except BaseException as err:
             with self._cond:
-                self._error, self._busy = err, False
-                self._cond.notify_all()
+                self._end(f"its worker failed ({_one_line(err)}); open another", err)
+
+    def _publish(self, jobs, forecasts: list[Forecast], failure: Exception | None) -> None:
+        """Under the lock: the batch's forecasts, or its failure, for the callers to see."""
+        self._busy = False
+        self._cond.notify_all()
+        if failure is None:
+            self._in_a_row = 0
+            for f in forecasts:
+                self._cameras[f.camera].latest = f
+            return
+        self.failures += 1
+        self._in_a_row += 1
+        detail = _one_line(failure)
+        if self._in_a_row >= MAX_FAILURES:
+            self._end(
+                f"{MAX_FAILURES} forecasts failed in a row (last: {detail}); fix the cause and "
+                "open another",
+                failure,
+            )
+            return
+        for c, _, index, _ in jobs:
+            failed = ForecastFailed(
+                f"camera {c}: the forecast from frame {index} failed and was dropped ({detail});"
+                " forecasting goes on with the next frames"
+            )
+            failed.__cause__ = failure
+            self._cameras[c].failed = failed
+
+    def _end(self, why: str, cause: BaseException) -> None:
+        """Under the lock: end the stream; the worker returns."""
+        ended = StreamEnded(f"the live stream stopped: {why} with model.live()")
+        ended.__cause__ = cause
+        self._ended, self._busy, self._closing = ended, False, True
+        self._cond.notify_all()
 
     def _forecast(self, jobs) -> list[Forecast]:
         """One batch for all due cameras: (C, S, n, size, size, 3) through `Model.predict`."""
@@ -210,7 +351,7 @@ class LiveStream:
         for w in self.model.predict(clips, self.n, self.samples, seed=seeds):
             timeline.write(w.start, w.frames)
             scores = w.input_score  # (C,) or None
-        made, period = time.monotonic(), self.model.period_s
+        made, period = self.clock(), self.model.period_s
         return [
             Forecast(
                 c,

@@ -14,13 +14,16 @@ distribution in the bundle manifest (key "ood"); `Calibration.warning` turns a s
 99th percentile into the one-line warning lgcvd-run prints. A calibration made for another score
 definition (another `SCORE` name) is ignored, never compared.
 
-This module works through the pipeline's backend protocol only; it knows no engine package and
-no torch, and nothing about how the frames were read.
+`calibration_clips` reads the clips of a data path for a bundle (an array, a video, a folder
+of videos, a bag's camera topic; `media.recordings`): lgcvd-run calibrate and lgcvd-export
+--calibrate read them alike. This module works through the pipeline's backend protocol only; it
+knows no engine package and no torch, and scores frames however they were read.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,30 +65,75 @@ def score_windows(given: np.ndarray, n_frames: int, k: int) -> np.ndarray:
 
 
 def ood_scores(
-    backend: Backend, spec: ModelSpec, schedule: ScheduleSpec, given: np.ndarray
+    backend: Backend,
+    spec: ModelSpec,
+    schedule: ScheduleSpec,
+    given: np.ndarray,
+    batch: int | None = None,
 ) -> np.ndarray:
     """The score of each clip of `given` (B, p, 3, H, W) float32 in [-1, 1]: the mean over its
     last min(p, K) frames of the one-step reconstruction error. -> (B,) float64.
 
-    One backend.encode and one backend.denoise call on a batch of B·min(p, K) windows (at most
-    the bundle's max batch; `scores_of_clips` chunks larger sets)."""
+    One backend.encode and one backend.denoise call on the batch of B·min(p, K) windows (at most
+    the bundle's max batch; `scores_of_clips` chunks larger sets), or, with `batch`, calls of
+    exactly `batch` windows, the last one padded: a forecast scores its input in calls of its
+    own batch, so the engine meets no second input shape (a second shape made onnxruntime plan
+    and keep a second set of buffers: 18 MB more peak memory, docs/results.md)."""
     if given.ndim != 5 or given.shape[1] < 1:
         raise LgcvdError(f"the score needs at least one given frame, got shape {given.shape}")
-    n, h = spec.frames, spec.image_size
+    n = spec.frames
     window = score_windows(given, n, spec.cond_slots)  # (B·F, N, 3, H, W)
     bf = len(window)
     x0 = stack_window(window)  # (B·F, 3N, H, W)
     cond = build_condition(window, np.full((bf, spec.cond_slots), ABSENT), n)  # no given frames
-    context = backend.encode(unknown_window(bf, n, h, h))
     ab = float(full_alphas_cumprod(schedule)[T_SCORE])
     alpha, sigma = math.sqrt(ab), math.sqrt(1.0 - ab)
     eps = np.random.default_rng(NOISE_SEED).standard_normal(x0.shape[1:], dtype=np.float32)
     x_t = alpha * x0 + sigma * eps  # Eq. 3, the same eps for every window
-    t = np.full((bf,), T_SCORE, dtype=np.float32)
-    out = backend.denoise(x_t, t, cond, context)
+    out = _denoise_in_calls(backend, spec, x_t, cond, batch or bf)
     x0_hat, _ = x0_eps_from_output(x_t, out, alpha, sigma, spec.parameterization)
     err = np.abs(x0_hat.clip(-1.0, 1.0) - x0)  # (B·F, 3N, H, W)
     return err.reshape(len(given), -1).mean(axis=1, dtype=np.float64) * GREY
+
+
+def _denoise_in_calls(
+    backend: Backend, spec: ModelSpec, x_t: np.ndarray, cond: np.ndarray, batch: int
+) -> np.ndarray:
+    """The denoiser's output at T_SCORE for windows (W, 3N, H, W), with no previous window, in
+    calls of `batch` windows; a short last call is padded with copies of its last window."""
+    n, h = spec.frames, spec.image_size
+    context = backend.encode(unknown_window(batch, n, h, h))
+    t = np.full((batch,), T_SCORE, dtype=np.float32)
+    outs = []
+    for i in range(0, len(x_t), batch):
+        rows = np.minimum(np.arange(i, i + batch), len(x_t) - 1)  # pads with the last window
+        outs.append(backend.denoise(x_t[rows], t, cond[rows], context)[: len(x_t) - i])
+    return np.concatenate(outs)
+
+
+def calibration_length(n_frames: int) -> int:
+    """Frames of a calibration clip cut from a longer recording: 2(N-1), so that the clips'
+    inputs (from every (N-1)-th frame of each) are the whole recording's."""
+    return 2 * (n_frames - 1)
+
+
+def calibration_clips(
+    data: Path, manifest: Manifest, topic: str | None, log: Callable[[str], None] | None
+) -> list[np.ndarray]:
+    """The clips of `data` (`media.recordings.data_clips`; a bag's camera `topic`) that
+    calibrate the bundle of `manifest`: fitted as its framing says, at its period, recordings cut
+    into clips of `calibration_length` frames. `log` gets the readers' notes."""
+    from lgcvd_runtime.media.recordings import data_clips  # PyAV: training imports this module
+
+    return data_clips(
+        data,
+        manifest.model.image_size,
+        calibration_length(manifest.model.frames),
+        least=CALIBRATION_GIVEN,
+        topic=topic,
+        framing=manifest.framing,
+        log=log,
+    )
 
 
 def calibration_starts(clip_frames: int, n_frames: int) -> range:
@@ -107,9 +155,12 @@ def calibration_inputs(clips: np.ndarray, n_frames: int) -> np.ndarray:
     return inputs.reshape(-1, *inputs.shape[2:])
 
 
-def scores_of_clips(backend: Backend, manifest: Manifest, inputs: np.ndarray) -> np.ndarray:
+def scores_of_clips(
+    backend: Backend, manifest: Manifest, inputs: np.ndarray, batch: int | None = None
+) -> np.ndarray:
     """Scores of inputs (C, p, H, W, 3) uint8 at the model's size (p given frames each), in
-    batches that fit the bundle's max batch. -> (C,)."""
+    batches that fit the bundle's max batch, or in calls of `batch` windows (`ood_scores`).
+    -> (C,)."""
     size = manifest.model.image_size
     if inputs.ndim != 5 or inputs.shape[2:] != (size, size, 3) or inputs.dtype != np.uint8:
         raise LgcvdError(
@@ -118,7 +169,9 @@ def scores_of_clips(backend: Backend, manifest: Manifest, inputs: np.ndarray) ->
         )
     step = max(1, manifest.max_batch // min(inputs.shape[1], manifest.model.cond_slots))
     parts = [
-        ood_scores(backend, manifest.model, manifest.schedule, to_model(inputs[i : i + step]))
+        ood_scores(
+            backend, manifest.model, manifest.schedule, to_model(inputs[i : i + step]), batch
+        )
         for i in range(0, len(inputs), step)
     ]
     return np.concatenate(parts)

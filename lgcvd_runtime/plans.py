@@ -1,25 +1,139 @@
-"""Sampler plans: which reverse-diffusion sampler runs and with how many denoising steps per
-window. The one home of the defaults every command line, the library and the tools read.
+"""Sampler plans: which reverse-diffusion sampler runs, with how many denoising steps per window
+and at which timesteps. The one home of the defaults every command line, the library and the
+tools read, and of the rule that picks a run's plan.
 
     DEFAULT_PLAN  ddpm, 50 steps: matched the paper's 100-step ddpm
     FAST_PLAN     dpmpp, 10 steps: over 4x faster, the same per-frame quality, a worse FVD
 
-Both were chosen by measurement (docs/results.md, sampler study). Where a run's plan comes from,
-first match wins: an option given explicitly, then the plan its bundle records (not yet
-written by lgcvd-export), then DEFAULT_PLAN. Knows sampler names only; nothing about schedules
-(`schedule.respace` turns a step count into timesteps) or models.
+Both were chosen by measurement (docs/results.md, sampler study). A distilled student records
+the plan it was distilled for (sampler, steps, the exact timesteps, the teacher's provenance) in
+its checkpoint and bundle manifest (key "plan", `read_plan`). Where a run's plan comes from
+(`choose`), field by field, first match wins: an option given explicitly, then the plan its
+bundle records, then DEFAULT_PLAN; the recorded timesteps are kept while the step count is the
+recorded one, else the steps are spaced evenly (`schedule.respace`). Knows sampler names and the
+schedule's timestep grid; nothing about networks, bundles or files.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from lgcvd_runtime.samplers import SAMPLERS
+from lgcvd_runtime.schedule import Plan, ScheduleSpec, plan_at, respace
+
+PLAN_KEYS = ("sampler", "steps", "timesteps", "teacher")  # of a recorded plan, all required
+
+
+class PlanError(ValueError):
+    """A recorded plan that cannot be run; the message says what is wrong, the caller where."""
 
 
 @dataclass(frozen=True)
 class SamplerPlan:
     sampler: str  # a name of `samplers.SAMPLERS`
     steps: int  # denoising steps per window, 1..the schedule's T
+    timesteps: tuple[int, ...] | None = None  # original indices, ascending; None: evenly spaced
+    teacher: dict | None = field(default=None, compare=False)  # a student's teacher provenance
+
+    def over(self, spec: ScheduleSpec) -> Plan:
+        """The schedule plan this runs: exactly `timesteps` where recorded, else `respace`."""
+        if self.timesteps is None:
+            return respace(spec, self.steps)
+        return plan_at(spec, self.timesteps)
+
+    def to_record(self) -> dict:
+        """The checkpoint's and manifest's "plan" record (a plan with its timesteps)."""
+        return {
+            "sampler": self.sampler,
+            "steps": self.steps,
+            "timesteps": list(self.timesteps or ()),
+            "teacher": self.teacher or {},
+        }
+
+    def bound(self) -> dict:
+        """What the student's graphs were trained for: the record without its provenance."""
+        return {k: v for k, v in self.to_record().items() if k != "teacher"}
 
 
 DEFAULT_PLAN = SamplerPlan("ddpm", 50)
 FAST_PLAN = SamplerPlan("dpmpp", 10)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_plan(record, T: int) -> SamplerPlan | None:
+    """A recorded plan (None: none recorded) checked against a schedule of T steps; PlanError
+    names the first fault: a missing or unknown key, an unknown sampler, timesteps that are not
+    whole, ascending, in 0..T-1 and as many as the steps, a teacher that is not a mapping."""
+    if record is None:
+        return None
+    if not isinstance(record, dict):
+        raise PlanError(f"a plan is a JSON object, got {type(record).__name__}")
+    if sorted(record) != sorted(PLAN_KEYS):
+        raise PlanError(f"a plan has exactly the keys {', '.join(PLAN_KEYS)}, got {list(record)}")
+    sampler, steps, timesteps = record["sampler"], record["steps"], record["timesteps"]
+    if sampler not in SAMPLERS:
+        raise PlanError(f"sampler {sampler!r} is not one of {', '.join(SAMPLERS)}")
+    if not _whole(steps) or not 1 <= steps <= T:
+        raise PlanError(f"steps must be a whole number in 1..{T}, got {steps!r}")
+    if not isinstance(timesteps, list) or not all(_whole(t) for t in timesteps):
+        raise PlanError(f"timesteps must be a list of whole numbers, got {timesteps!r}")
+    if len(timesteps) != steps:
+        raise PlanError(f"steps is {steps} but {len(timesteps)} timesteps are given")
+    if any(b <= a for a, b in zip(timesteps, timesteps[1:], strict=False)):
+        raise PlanError(f"timesteps must be strictly ascending, got {timesteps}")
+    if timesteps[0] < 0 or timesteps[-1] > T - 1:
+        raise PlanError(f"timesteps must lie in 0..{T - 1}, got {timesteps}")
+    if not isinstance(record["teacher"], dict):
+        raise PlanError(f"teacher must be a JSON object, got {record['teacher']!r}")
+    return SamplerPlan(sampler, steps, tuple(timesteps), record["teacher"])
+
+
+@dataclass(frozen=True)
+class PlanChoice:
+    """The plan a run uses, where it came from ("options", "bundle" or "default"), and the
+    one-line warning where it departs from the plan the bundle was distilled for."""
+
+    plan: SamplerPlan
+    source: str
+    recorded: SamplerPlan | None = None
+    warning: str | None = None
+
+    def origin(self) -> str:
+        """Where the plan came from, in words, e.g. for `lgcvd-run info`."""
+        if self.source == "bundle":
+            return "the plan the bundle was distilled for"
+        if self.source == "default":
+            return "the default: the bundle records no plan"
+        if self.recorded is None:
+            return "as given; the bundle records no plan"
+        return f"as given; the bundle was distilled for {plan_name(self.recorded)}"
+
+
+def plan_name(plan: SamplerPlan) -> str:
+    """e.g. "ddim 4 steps"."""
+    return f"{plan.sampler} {plan.steps} step{'s' if plan.steps != 1 else ''}"
+
+
+def choose(sampler: str | None, steps: int | None, recorded: SamplerPlan | None) -> PlanChoice:
+    """The plan of a run given the options (None: not given) and the bundle's recorded plan
+    (module header); the warning where a distilled plan is overridden."""
+    base = recorded or DEFAULT_PLAN
+    plan = SamplerPlan(
+        sampler if sampler is not None else base.sampler,
+        steps if steps is not None else base.steps,
+    )
+    if recorded is not None and plan.steps == recorded.steps:
+        plan = SamplerPlan(plan.sampler, plan.steps, recorded.timesteps)
+    if sampler is None and steps is None:
+        return PlanChoice(plan, "bundle" if recorded else "default", recorded)
+    warning = None
+    if recorded is not None and (plan.sampler, plan.steps) != (recorded.sampler, recorded.steps):
+        warning = (
+            f"warning: sampling with {plan_name(plan)}, not the {plan_name(recorded)} this model was "
+            "distilled for: its forecasts may be worse (leave sampler and steps unset to use "
+            "its plan)"
+        )
+    return PlanChoice(plan, "options", recorded, warning)

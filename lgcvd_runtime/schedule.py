@@ -93,6 +93,39 @@ def respace(spec: ScheduleSpec, steps: int) -> Plan:
     return plan_at(spec, np.unique(np.round(np.linspace(0, spec.T - 1, steps)).astype(np.int64)))
 
 
+SPACINGS = ("even", "trailing", "log-snr")
+LOG_SNR_FLOOR = -5.1  # noisy end of the log-SNR grid (diffusers' lambda_min_clipped for cosine)
+
+
+def log_snr(ab: np.ndarray) -> np.ndarray:
+    """lambda = log(alpha / sigma) = log(abar / (1 - abar)) / 2."""
+    return 0.5 * np.log(ab / (1.0 - ab))
+
+
+def spaced_timesteps(spec: ScheduleSpec, steps: int, spacing: str) -> np.ndarray:
+    """The (steps,) ascending original indices of a grid; pass them to `plan_at`.
+
+    even: respace's, from t = 0 to T-1. trailing: t_k = round(T k / steps) - 1, k = 1..steps
+    (round half to even, as numpy; nested for powers of two; ends at t = T/steps - 1, above 0).
+    log-snr: steps + 1 values of lambda uniform from max(lambda(T-1), LOG_SNR_FLOOR) up to
+    lambda(0), the one at t = 0 dropped (as trailing drops it), each at the t of nearest lambda.
+    """
+    if spacing not in SPACINGS:
+        raise ValueError(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+    if not 1 <= steps <= spec.T:
+        raise ValueError(f"steps must be in 1..{spec.T}, got {steps}")
+    if spacing == "even":
+        return respace(spec, steps).timesteps
+    if spacing == "trailing":
+        return np.round(spec.T * np.arange(1, steps + 1) / steps).astype(np.int64) - 1
+    lam = log_snr(full_alphas_cumprod(spec))  # decreasing in t
+    targets = np.linspace(max(lam[-1], LOG_SNR_FLOOR), lam[0], steps + 1)[:-1]
+    kept = np.unique(np.abs(lam[None, :] - targets[:, None]).argmin(axis=1))
+    if len(kept) < steps:
+        raise ValueError(f"{steps} steps uniform in log-SNR put two on one timestep; use fewer")
+    return kept
+
+
 def plan_at(spec: ScheduleSpec, timesteps) -> Plan:
     """The plan over the given original indices (strictly ascending, in 0..T-1), betas re-derived
     from the kept abar: how a bundle's recorded timesteps, or a distillation grid, become a plan."""

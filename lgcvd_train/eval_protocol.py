@@ -34,14 +34,15 @@ from lgcvd_runtime.conditioning import to_model, to_uint8
 from lgcvd_runtime.errors import LgcvdError, plural
 from lgcvd_runtime.framing import Framing
 from lgcvd_runtime.media.resize import CROP
-from lgcvd_runtime.pipeline import clip_seeds, row_generators
+from lgcvd_runtime.pipeline import Pipeline, SamplerSettings, clip_seeds, row_generators
+from lgcvd_runtime.plans import PlanChoice, PlanError, choose, read_plan
 from lgcvd_runtime.timeline import Timeline
 
 from .checkpoint import load_model, resolve
 from .data import load_dataset
 from .data.robot_logs import bag_clips, bags_in
 from .metrics import I3D, LPIPS, frechet_distance, i3d_features, lpips_frames, psnr, ssim
-from .torch_backend import reference_pipeline
+from .torch_backend import TorchBackend
 
 # given (p, H, W, 3) uint8, n, samples S -> prediction (S, n, H, W, 3) uint8
 PredictFn = Callable[[np.ndarray, int, int], np.ndarray]
@@ -106,6 +107,7 @@ class Candidate:
     new_frames: int | None  # k, new frames per window (None for baselines)
     predict: PredictFn
     framing: Framing | None = None  # period, fit and region of its frames; None: any (baselines)
+    plan: PlanChoice | None = None  # the sampler plan it runs (`plans.choose`); None: baselines
 
 
 def copy_last() -> Candidate:
@@ -119,10 +121,11 @@ def copy_last() -> Candidate:
 
 @dataclass(frozen=True)
 class SamplerChoice:
-    """The sampler settings every model is run with, and its seed."""
+    """The sampler settings every model is run with (None: each model's plan, else the
+    default, `plans.choose`), and its seed."""
 
-    sampler: str
-    steps: int
+    sampler: str | None
+    steps: int | None
     seed: int
     backend: str = "auto"  # bundles only
     device: str = "cpu"  # checkpoints only
@@ -136,7 +139,7 @@ def load_candidate(
     if path.suffix == ".lgcvd" or (path / MANIFEST).is_file():
         return _bundle_candidate(label, path, choice, log)
     if resolve(path).is_file():
-        return _checkpoint_candidate(label, path, choice)
+        return _checkpoint_candidate(label, path, choice, log)
     raise EvalError(
         f"{path} is neither a bundle (NAME.lgcvd folder) nor a checkpoint (run folder or "
         "checkpoint.safetensors); pass one of those to --model"
@@ -152,6 +155,7 @@ def _bundle_candidate(label: str, path: Path, choice: SamplerChoice, log) -> Can
         choice.seed,
         log=log,
         threads=choice.threads,
+        warn=None if log is None else (lambda line: log(f"{label}: {line}")),
     )
     spec = model.manifest.model
 
@@ -162,18 +166,25 @@ def _bundle_candidate(label: str, path: Path, choice: SamplerChoice, log) -> Can
         return timeline.video[:, len(given) :]
 
     return Candidate(
-        label, "bundle", path, spec.image_size, spec.new_frames, predict, model.framing
+        label, "bundle", path, spec.image_size, spec.new_frames, predict, model.framing, model.plan
     )
 
 
-def _checkpoint_candidate(label: str, path: Path, choice: SamplerChoice) -> Candidate:
-    """The torch reference pipeline on the checkpoint's EMA weights, with its own schedule."""
+def _checkpoint_candidate(label: str, path: Path, choice: SamplerChoice, log) -> Candidate:
+    """The torch reference pipeline on the checkpoint's EMA weights, with its own schedule and
+    the plan a distilled student's checkpoint records (state "plan")."""
     model, ckpt = load_model(path)
     schedule = ckpt.schedule
-    check_steps(choice.steps, schedule.T, EvalError)
-    pipeline = reference_pipeline(
-        model, choice.sampler, choice.steps, schedule=schedule, device=choice.device
-    )
+    if choice.steps is not None:
+        check_steps(choice.steps, schedule.T, EvalError)
+    try:
+        plan = choose(choice.sampler, choice.steps, read_plan(ckpt.state.get("plan"), schedule.T))
+    except PlanError as e:
+        raise EvalError(f"{resolve(path)}: bad plan ({e}); distil the student again") from None
+    if plan.warning is not None and log is not None:
+        log(f"{label}: {plan.warning}")
+    settings = SamplerSettings(plan.plan.over(schedule), plan.plan.sampler)
+    pipeline = Pipeline(TorchBackend(model, choice.device), model.cfg, settings)
     seeds = np.random.default_rng(choice.seed)  # one seed per clip, as the runtime draws them
 
     def predict(given: np.ndarray, n: int, samples: int) -> np.ndarray:
@@ -187,7 +198,7 @@ def _checkpoint_candidate(label: str, path: Path, choice: SamplerChoice) -> Cand
 
     cfg = model.cfg
     return Candidate(
-        label, "checkpoint", path, cfg.image_size, cfg.new_frames, predict, ckpt.framing
+        label, "checkpoint", path, cfg.image_size, cfg.new_frames, predict, ckpt.framing, plan
     )
 
 

@@ -8,7 +8,8 @@ checkpoints against the copy-last baseline, on fixed test clips.
 The test clips are the first --clips videos of --data, from frame 0, unflipped, fitted as the
 models take their frames (their period, fit and region must agree); a bag gives clips of its
 unbroken runs at that period (`eval_protocol.load_clips`). Every model runs
-with the same sampler settings and seed. Writes OUT/report.json, OUT/summary.md (also printed)
+with the same seed and with --sampler and --steps where given, else with its own plan (a distilled
+student's, else ddpm 50: `lgcvd_runtime.plans.choose`); the report records each model's plan. Writes OUT/report.json, OUT/summary.md (also printed)
 and one per-frame PNG per metric. The protocol itself (metrics, best-of-S, frame numbering) is
 `eval_protocol`; this file reads options, loads data and networks, and writes the outputs.
 Errors end in one line; Ctrl-C exits 130 and SIGTERM 143 (`lgcvd_runtime.cli.chassis`).
@@ -27,6 +28,7 @@ from lgcvd_runtime.cli.chassis import HELP, Command
 from lgcvd_runtime.cli.options import TOPIC, choice_option, count_option, sampler_options
 from lgcvd_runtime.errors import DataError, plural
 from lgcvd_runtime.files import refuse_existing, write_then_rename
+from lgcvd_runtime.plans import PlanChoice
 
 from . import __version__
 from .eval_protocol import (
@@ -81,6 +83,7 @@ def build_report(
             "kind": cand.kind,
             "path": cand.path,
             "new_frames_per_window": cand.new_frames,
+            **({"plan": _plan_record(cand.plan)} if cand.plan is not None else {}),
             "fvd": res.fvd,
             "fvd_clips": None if res.fvd is None else {"real": clips, "fake": clips * samples},
             "aggregates": {r.label: aggregate(res.per_frame, r.predicted(p)) for r in ranges},
@@ -97,6 +100,23 @@ def build_report(
     }
 
 
+def _plan_record(choice: PlanChoice) -> dict:
+    """A model's plan in the report; timesteps null: spaced evenly (`schedule.respace`)."""
+    plan, timesteps = choice.plan, list(choice.plan.timesteps or ()) or None
+    return {"sampler": plan.sampler, "steps": plan.steps, "timesteps": timesteps,
+            "source": choice.source}  # fmt: skip
+
+
+def _plans(report: dict) -> str:
+    """The sampler plans of the summary's first line: one for all models, or each model's."""
+    plans = {label: f"{m['plan']['sampler']} {m['plan']['steps']} steps"
+             for label, m in report["models"].items() if "plan" in m}  # fmt: skip
+    if len(set(plans.values())) > 1:
+        return "plans (" + "; ".join(f"{label}: {plan}" for label, plan in plans.items()) + ")"
+    s = report["settings"]
+    return next(iter(plans.values()), f"{s['sampler']} {s['steps']} steps")
+
+
 def summary_table(report: dict) -> str:
     """Markdown: per model the chosen range's best-of-S (and mean) of each metric, and FVD."""
     s, d = report["settings"], report["data"]
@@ -107,7 +127,7 @@ def summary_table(report: dict) -> str:
     head = [f"{NAMES[m]} {ARROWS[m]}{both}" for m in metrics] + ["FVD ↓"]
     lines = [
         f"lgcvd-eval: {d['source']}, {plural(d['clips'], 'clip')}, p={s['p']}, n={s['n']}, "
-        f"{plural(s['samples'], 'sample')} per clip, {s['sampler']} {s['steps']} steps, "
+        f"{plural(s['samples'], 'sample')} per clip, {_plans(report)}, "
         f"seed {s['seed']}; "
         f"{chosen.label} ({NUMBERING})",
         "",
@@ -226,7 +246,7 @@ def _fvd_skipped(no_fvd: bool, clips: int, frames: int) -> str | None:
     f"e.g. {PROTOCOL.scored.first} {PROTOCOL.scored.last} [default: all predicted frames, "
     "p+1..p+n].",
 )
-@sampler_options(" for every model (ddpm with 100 steps is the paper's)")
+@sampler_options(" for every model (ddpm with 100 steps is the paper's)", whose="each model's")
 @choice_option(
     "--backend",
     choices=CHOICES,
@@ -286,8 +306,8 @@ def run(
     k: int | None,
     samples: int,
     first_last: tuple[int, int] | None,
-    sampler: str,
-    steps: int,
+    sampler: str | None,
+    steps: int | None,
     backend: str,
     seed: int,
     device: str,

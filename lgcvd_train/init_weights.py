@@ -12,6 +12,11 @@ step): a new run that begins where another model ended. SOURCE is either
 
 Knows nothing about the training loop; the weights must fit the model exactly, or a one-line
 error says what does not.
+
+A distilled student (a bundle or checkpoint that records a plan, `lgcvd_runtime.plans`) is
+refused in one line: its network jumps between the few timesteps of its plan, and training it on
+the ordinary loss at every timestep would silently undo that while the run claimed to fine-tune a
+model. Fine-tune its teacher, which the refusal names, and distil again.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from onnx import numpy_helper
 from lgcvd_runtime.bundle import MANIFEST, Manifest, load_manifest
 from lgcvd_runtime.checks import refuse_unknown_fields
 from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.plans import PlanError, SamplerPlan, plan_name, read_plan
 from lgcvd_runtime.schedule import ScheduleSpec
 
 from .checkpoint import FILENAME, CheckpointError, load_checkpoint, load_model, resolve
@@ -120,6 +126,27 @@ def _is_bundle(source: Path) -> bool:
     )
 
 
+def refuse_student(source: Path, plan: SamplerPlan | None) -> None:
+    """InitError where SOURCE records a plan: it is a distilled student (module header)."""
+    if plan is None:
+        return
+    teacher = plan.teacher or {}
+    named = teacher.get("bundle") or teacher.get("checkpoint") or "its teacher"
+    raise InitError(
+        f"{source}: a student distilled for {plan_name(plan)} (its plan), not a model to "
+        "fine-tune: the ordinary loss would undo its distillation; pass "
+        f"{named} to --init-from and distil the result again"
+    )
+
+
+def checkpoint_plan(source: Path, state: dict, T: int) -> SamplerPlan | None:
+    """The plan a checkpoint's state records (None: not a student), checked as export does."""
+    try:
+        return read_plan(state.get("plan"), T)
+    except PlanError as e:
+        raise InitError(f"{resolve(source)}: bad plan ({e}); distil the student again") from None
+
+
 def _bundle_config(source: Path, manifest: Manifest) -> ModelConfig | None:
     """The architecture a bundle's provenance records (None before bundles carried it); fields
     this lgcvd does not know mean a newer lgcvd wrote it."""
@@ -136,8 +163,10 @@ def recorded_config(source: Path) -> tuple[ModelConfig | None, ScheduleSpec]:
     source = Path(source)
     if _is_bundle(source):
         manifest = load_manifest(source)
+        refuse_student(source, manifest.plan)
         return _bundle_config(source, manifest), manifest.schedule
     ckpt = load_checkpoint(source)
+    refuse_student(source, checkpoint_plan(source, ckpt.state, ckpt.schedule.T))
     return ckpt.model_config, ckpt.schedule
 
 
@@ -148,11 +177,13 @@ def init_model(source: Path, cfg: ModelConfig, residual: bool | None = None) -> 
     source = Path(source)
     if _is_bundle(source):
         manifest = load_manifest(source)
+        refuse_student(source, manifest.plan)
         model = LGCVD(_bundle_config(source, manifest) or cfg)
         state, facts = bundle_weights(source, manifest, model)
         load_initial(model, state, source)
     else:
         model, ckpt = load_model(source)  # EMA weights, checked against the checkpoint's config
+        refuse_student(source, checkpoint_plan(source, ckpt.state, ckpt.schedule.T))
         model.train()
         facts = {
             "checkpoint": str(resolve(source)),

@@ -23,8 +23,11 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -109,6 +112,41 @@ def init_distributed(device: str | None) -> Dist:
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     for e, p in zip(ema.parameters(), model.parameters(), strict=True):
         e.lerp_(p.detach(), 1.0 - decay)
+
+
+class Stepped(Protocol):
+    step: int  # optimizer steps taken
+
+
+def optimizer_update(
+    opt: torch.optim.Optimizer,
+    model: torch.nn.Module,
+    ema: torch.nn.Module,
+    tcfg: TrainConfig,
+    owner: Stepped,
+) -> float:
+    """Take optimizer step `owner.step` at its learning rate, which it returns; the weights, the
+    EMA and `owner.step` change together or not at all (a stop signal waits for the three)."""
+    lr = tcfg.lr_at(owner.step)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    with signals_deferred():
+        opt.step()
+        owner.step += 1
+        decay = min(tcfg.ema_decay, (1 + owner.step) / (10 + owner.step))
+        update_ema(ema, model, decay)
+    return lr
+
+
+@contextmanager
+def saved_on_stop(save: Callable[[], object]) -> Iterator[None]:
+    """Ctrl-C or SIGTERM (`sigterm_as_interrupt`) inside the block calls `save`, then stops."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        with signals_deferred():  # a second signal does not cut this save short
+            save()
+        raise
 
 
 class DivergedError(LgcvdError):
@@ -256,14 +294,7 @@ class Trainer:
         out = self.step_fn.run(self.net, batch, no_sync)
         if self.tcfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.grad_clip)
-        lr = self.tcfg.lr_at(self.step)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-        with signals_deferred():  # weights, EMA and step change together or not at all
-            self.opt.step()
-            self.step += 1
-            decay = min(self.tcfg.ema_decay, (1 + self.step) / (10 + self.step))
-            update_ema(self.ema, self.model, decay)
+        lr = optimizer_update(self.opt, self.model, self.ema, self.tcfg, self)
         return {
             "step": self.step,
             "loss": out.loss,
@@ -290,29 +321,28 @@ class Trainer:
         )
         records, t0 = [], time.perf_counter()
         try:
-            while self.step < self.tcfg.steps:
-                rec = self.train_step()
-                if not math.isfinite(rec["loss"]):
-                    raise self.diverged(f"the loss is {rec['loss']}")
-                records.append(rec)
-                bar.update(1)
-                bar.set_postfix(loss=f"{rec['loss']:.4f}")
-                if log and (self.step % self.tcfg.log_every == 0 or self.step == self.tcfg.steps):
-                    rec["clips_per_s"] = (
-                        self.tcfg.batch_size
-                        * self.d.world
-                        * len(records)
-                        / (time.perf_counter() - t0)
-                    )
-                    log.write(json.dumps(rec) + "\n")
-                    log.flush()
-                if self.step % self.tcfg.save_every == 0:
-                    self.save()
-            self.save()
-        except KeyboardInterrupt:
-            with signals_deferred():  # a second signal does not cut this save short
+            with saved_on_stop(self.save):
+                while self.step < self.tcfg.steps:
+                    rec = self.train_step()
+                    if not math.isfinite(rec["loss"]):
+                        raise self.diverged(f"the loss is {rec['loss']}")
+                    records.append(rec)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{rec['loss']:.4f}")
+                    if log and (
+                        self.step % self.tcfg.log_every == 0 or self.step == self.tcfg.steps
+                    ):
+                        rec["clips_per_s"] = (
+                            self.tcfg.batch_size
+                            * self.d.world
+                            * len(records)
+                            / (time.perf_counter() - t0)
+                        )
+                        log.write(json.dumps(rec) + "\n")
+                        log.flush()
+                    if self.step % self.tcfg.save_every == 0:
+                        self.save()
                 self.save()
-            raise
         finally:
             self.batches.close()
             bar.close()

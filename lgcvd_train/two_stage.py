@@ -193,21 +193,12 @@ class TwoStageStep:
         """clips: (B, L, 3, H, W) in [-1, 1]. Backpropagates both stages; returns StageOutputs."""
         return self.run(model, self.prepare(clips, step, rank), no_sync)
 
-    def run(self, model, batch: Batch, no_sync=None) -> StageOutputs:
-        """Backpropagates both stages of a prepared batch; returns StageOutputs."""
+    def second_window(self, batch: Batch, x0_hat: torch.Tensor):
+        """Stage 2's (encoder input, local condition, baseline) from stage 1's detached estimate
+        x̂0 (B, 3N, H, W): the encoder sees x̂0 (two-stage) or the ground truth of window 1
+        (ablation); the prediction task's condition frames are x̂0's last K frames."""
         n, k = self.mcfg.frames, self.mcfg.cond_slots
         b, _, h, w = batch.x1.shape
-        # Stage 1: ground-truth conditions, encoder sees U.
-        with no_sync() if no_sync else contextlib.nullcontext():
-            loss1, out1, x_t1, a1, s1 = self._stage(
-                model, batch.x1, batch.base1, batch.cond1, batch.prev1, *batch.draws[0]
-            )
-            (0.5 * loss1).backward()
-        x0_hat = estimate_x0(
-            x_t1, out1.detach(), a1, s1, self.mcfg.parameterization, offset=batch.base1
-        )
-
-        # Stage 2: the encoder sees x̂0 (two-stage) or the ground truth of window 1 (ablation).
         src2 = batch.w2.copy()
         if self.tcfg.two_stage:
             prev2 = x0_hat
@@ -217,7 +208,20 @@ class TwoStageStep:
         else:
             prev2 = batch.x1
         cond2 = self._tensor(build_condition(src2, batch.pos2, n))
-        base2 = self._baseline(src2, batch.pos2)
+        return prev2, cond2, self._baseline(src2, batch.pos2)
+
+    def run(self, model, batch: Batch, no_sync=None) -> StageOutputs:
+        """Backpropagates both stages of a prepared batch; returns StageOutputs."""
+        # Stage 1: ground-truth conditions, encoder sees U.
+        with no_sync() if no_sync else contextlib.nullcontext():
+            loss1, out1, x_t1, a1, s1 = self._stage(
+                model, batch.x1, batch.base1, batch.cond1, batch.prev1, *batch.draws[0]
+            )
+            (0.5 * loss1).backward()
+        x0_hat = estimate_x0(
+            x_t1, out1.detach(), a1, s1, self.mcfg.parameterization, offset=batch.base1
+        )
+        prev2, cond2, base2 = self.second_window(batch, x0_hat)
         loss2, _, _, _, _ = self._stage(model, batch.x2, base2, cond2, prev2, *batch.draws[1])
         (0.5 * loss2).backward()
         return StageOutputs(

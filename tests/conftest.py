@@ -29,6 +29,16 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+# DDS (tests/test_ros2.py and the processes it starts) on loopback only, multicast off,
+# discovery by unicast to 127.0.0.1: nothing the tests publish leaves this machine.
+os.environ["CYCLONEDDS_URI"] = (
+    '<CycloneDDS><Domain id="any"><General><Interfaces><NetworkInterface name="lo"/>'
+    "</Interfaces><AllowMulticast>false</AllowMulticast></General><Discovery>"
+    '<ParticipantIndex>auto</ParticipantIndex><Peers><Peer address="127.0.0.1"/></Peers>'
+    "</Discovery></Domain></CycloneDDS>"
+)
+
+
 def stop_and_wait(proc: subprocess.Popen, sig: int, timeout: float = 120) -> str:
     """Send `sig` to a command the test started and return its stderr once it exits; a command
     that does not obey is killed, so a failed test leaves nothing running."""

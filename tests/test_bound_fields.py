@@ -56,6 +56,7 @@ def test_every_graph_records_the_manifests_maths_fields_as_json(tiny):
         **{f"lgcvd.schedule.{k}": json.dumps(v) for k, v in manifest["schedule"].items()},
         "lgcvd.precision": '"fp32"',
         "lgcvd.max_batch": "4",
+        "lgcvd.plan": "null",  # a model trained on the ordinary loss: no plan (format 3)
     }
     assert "lgcvd.model.residual" in expected and "lgcvd.schedule.T" in expected
     for graph in manifest["graphs"].values():

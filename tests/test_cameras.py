@@ -1,6 +1,6 @@
 """Several cameras in one call and the live stream (`live.LiveStream`), on the tiny bundle with
-onnxruntime: batched forecasts equal lone ones bit for bit, pushes never wait, worker errors
-surface, skipped frames are counted."""
+onnxruntime: batched forecasts equal lone ones bit for bit, pushes never wait, failed forecasts
+surface and are never published, skipped frames are counted (more faults: test_live_faults)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from conftest import export_tiny_bundle
 
 import lgcvd_runtime
 from lgcvd_runtime.errors import LgcvdError, NonFiniteError
+from lgcvd_runtime.live import ForecastFailed, StreamEnded
 
 
 @pytest.fixture(scope="module")
@@ -201,18 +202,24 @@ def test_due_cameras_run_as_one_batch_and_match_their_forecast_alone(model):
         assert np.array_equal(alone.latest().frames, batched.frames)
 
 
-def test_a_worker_error_is_raised_on_the_next_call(model):
+def test_nan_from_every_call_fails_each_forecast_until_three_in_a_row_end_the_stream(model):
     model.pipeline.backend = Gate(model.backend, nan_from=1)
     live = model.live(p=1, n=6)
-    live.push(clip(60)[0])
-    with pytest.raises(
-        NonFiniteError, match="the denoiser graph returned NaN or Inf at step 1/2 of window 1"
-    ):
-        live.wait(60)
-    with pytest.raises(NonFiniteError):
-        live.push(clip(60)[1])
-    with pytest.raises(NonFiniteError):
-        live.latest()
+    for i in range(2):
+        live.push(clip(60)[i])
+        with pytest.raises(ForecastFailed) as failed:
+            live.wait(60)
+        assert isinstance(failed.value.__cause__, NonFiniteError)
+        assert live.latest() is None  # a NaN forecast is never published
+    live.push(clip(61)[0])
+    for call in (lambda: live.wait(60), lambda: live.push(clip(61)[1]), live.latest):
+        with pytest.raises(
+            StreamEnded,
+            match="^the live stream stopped: 3 forecasts failed in a "
+            r"row \(last: the denoiser graph returned NaN or Inf at step 1/2 of "
+            "window 1 on onnxruntime;",
+        ):
+            call()
     live.close()
 
 
@@ -249,6 +256,6 @@ def test_the_camera_benchmark_prints_ratios_and_the_live_streams_timings(bundle,
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("onnxruntime, ddpm 1 steps, max batch 4, p=2, n=6")
+    assert lines[0].startswith("onnxruntime, ddpm 1 step, max batch 4, p=2, n=6")
     assert [line.split("|")[0].strip() for line in lines[2:4]] == ["1", "2"]
     assert lines[4].startswith("live stream at 20 Hz for 1 s (20 frames): push median ")

@@ -270,7 +270,7 @@ def stand_in_server(bundle, steps: int = 2):
     """A stand-in for TritonClient that runs `bundle` here, as the server's Pipeline does."""
 
     class Server:
-        def __init__(self, url, seed=None):
+        def __init__(self, url, seed=None, timeout=None, retries=None):
             self.model = api.load(bundle, backend="onnxruntime", steps=steps, seed=seed)
             size = str(self.model.size)
             self.settings = {"sampler": "ddpm", "steps": str(steps), "image_size": size}

@@ -161,7 +161,7 @@ def newer_version(path: Path) -> None:
         (lambda p: shutil.rmtree(p), "no such bundle directory; pass a NAME.lgcvd folder"),
         (lambda p: (p / MANIFEST).write_text("{not json"), "corrupt manifest"),
         (lambda p: (p / "denoiser.onnx").write_bytes(b"x"), "sha256 does not match the manifest"),
-        (newer_version, "bundle format version 99 is newer than this runtime's (2); upgrade lgcvd"),
+        (newer_version, "bundle format version 99 is newer than this runtime's (3); upgrade lgcvd"),
         (
             lambda p: (p / MANIFEST).write_text("[1, 2]"),
             "not an lgcvd bundle manifest (a JSON list, not an object); export the bundle again",

@@ -112,3 +112,21 @@ def test_a_run_whose_data_is_gone_gives_an_uncalibrated_bundle_and_the_command(t
     assert ood(bundle) is None
     info = invoke(run_main, "info", "--model", bundle).output
     assert "input score not calibrated" in info
+
+
+def test_export_calibrates_on_a_given_bag_as_lgcvd_run_calibrate_does(tmp_path):
+    from bag_messages import camera_bag
+
+    bag = camera_bag(tmp_path / "held_out", shapes.generate(1, CLIPS * FRAMES, SIZE, 7)[0])
+    bundle = tmp_path / "b.lgcvd"
+    topic = ("--calibrate-topic", "/cam/image_raw")
+    result = invoke(
+        export_main, run_on(tmp_path / "run", "gone"), "-o", bundle, "--calibrate", bag, *topic
+    )
+    record = ood(bundle)
+    assert record["clips"] == CLIPS and record["topic"] == "/cam/image_raw"
+    assert f"ood score calibrated on {CLIPS} clips: " in result.output
+    copied = tmp_path / "by-hand.lgcvd"
+    shutil.copytree(bundle, copied)
+    invoke(run_main, "calibrate", copied, "--data", bag, "--topic", "/cam/image_raw", "--force")
+    assert ood(copied) == record

@@ -8,6 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import MODEL_SEED, export_tiny_bundle, random_model
+from test_plans import student_bundle
 from test_training import moving_squares
 
 from lgcvd_train.checkpoint import load_checkpoint
@@ -108,3 +109,25 @@ def test_lgcvd_train_init_from_something_without_weights_is_one_line(tmp_path):
         "(checkpoint.safetensors); pass a .lgcvd bundle or a run directory to --init-from"
     )
     assert not (out / "checkpoint.safetensors").exists()
+
+
+@pytest.mark.parametrize("what", ["bundle", "run"])
+def test_init_from_a_distilled_student_is_refused_in_one_line_naming_its_teacher(
+    tmp_path_factory, tmp_path, what
+):
+    bundle = student_bundle(tmp_path_factory)
+    source = bundle if what == "bundle" else bundle.with_name("student-run")
+    out = tmp_path / "run"
+    args = ["--data", "shapes", "--num-videos", "2", "--out", str(out), "--quiet"]
+    result = CliRunner().invoke(main, [*args, "--init-from", str(source)])
+    assert result.exit_code == 1
+    # the bundle's record is portable (export shortens far paths); the checkpoint's is as made
+    teacher = {"bundle": "teacher", "run": "/far/away/runs/teacher"}[what]
+    assert result.output == (
+        f"Error: {source}: a student distilled for ddim 2 steps (its plan), not a model to "
+        f"fine-tune: the ordinary loss would undo its distillation; pass "
+        f"{teacher}/checkpoint.safetensors to --init-from and distil the result again\n"
+    )
+    assert not (out / "checkpoint.safetensors").exists()
+    with pytest.raises(InitError):  # the trainer's own path, given a student
+        init_model(source, preset("tiny"))

@@ -20,7 +20,7 @@ MATHS = tuple(f"lgcvd_runtime.{m}" for m in ("schedule", "samplers", "conditioni
 ABOVE_MATHS = tuple(
     f"lgcvd_runtime.{m}"
     for m in ("bundle", "pipeline", "api", "live", "ood", "media", "cli", "serve", "backends")
-)
+) + ("lgcvd_runtime.ros2",)
 ENGINES = ("onnxruntime", "tensorrt", "pycuda")
 
 
@@ -146,7 +146,19 @@ def test_inside_the_runtime_only_the_command_lines_and_serving_use_the_api_facad
         for m, targets in import_graph().items()
         if m.startswith("lgcvd_runtime") and "lgcvd_runtime.api" in targets
     }
-    assert users and all(_under(m, ("lgcvd_runtime.cli", "lgcvd_runtime.serve")) for m in users)
+    tops = ("lgcvd_runtime.cli", "lgcvd_runtime.serve", "lgcvd_runtime.ros2")
+    assert users and all(_under(m, tops) for m in users)
+
+
+def test_the_ros2_node_uses_the_runtime_and_nothing_uses_it():
+    ros2 = ("lgcvd_runtime.ros2",)
+    assert "lgcvd_runtime.api" in import_graph()["lgcvd_runtime.ros2.node"]
+    users = [
+        m
+        for m, targets in import_graph().items()
+        if not _under(m, ros2) and any(_under(t, ros2) for t in targets)
+    ]
+    assert users == []
 
 
 @pytest.mark.parametrize(

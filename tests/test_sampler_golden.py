@@ -27,6 +27,9 @@ GOLDEN = {  # (sampler, parameterization, clip) -> output of `sample` over PLAN 
     ("dpmpp", "v", 1.0): [-0.455838627859073, -0.0378167477011147, 0.143013698040901, 0.227528984855686, 0.372412333681031, 0.585350893637804, 0.95851470843136],
     ("dpmpp", "v", None): [-0.303709960837247, -0.0139432631865561, 0.143013698040901, 0.227528984855686, 0.372412333681031, 0.565590132114825, 0.831209604961291],
     ("dpmpp", "eps", 1.0): [-0.852145259104978, -0.0770692989074949, 0.342763512866142, 0.568827334590408, 0.956365314689149, 1, 1],
+    ("dpmpp-sde", "v", 1.0): [0.45343908554066414, 0.3773155906377733, 0.2318652923662747, 0.08675995292719693, 0.007077148605856221, 0.03054051849583962, 0.14788390814409424],
+    ("dpmpp-sde", "v", None): [0.46556513410846984, 0.3798549591196495, 0.2318652923662747, 0.08675995292719693, 0.007077148605856221, 0.02843861104455314, 0.13699421061403907],
+    ("dpmpp-sde", "eps", 1.0): [0.6128473214321403, 0.5940521784389406, 0.5038616903652653, 0.38469825055608003, 0.29261194175986016, 0.2709142313081111, 0.3298136602573133],
 }  # fmt: skip
 
 
@@ -64,7 +67,8 @@ def test_whole_loop_matches_its_golden_output(case):
         denoiser(), X_T, PLAN, sampler, noise_source(given), parameterization, bounds(clip)
     )
     np.testing.assert_allclose(out, GOLDEN[case], rtol=1e-11, atol=1e-13)
-    assert len(given) == (PLAN.steps - 1 if sampler == "ddpm" else 0)  # no noise on the last step
+    stochastic = sampler in samplers.STOCHASTIC
+    assert len(given) == (PLAN.steps - 1 if stochastic else 0)  # no noise on the last step
 
 
 @pytest.mark.parametrize("sampler", samplers.SAMPLERS)
@@ -136,8 +140,11 @@ def test_every_intermediate_state_follows_the_samplers_defining_step(case):
             want = ddim_expected(x0, eps, float(ab[i - 1]))
         else:  # second order except on the first step (no history) and the last update
             older = x0_older if i > 1 else None
-            want, h_older = dpmpp_expected(x, x0, older, float(ab[i]), float(ab[i - 1]), h_older)
-            x0_older = x0
+            want, h = dpmpp_expected(x, x0, older, float(ab[i]), float(ab[i - 1]), h_older)
+            if sampler == "dpmpp-sde":  # the posterior around dpmpp's extrapolated x0
+                d = x0 if older is None else x0 + h / (2 * h_older) * (x0 - older)
+                want = ddpm_expected(x, d, float(ab[i]), float(ab[i - 1]), given[step])
+            x0_older, h_older = x0, h
         np.testing.assert_allclose(seen[step + 1][1], want, rtol=1e-11, atol=1e-13)
 
 

@@ -14,7 +14,9 @@ from lgcvd_runtime.schedule import (
     cosine_alpha_bar,
     full_alphas_cumprod,
     make_betas,
+    plan_at,
     respace,
+    spaced_timesteps,
 )
 
 
@@ -191,3 +193,95 @@ def test_samplers_keep_the_input_dtype_on_numpy_and_torch(sampler):
 def test_unknown_sampler_is_rejected_by_name():
     with pytest.raises(ValueError, match="unknown sampler 'euler'"):
         samplers.sample(lambda x, t: x, np.zeros(1), respace(ScheduleSpec(), 2), "euler", None)
+
+
+def test_dpmpp_sde_step_is_the_bayes_posterior_step_around_the_extrapolated_x0():
+    """SDE-DPM-Solver++: (s_p/s) e^-h = sqrt(ab/ab_p)(1 - ab_p)/(1 - ab), a_p (1 - e^-2h) =
+    sqrt(ab_p) beta/(1 - ab), s_p^2 (1 - e^-2h) = beta tilde: the DDPM posterior (Lu et al. 2022),
+    taken around D = x0 + (h / 2 h_prev)(x0 - x0_prev) when a previous x0 is given."""
+    ab, ab_prev = 0.3, 0.5
+    x_t, x0, older, z = np.float32(0.4), np.float32(0.1), np.float32(-0.3), np.float32(0.8)
+    got, h = samplers.dpmpp_2m_sde_step(x_t, x0, None, ab, ab_prev, None, z)
+    assert got == pytest.approx(samplers.ddpm_step(x_t, x0, ab, ab_prev, 1 - ab / ab_prev, z))
+    assert got.dtype == np.float32
+    got, h2 = samplers.dpmpp_2m_sde_step(x_t, x0, older, ab, ab_prev, 0.25, z)
+    d = x0 + h / 0.5 * (x0 - older)
+    assert h2 == h and got == pytest.approx(samplers.ddpm_step(x_t, d, ab, ab_prev, 0.4, z))
+
+
+def closed_form_log_snr(t: int) -> float:
+    """lambda = log(alpha / sigma) at table index t (the cosine at (t + 1)/T, t < T - 1)."""
+    ab = closed_form_alpha_bar(t + 1)
+    return 0.5 * math.log(ab / (1 - ab))
+
+
+def closed_form_t_of_log_snr(lam: float, T: int = 1000, s: float = 0.008) -> float:
+    """Invert the cosine: abar = 1 / (1 + e^(-2 lam)); abar = cos^2(((u + s)/(1 + s)) pi/2) /
+    cos^2((s/(1 + s)) pi/2) solved for u; the table's abar[t] is the cosine at u = (t + 1)/T."""
+    ab = 1 / (1 + math.exp(-2 * lam))
+    u = math.acos(math.sqrt(ab) * math.cos(s / (1 + s) * math.pi / 2)) * 2 / math.pi * (1 + s) - s
+    return u * T - 1
+
+
+def test_the_trailing_grid_is_t_k_equals_round_tk_over_s_minus_one_and_nested():
+    sixteen = [61, 124, 187, 249, 311, 374, 437, 499, 561, 624, 687, 749, 811, 874, 937, 999]
+    assert spaced_timesteps(ScheduleSpec(), 16, "trailing").tolist() == sixteen  # 62.5 -> 62
+    for s in (8, 4, 2, 1):
+        assert (
+            spaced_timesteps(ScheduleSpec(), s, "trailing").tolist()
+            == sixteen[16 // s - 1 :: 16 // s]
+        )
+    assert spaced_timesteps(ScheduleSpec(), 3, "trailing").tolist() == [332, 666, 999]
+    # 12.5 and 37.5 round half to even: 12 and 38
+    assert spaced_timesteps(ScheduleSpec(T=50), 4, "trailing").tolist() == [11, 24, 37, 49]
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4, 10])
+def test_the_log_snr_grid_is_uniform_in_lambda_from_the_floor_to_t_zero_and_drops_t_zero(steps):
+    top = -5.1  # the floor: lambda(999) = -11.07 lies below it (the clipped last beta)
+    wanted = [top + k / steps * (closed_form_log_snr(0) - top) for k in range(steps)][::-1]
+    got = spaced_timesteps(ScheduleSpec(), steps, "log-snr").tolist()
+    assert len(got) == steps and got == sorted(got)
+    for t, lam in zip(got, wanted, strict=True):
+        assert abs(t - closed_form_t_of_log_snr(lam)) <= 1  # the nearest of the integer t
+        assert abs(closed_form_log_snr(t) - lam) <= min(
+            abs(closed_form_log_snr(t + d) - lam) for d in (-1, 1)
+        )
+    assert spaced_timesteps(ScheduleSpec(), 1, "log-snr").tolist() == [995]
+
+
+def test_the_even_spacing_is_respace_and_every_spacing_makes_a_plan():
+    for steps in (1, 2, 10):
+        assert (
+            spaced_timesteps(ScheduleSpec(), steps, "even").tolist()
+            == respace(ScheduleSpec(), steps).timesteps.tolist()
+        )
+    plan = plan_at(ScheduleSpec(), spaced_timesteps(ScheduleSpec(), 4, "trailing"))
+    np.testing.assert_array_equal(
+        plan.alphas_cumprod, full_alphas_cumprod(ScheduleSpec())[[249, 499, 749, 999]]
+    )
+
+
+def test_bad_spacings_and_step_counts_are_refused_in_one_line():
+    with pytest.raises(
+        ValueError, match="^unknown spacing 'karras'; choose one of even, trailing, log-snr$"
+    ):
+        spaced_timesteps(ScheduleSpec(), 4, "karras")
+    with pytest.raises(ValueError, match="^steps must be in 1..1000, got 0$"):
+        spaced_timesteps(ScheduleSpec(), 0, "trailing")
+    with pytest.raises(
+        ValueError, match="^400 steps uniform in log-SNR put two on one timestep; use fewer$"
+    ):
+        spaced_timesteps(ScheduleSpec(), 400, "log-snr")
+
+
+def test_ancestral_ddim_with_eta_one_is_the_ddpm_step():
+    """Song et al. 2021, Eq. 12 with eta = 1: x_prev = sqrt(ab_p) x0 + sqrt(1 - ab_p - sig^2) eps +
+    sig z, sig^2 = (1 - ab_p)/(1 - ab) (1 - ab/ab_p); with eps solved from x_t and x0 it is
+    `ddpm_step`, so ancestral DDIM is the `ddpm` sampler on the same plan."""
+    ab, ab_prev = 0.2, 0.45
+    x_t, x0, z = 0.9, -0.35, -1.1
+    eps = (x_t - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
+    sig2 = (1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)
+    want = math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev - sig2) * eps + math.sqrt(sig2) * z
+    assert samplers.ddpm_step(x_t, x0, ab, ab_prev, 1 - ab / ab_prev, z) == pytest.approx(want)

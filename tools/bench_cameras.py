@@ -25,6 +25,7 @@ import lgcvd_runtime
 from lgcvd_runtime import api
 from lgcvd_runtime.cli.options import model_options, positive_option
 from lgcvd_runtime.media.video import read_frames
+from lgcvd_runtime.plans import plan_name
 
 
 def _clips(frames: np.ndarray, cameras: int, p: int) -> list[np.ndarray]:
@@ -130,7 +131,7 @@ def main(bundle, backend, sampler, steps, seed, threads, counts, n, rate, second
     rows = bench_cameras(model, frames, counts, p, n)
     live = bench_live(model, frames, p, n, rate, seconds)
     click.echo(
-        f"{model.backend.name}, {sampler} {steps} steps, max batch {model.manifest.max_batch}, "
+        f"{model.backend.name}, {plan_name(model.plan.plan)}, max batch {model.manifest.max_batch}, "
         f"p={p}, n={n} ({rows[0]['windows']} window(s) per forecast)"
     )
     click.echo(

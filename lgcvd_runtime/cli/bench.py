@@ -4,7 +4,9 @@ Times the two graphs on their own (one context call per window, one denoiser cal
 the check that a denoiser output is finite (run on every call), then whole windows through the
 pipeline (the context call, every step, conditioning and sampler arithmetic), on random inputs
 of the manifest's shapes. Reports median and 90th percentile over
-repeats, after one warm-up call each, plus the process's peak resident memory. Knows no engine.
+repeats, after one warm-up call each, plus the process's peak resident memory. The plan timed is
+the model's (`api.Model.plan`: the options, else the bundle's, else the default), said with its
+source. Knows no engine.
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ from lgcvd_runtime.api import Model
 from lgcvd_runtime.backends.graph_io import concrete_shape
 from lgcvd_runtime.pipeline import check_finite
 
+PLAN_SOURCES = {"options": "as given", "bundle": "the bundle's plan", "default": "the default"}
+
 
 @dataclass(frozen=True)
 class BenchResult:
     backend: str
     sampler: str
     steps: int
+    plan: str  # where sampler and steps came from: "options", "bundle" or "default"
+    timesteps: list[int]  # the original indices the denoiser sees, ascending
     samples: int  # batch of every call
     repeats: int
     context_ms: dict  # {"median": ..., "p90": ...} per context-graph call
@@ -76,6 +82,8 @@ def run_bench(model: Model, samples: int = 1, repeats: int = 10, windows: int = 
         backend=backend.name,
         sampler=settings.sampler,
         steps=settings.plan.steps,
+        plan=model.plan.source,
+        timesteps=[int(t) for t in settings.plan.timesteps],
         samples=samples,
         repeats=repeats,
         context_ms=_latency_ms(lambda: backend.encode(prev), repeats),
@@ -96,7 +104,8 @@ def format_result(r: BenchResult) -> str:
     memory = "n/a" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f} MiB (whole process)"
     return "\n".join(
         [
-            f"backend {r.backend}, sampler {r.sampler}, {r.steps} steps, batch {r.samples}",
+            f"backend {r.backend}, sampler {r.sampler}, {r.steps} steps ({PLAN_SOURCES[r.plan]}), "
+            f"batch {r.samples}",
             row("context call", r.context_ms),
             row("denoiser call", r.denoiser_ms),
             f"  {'finite check':<16} median {1e3 * r.finite_check_ms['median']:9.1f} us   "

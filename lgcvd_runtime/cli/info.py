@@ -1,5 +1,7 @@
-"""The text of `lgcvd-run info`: what a bundle is, how it would be sampled, whether its input
-score is calibrated, which backends can run it here, and a few lines of where it came from.
+"""The text of `lgcvd-run info`: what a bundle is, how it would be sampled (its plan or the
+default, or the options given, and where that plan came from; a distilled student's teacher),
+whether its input score is calibrated, which backends can run it here, and a few lines of where
+it came from.
 
 The essentials come first; provenance follows as a short summary (training data, steps, the
 bundle it was fine-tuned from, versions). The full record is nested (a fine-tuned model carries
@@ -15,7 +17,8 @@ from pathlib import Path
 from lgcvd_runtime.backends import availability
 from lgcvd_runtime.bundle import load_manifest
 from lgcvd_runtime.ood import THRESHOLD, Calibration
-from lgcvd_runtime.schedule import respace
+from lgcvd_runtime.plans import SamplerPlan, choose, plan_name
+from lgcvd_runtime.schedule import Plan
 
 INDENT = "  "
 LABEL = 12  # width of the left-hand column ("provenance  ")
@@ -55,9 +58,9 @@ def _scalar(value) -> str:
     return "none" if value is None else str(value)
 
 
-def describe(path: Path, sampler: str, steps: int, provenance: bool = False) -> str:
-    """Every line of `lgcvd-run info` for the bundle at `path`; the full provenance tree last
-    with `provenance`, else a summary of it."""
+def describe(path: Path, sampler: str | None, steps: int | None, provenance: bool = False) -> str:
+    """Every line of `lgcvd-run info` for the bundle at `path` (`sampler`, `steps`: the options,
+    None where not given); the full provenance tree last with `provenance`, else a summary."""
     m = load_manifest(path)
     spec = m.model
     lines = [
@@ -75,19 +78,35 @@ def describe(path: Path, sampler: str, steps: int, provenance: bool = False) -> 
         ins = ", ".join(f"{t.name}{list(t.shape)}" for t in graph.inputs)
         outs = ", ".join(f"{t.name}{list(t.shape)}" for t in graph.outputs)
         lines.append(f"graph       {name}: {graph.file} ({ins}) -> ({outs})")
-    plan = respace(m.schedule, min(steps, m.schedule.T))
-    lines.append(f"sampling    {sampler}, {plan.describe()}")
+    choice = choose(sampler, None if steps is None else min(steps, m.schedule.T), m.plan)
+    over = choice.plan.over(m.schedule)
+    steps_at = over.describe() if over.steps > 7 else f"{over.steps} steps at t = {_at(over)}"
+    lines.append(f"sampling    {choice.plan.sampler}, {steps_at} ({choice.origin()})")
+    if m.plan is not None:
+        lines.append(f"{'distilled':<{LABEL}}{_distilled(m.plan)}")
     lines.append(f"input score {_calibration(m.ood)}")
     for name, reason in availability().items():
         lines.append(f"backend     {name}: {'available' if reason is None else reason}")
     if provenance:
-        history = tree(m.provenance) or ["none recorded"]
+        record = {**m.provenance, **({"teacher": m.plan.teacher} if m.plan else {})}
+        history = tree(record) or ["none recorded"]
         lines += [
             f"{'provenance' if i == 0 else '':<{LABEL}}{line}" for i, line in enumerate(history)
         ]
     else:
         lines += [f"{label:<{LABEL}}{text}" for label, text in summary(m.provenance)]
     return "\n".join(lines)
+
+
+def _distilled(plan: SamplerPlan) -> str:
+    """The plan a student was distilled for, and from which teacher, in one line."""
+    teacher = plan.teacher or {}
+    source = teacher.get("bundle") or teacher.get("checkpoint") or "a teacher not recorded"
+    return f"for {plan_name(plan)} at t = {list(plan.timesteps or ())}, from {source}"
+
+
+def _at(plan: Plan) -> str:
+    return ", ".join(str(int(t)) for t in plan.timesteps)
 
 
 def _period(period_s: float | None) -> str:

@@ -2,6 +2,7 @@
 a video or a bag's camera topic (`media.source`), at the model's frame period where it records
 one (by stamp: the resampling and any break in the input's timeline are said once on stderr,
 unless --quiet), with a robot-log output's stamps (`BagOutput`) and `lgcvd-run info BAG`.
+INPUT may also be a live source (`video.is_stream`: a URL, kept as given, or a device: `SOURCE`).
 No engine package or torch is imported here.
 """
 
@@ -22,9 +23,32 @@ from lgcvd_runtime.media.bags import camera_matrix, camera_topic, image_topics, 
 from lgcvd_runtime.media.resize import FitTransform, fit_transform
 from lgcvd_runtime.media.source import Clip, read_clip, stamped_frames
 from lgcvd_runtime.media.stamps import describe_breaks, frame_period
-from lgcvd_runtime.media.video import probe
+from lgcvd_runtime.media.video import is_stream, probe
 
 DEFAULT_FPS = 10.0
+
+
+class Source(click.ParamType):
+    """INPUT: a file or folder path (a Path), or a live source's URL kept as given (a Path would
+    fold rtsp://host into rtsp:/host)."""
+
+    name = "INPUT"
+
+    def convert(self, value, param, ctx) -> Path | str:
+        if isinstance(value, Path) or is_stream(value):
+            return value
+        return Path(value)
+
+
+SOURCE = Source()
+
+
+def stem(source: Path | str) -> str:
+    """The name outputs take after INPUT: a file's stem, a URL's last path part (or host)."""
+    if isinstance(source, Path):
+        return source.stem
+    parts = [part for part in source.split("://", 1)[-1].split("/") if part]
+    return Path(parts[-1] if parts else "stream").stem.replace(":", "-") or "stream"
 
 
 def period_ns(bundle: Path | None, server: str | None) -> int | None:

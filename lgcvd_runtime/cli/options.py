@@ -5,8 +5,9 @@ model's square (`framing_options`, also used by `lgcvd-train`) and a bag's camer
 also `lgcvd-train`'s and `lgcvd-eval`'s); and the shapes every lgcvd command line's options
 take (`count_option`, `positive_option`, `choice_option`, `path_option`, `switch_option`), declared once so
 that each option is one declaration with its default shown. Defaults are read from
-where they live: the sampler plan from `plans.py`, the backends from `backends`. Errors and
-signals are the chassis's (`chassis.py`). No engine package or torch is imported here.
+where they live: the sampler plan from `plans.py` (--sampler and --steps default to None: the
+bundle's plan, else `plans.DEFAULT_PLAN`, `plans.choose`), the backends from `backends`. Errors
+and signals are the chassis's (`chassis.py`). No engine package or torch is imported here.
 """
 
 from __future__ import annotations
@@ -102,26 +103,32 @@ def model_option_list(seed: int | None = None) -> list:
     ]
 
 
-def sampler_options(what: str = ""):
-    """--sampler and --steps, defaults from `plans.DEFAULT_PLAN`; `what` ends the sampler's
-    help for this command, e.g. " the server uses"."""
-    return lambda command: _apply(sampler_option_list(what), command)
+def sampler_options(what: str = "", whose: str = "the bundle's"):
+    """--sampler and --steps, not given: None (`plans.choose`); `what` ends the sampler's help
+    for this command, e.g. " the server uses"; `whose` names the plan that applies first."""
+    return lambda command: _apply(sampler_option_list(what, whose), command)
 
 
-def sampler_option_list(what: str = "") -> list:
+def sampler_option_list(what: str = "", whose: str = "the bundle's") -> list:
     """The options of `sampler_options`."""
     default, fast = DEFAULT_PLAN, FAST_PLAN
     return [
         click.option(
             "--sampler",
             type=click.Choice(SAMPLERS),
-            default=default.sampler,
-            help=f"Reverse-diffusion sampler{what}. Default: {default.sampler} with "
-            f"{default.steps} steps, which matched the paper's 100-step ddpm; {fast.sampler} with "
-            f"{fast.steps} steps is over 4x faster, with the same per-frame quality and a worse "
-            "FVD. Measurements: docs/results.md, sampler study.",
+            default=None,
+            help=f"Reverse-diffusion sampler{what} [default: {whose} plan, else "
+            f"{default.sampler} {default.steps}]. A distilled model records its plan (sampler, "
+            f"steps, timesteps); other models run {default.sampler} with {default.steps} steps, "
+            f"which matched the paper's 100-step ddpm; {fast.sampler} with {fast.steps} steps is "
+            "over 4x faster, with the same per-frame quality and a worse FVD. Measurements: "
+            "docs/results.md, sampler study.",
         ),
-        count_option("--steps", default=default.steps, help="Denoising steps per window."),
+        count_option(
+            "--steps",
+            default=None,
+            help=f"Denoising steps per window [default: {whose} plan, else {default.steps}].",
+        ),
     ]
 
 
@@ -210,8 +217,16 @@ TOPIC = click.option(
 
 
 def load_model(bundle, backend, sampler, steps, seed, threads, quiet) -> api.Model:
-    """`api.load` with the model options; notes (the backend auto chose) to stderr unless quiet."""
+    """`api.load` with the model options; notes (the backend auto chose) to stderr unless quiet,
+    and the warning that the options override a distilled model's plan, once, even if quiet."""
     log = None if quiet else (lambda line: click.echo(line, err=True))
     return api.load(
-        bundle, backend=backend, sampler=sampler, steps=steps, seed=seed, log=log, threads=threads
+        bundle,
+        backend=backend,
+        sampler=sampler,
+        steps=steps,
+        seed=seed,
+        log=log,
+        threads=threads,
+        warn=lambda line: click.echo(line, err=True),
     )

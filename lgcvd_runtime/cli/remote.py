@@ -3,18 +3,82 @@ of a loaded model (docs/serving.md).
 
 The server runs the windows with its own bundle, sampler and steps, so the command line keeps
 only what the server does not do: reading the input, the output, the seed. Options that choose
-a local model are refused with --server rather than silently ignored. `tritonclient` (the
-`serve` extra) is imported only when a server is used (`client.TritonClient`).
+a local model are refused with --server rather than silently ignored; --timeout and --retries
+(the client's, `serve.client` says when a request is tried again) are refused without it.
+`tritonclient` (the `serve` extra) is imported only when a server is used (`client.TritonClient`).
 """
 
 from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
 
 import click
 import numpy as np
 from click.core import ParameterSource
 
-from lgcvd_runtime.cli.options import model_options
+from lgcvd_runtime.cli.options import count_option, model_options, positive_option
 from lgcvd_runtime.pipeline import row_generators
+from lgcvd_runtime.serve.configs import DEFAULT_RETRIES, DEFAULT_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Remote:
+    """The server a command was pointed at, and how patiently to call it."""
+
+    url: str  # HOST:PORT of Triton's gRPC endpoint
+    timeout: float  # seconds one request may take
+    retries: int  # tries after the first for a call that finds no server
+
+
+_SERVER_OPTIONS = (
+    click.option(
+        "--server",
+        metavar="HOST:PORT",
+        default=None,
+        help="Predict on a Triton server made with lgcvd-serve (its gRPC port, e.g. "
+        "localhost:8001) instead of a local bundle; the server's model, sampler and steps apply.",
+    ),
+    positive_option(
+        "--timeout",
+        metavar="SECONDS",
+        default=DEFAULT_TIMEOUT,
+        help="With --server: how long one request may take before it fails.",
+    ),
+    count_option(
+        "--retries",
+        least=0,
+        default=DEFAULT_RETRIES,
+        help="With --server: how often a request that finds no server (down, restarting) is "
+        "sent again, 0.5 s, 1 s, 2 s, then 4 s apart; safe, as the seeds are fixed first.",
+    ),
+)
+
+
+def server_options(command):
+    """--server, --timeout and --retries; the command gets `server`, a `Remote` or None."""
+
+    @functools.wraps(command)
+    def with_server(*args, server, timeout, retries, **kwargs):
+        if server is None:
+            _refuse_without_server(click.get_current_context())
+        remote = None if server is None else Remote(server, timeout, retries)
+        return command(*args, server=remote, **kwargs)
+
+    for option in reversed(_SERVER_OPTIONS):
+        with_server = option(with_server)
+    return with_server
+
+
+def _refuse_without_server(ctx: click.Context) -> None:
+    """A usage error naming --timeout / --retries given on the command line without --server."""
+    given = [
+        f"--{name}"
+        for name in ("timeout", "retries")
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} apply to --server only: drop them or add one")
 
 
 def _local_options(command: click.Command) -> list[click.Parameter]:
@@ -41,15 +105,16 @@ def refuse_local_options(ctx: click.Context) -> None:
 class Served:
     """The server behind `url`, with the `size` and `predict` a command uses of a model."""
 
-    def __init__(self, url: str, seed: int | None, quiet: bool):
+    def __init__(self, remote: Remote, seed: int | None, quiet: bool):
         from lgcvd_runtime.serve.client import TritonClient
 
         if seed is not None:
             row_generators(seed, 1)  # the seed rule's own check, before anything is sent
-        self.client = TritonClient(url, seed)  # seeds its calls as `api.load(seed=...)` does
+        # seeds its calls as `api.load(seed=...)` does
+        self.client = TritonClient(remote.url, seed, remote.timeout, remote.retries)
         if not quiet:
             sampler, steps = (self.client.settings.get(k, "?") for k in ("sampler", "steps"))
-            click.echo(f"server: {url} ({sampler}, {steps} steps)", err=True)
+            click.echo(f"server: {remote.url} ({sampler}, {steps} steps)", err=True)
 
     @property
     def size(self) -> int:

@@ -27,6 +27,7 @@ from lgcvd_runtime.cli.chassis import Group
 from lgcvd_runtime.cli.info import describe
 from lgcvd_runtime.cli.inputs import (
     DEFAULT_FPS,
+    SOURCE,
     bag_output,
     describe_bag,
     forecast_stamps,
@@ -34,8 +35,10 @@ from lgcvd_runtime.cli.inputs import (
     input_fps,
     period_ns,
     read_input,
+    stem,
     truth_of,
 )
+from lgcvd_runtime.cli.live import live
 from lgcvd_runtime.cli.options import (
     TOPIC,
     choice_option,
@@ -49,7 +52,7 @@ from lgcvd_runtime.cli.options import (
 )
 from lgcvd_runtime.cli.outputs import BagOutput, Output, Truth, VideoOutput, is_bag_target
 from lgcvd_runtime.cli.progress import Progress
-from lgcvd_runtime.cli.remote import Served, refuse_local_options, window_spec
+from lgcvd_runtime.cli.remote import Served, refuse_local_options, server_options, window_spec
 from lgcvd_runtime.errors import LgcvdError, VideoError, plural
 from lgcvd_runtime.framing import Framing
 from lgcvd_runtime.media.resize import CROP
@@ -140,7 +143,7 @@ def main() -> None:
     """Run LGC-VD video diffusion bundles without torch (numpy + onnxruntime / TensorRT)."""
 
 
-_INPUT = click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+_INPUT = click.argument("input_path", metavar="INPUT", type=SOURCE)
 _START = count_option(
     "--start", least=0, default=0, help="Index of the first frame taken from INPUT."
 )
@@ -165,13 +168,7 @@ _SIDE_BY_SIDE = click.option(
     help="With a robot-log output: copy INPUT's camera topic into it, to play beside the forecast.",
 )
 @framing_options(new_model=False)
-@click.option(
-    "--server",
-    metavar="HOST:PORT",
-    default=None,
-    help="Predict on a Triton server made with lgcvd-serve (its gRPC port, e.g. "
-    "localhost:8001) instead of a local bundle; the server's model, sampler and steps apply.",
-)
+@server_options
 @output_options
 @model_options
 @click.pass_context
@@ -201,7 +198,7 @@ def predict(
     predicted frames, stamped at the times they show."""
     if server is not None:
         refuse_local_options(ctx)
-    output = output or Path(f"{input_path.stem}-prediction.mp4")
+    output = output or Path(f"{stem(input_path)}-prediction.mp4")
     period = period_ns(load["bundle"], server)
     if is_bag_target(output):
         target = bag_output(output, input_path, side_by_side, every, fps, with_input, force)
@@ -259,7 +256,7 @@ def interpolate(
     every N-1 frames from --start (N = the model's window; 8 for the paper's models). Writes
     the whole filled sequence."""
     period = period_ns(load["bundle"], None)
-    output = output or Path(f"{input_path.stem}-interpolation.mp4")
+    output = output or Path(f"{stem(input_path)}-interpolation.mp4")
     target = Output(output, input_fps(input_path, fps, period), force, every, "filled")
 
     def make(model, out):
@@ -369,3 +366,4 @@ def demo(out_dir, backend, every, force, quiet):
 
 
 main.add_command(calibrate)
+main.add_command(live)

@@ -10,7 +10,8 @@ and which frames a model at its own rate sees is `stamps.py`; writing forecasts 
 Messages: `sensor_msgs/Image` in rgb8, bgr8, rgba8, bgra8 and mono8 (rows padded to `step` are
 cut), mono16 kept to its high byte (value >> 8, so 16-bit intensities map onto 0..255 as an 8-bit
 camera would show them); Bayer mosaics and other encodings are refused in one line naming the
-encoding. `sensor_msgs/CompressedImage` in jpeg or png, decoded with PyAV. Times are header
+encoding. `sensor_msgs/CompressedImage` in jpeg or png, decoded with PyAV (`image_rgb` and
+`codec_name`, the rule for each, serve ros2/images.py's live topics too). Times are header
 stamps; a topic whose first stamp is zero (a driver that never sets them) uses the bag's log
 times instead, with a note.
 
@@ -39,7 +40,7 @@ IMAGE, COMPRESSED = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 ROS_EXTRA = "reading or writing bags needs the ros extra: pip install 'lgcvd[ros]'"
 # Image encoding -> (bytes per pixel, channel order giving RGB)
-_LAYOUTS = {
+LAYOUTS = {
     "rgb8": (3, [0, 1, 2]),
     "bgr8": (3, [2, 1, 0]),
     "rgba8": (4, [0, 1, 2]),
@@ -252,25 +253,44 @@ def _refuse(where: str, what: str) -> BagError:
     return BagError(f"{where} holds {what}; lgcvd reads {READABLE}: convert the topic first")
 
 
+def image_rgb(msg, data: np.ndarray) -> np.ndarray | None:
+    """The pixels of an Image whose encoding is in `LAYOUTS` (bags' and live topics' alike),
+    `data` its bytes as flat uint8, as (H, W, 3) uint8 RGB with rows cut to width (a `step` may
+    pad them), mono16 kept to its high byte; None where the sizes do not fit the bytes."""
+    depth, order = LAYOUTS[msg.encoding]
+    height, width, step = msg.height, msg.width, msg.step
+    if width < 1 or height < 1 or step < width * depth or data.size < step * height:
+        return None
+    rows = data[: step * height].reshape(height, step)[:, : width * depth]
+    if msg.encoding == "mono16":
+        rows = (rows.view(">u2" if msg.is_bigendian else "<u2") >> 8).astype(np.uint8)
+    return np.ascontiguousarray(rows.reshape(height, width, -1)[..., order])
+
+
+def codec_name(fmt: str) -> str | None:
+    """PyAV's decoder for a CompressedImage format ("jpeg", "rgb8; png compressed bgr8"), None
+    for one lgcvd does not read (compressedDepth, other codecs)."""
+    name = fmt.lower()
+    if "compresseddepth" in name or not any(k in name for k in ("png", "jpeg", "jpg")):
+        return None
+    return "png" if "png" in name else "mjpeg"
+
+
 def _raw_image(msg, where: str) -> np.ndarray:
-    """An Image's pixels as (H, W, 3) uint8 RGB, rows cut to width (a `step` may pad them)."""
+    """An Image's pixels as (H, W, 3) uint8 RGB (`image_rgb`), or a one-line BagError."""
     encoding = msg.encoding
     if encoding.lower().startswith("bayer"):
         raise _refuse(where, f"{encoding} images (a raw Bayer mosaic: record the debayered topic)")
-    if encoding not in _LAYOUTS:
+    if encoding not in LAYOUTS:
         raise _refuse(where, f"{encoding!r} images")
-    depth, order = _LAYOUTS[encoding]
-    height, width, step = msg.height, msg.width, msg.step
     data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
-    if width < 1 or height < 1 or step < width * depth or data.size < step * height:
+    frame = image_rgb(msg, data)
+    if frame is None:
         raise BagError(
-            f"{where} has a {width}x{height} {encoding} image with step {step} in {data.size} "
-            "bytes; the bag is corrupt: re-record or repair it"
+            f"{where} has a {msg.width}x{msg.height} {encoding} image with step {msg.step} in "
+            f"{data.size} bytes; the bag is corrupt: re-record or repair it"
         )
-    rows = data[: step * height].reshape(height, step)[:, : width * depth]
-    if encoding == "mono16":
-        rows = (rows.view(">u2" if msg.is_bigendian else "<u2") >> 8).astype(np.uint8)
-    return np.ascontiguousarray(rows.reshape(height, width, -1)[..., order])  # (H, W, 3)
+    return frame
 
 
 class _Decoder:
@@ -282,10 +302,10 @@ class _Decoder:
 
     def _codec_for(self, fmt: str) -> av.CodecContext:
         if self._codec is None:
-            name = fmt.lower()
-            if "compresseddepth" in name or not ("png" in name or "jpeg" in name or "jpg" in name):
+            codec = codec_name(fmt)
+            if codec is None:
                 raise _refuse(self.where, f"CompressedImages of format {fmt!r}")
-            self._codec = av.CodecContext.create("png" if "png" in name else "mjpeg", "r")
+            self._codec = av.CodecContext.create(codec, "r")
         return self._codec
 
     def __call__(self, msg) -> np.ndarray:

@@ -81,6 +81,16 @@ class Resampling:
     note: str | None
 
 
+def nearest(stamps: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """For each target time, the index of the stamp nearest to it, the earlier on a tie: the rule
+    by which a model running at its own period takes a camera's frames (`resample`, and frame by
+    frame the live stream). `stamps` (int64, increasing) must not be empty."""
+    after = np.minimum(np.searchsorted(stamps, targets), stamps.size - 1)
+    before = np.maximum(after - 1, 0)
+    later = np.abs(stamps[after] - targets) < np.abs(targets - stamps[before])
+    return np.where(later, after, before).astype(np.int64)
+
+
 def resample(stamps: Sequence[int], period_ns: int) -> Resampling:
     """Pick, for each model time t0 + k·period_ns (t0 the first stamp), the frame whose stamp is
     nearest (the earlier on a tie): by stamp, not by index, so jitter and a camera rate that is
@@ -92,10 +102,7 @@ def resample(stamps: Sequence[int], period_ns: int) -> Resampling:
         raise ValueError("resample needs increasing stamps and a positive period")
     camera = frame_period(stamps) or period_ns  # a lone stamp: the model's own period
     targets = np.arange(stamps[0], stamps[-1] + camera // 2 + 1, period_ns)
-    after = np.minimum(np.searchsorted(stamps, targets), stamps.size - 1)
-    before = np.maximum(after - 1, 0)
-    later = np.abs(stamps[after] - targets) < np.abs(targets - stamps[before])
-    indices = np.where(later, after, before).astype(np.int64)
+    indices = nearest(stamps, targets)
     if np.array_equal(indices, np.arange(stamps.size)):
         return Resampling(indices, None)
     note = (

@@ -2,7 +2,10 @@
 
 `iter_frames` decodes one frame at a time (so a caller stops decoding as soon as it has what it
 needs), `iter_stamped_frames` gives each frame's presentation time with it (its pts in ns, else
-index / fps), `read_frames` collects a clip, `probe` describes a file without decoding it. Frames are
+index / fps), `read_frames` collects a clip, `probe` describes a file without decoding it.
+Besides files, these read live sources (`is_stream`): a URL (rtsp://, udp://, tcp://, http://...)
+passed to PyAV as given, or a device (/dev/video0, read as v4l2), waiting at most `timeout`
+seconds for it to open or send data; `LiveSource` reads one as its frames arrive. Frames are
 uint8 RGB (H, W, 3), turned upright where the file carries a display rotation (phone clips: a
 display matrix in the stream's side data, read per frame); `size` fits them to the model's square
 as a `framing` says (`resize.fit_frame`; by default the centre crop). Writing is `writer.py`,
@@ -28,6 +31,7 @@ from lgcvd_runtime.framing import Framing
 from lgcvd_runtime.media.resize import CROP, fit_frame
 
 MAX_SIDE = 8192  # largest frame side we decode, in pixels
+TIMEOUT_S = 5.0  # seconds a live source may take to open or to send data
 
 
 @dataclass(frozen=True)
@@ -45,27 +49,55 @@ class VideoInfo:
 # ----------------------------------------------------------------------------- reading
 
 
-@contextlib.contextmanager
-def _open_video(path: Path) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
-    """Open `path` and yield (container, first video stream), checked; closes on exit."""
-    if not path.exists():
-        raise VideoError(f"{path} does not exist; check the path")
-    if not path.is_file():
-        raise VideoError(f"{path} is not a file; pass a video file")
+def is_stream(source: str | os.PathLike[str]) -> bool:
+    """Whether `source` is a live source, not a file: a URL (scheme://...) or a device (/dev/)."""
+    text = os.fspath(source)
+    return "://" in text or text.startswith("/dev/")
+
+
+def _open_container(source: str | os.PathLike[str], timeout: float) -> av.container.InputContainer:
+    """PyAV's container of a file (checked first), URL or device (v4l2 for /dev/video*)."""
+    text = os.fspath(source)
+    if not is_stream(text):
+        path = Path(text)
+        if not path.exists():
+            raise VideoError(f"{path} does not exist; check the path")
+        if not path.is_file():
+            raise VideoError(f"{path} is not a file; pass a video file")
+    device = "v4l2" if text.startswith("/dev/video") else None
     try:
-        container = av.open(str(path))
-    except av.FFmpegError as err:
+        return av.open(text, format=device, timeout=timeout if is_stream(text) else None)
+    except UnicodeDecodeError:  # PyAV reads the container's metadata as UTF-8
+        raise _corrupt(text, "its metadata is not UTF-8 text") from None
+    except av.ExitError:
         raise VideoError(
-            f"{path} is not a readable video ({err.strerror}); pass a complete video file "
+            f"{text} sent nothing in {timeout:g} s; check the address and that the stream is "
+            "running"
+        ) from None
+    except av.FFmpegError as err:
+        if is_stream(text):
+            raise VideoError(
+                f"cannot open {text} ({err.strerror}); check the address and that the stream is "
+                "running"
+            ) from None
+        raise VideoError(
+            f"{text} is not a readable video ({err.strerror}); pass a complete video file "
             "(.mp4, .mkv, .avi, .gif, ...)"
         ) from None
-    with container:
+
+
+@contextlib.contextmanager
+def _open_video(
+    source: str | os.PathLike[str], timeout: float = TIMEOUT_S
+) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
+    """Open `source` and yield (container, first video stream), checked; closes on exit."""
+    with _open_container(source, timeout) as container:
         if not container.streams.video:
-            raise VideoError(f"{path} has no video stream; pass a video file")
+            raise VideoError(f"{source} has no video stream; pass a video file")
         stream = container.streams.video[0]
         if not (0 < stream.width <= MAX_SIDE and 0 < stream.height <= MAX_SIDE):
             raise VideoError(
-                f"{path} has frames of {stream.width}x{stream.height} pixels; lgcvd reads 1 to "
+                f"{source} has frames of {stream.width}x{stream.height} pixels; lgcvd reads 1 to "
                 f"{MAX_SIDE} pixels per side: resize the video first"
             )
         yield container, stream
@@ -87,7 +119,7 @@ def _expected_frames(container: av.container.InputContainer, stream: av.VideoStr
     return round(seconds * float(rate))
 
 
-def _corrupt(path: Path, detail: str) -> VideoError:
+def _corrupt(path: str | os.PathLike[str], detail: str) -> VideoError:
     return VideoError(f"{path} is truncated or corrupt ({detail}); re-encode or replace the file")
 
 
@@ -138,7 +170,6 @@ def iter_stamped_frames(
         raise ValueError(f"start must be >= 0, got {start}")
     if size is not None and size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
-    path = Path(path)
     with _open_video(path) as (container, stream):
         decoded = 0
         try:
@@ -150,6 +181,8 @@ def iter_stamped_frames(
                         _stamp_ns(frame, stream, decoded - 1),
                         image if size is None else fit_frame(image, size, framing),
                     )
+        except av.ExitError:
+            raise VideoError(f"{path} sent nothing for {TIMEOUT_S:g} s; check the stream") from None
         except av.FFmpegError as err:
             raise _corrupt(
                 path, f"decoding failed after {plural(decoded, 'frame')}: {err.strerror}"
@@ -198,7 +231,7 @@ def read_frames(
 
 def probe(path: str | os.PathLike[str]) -> VideoInfo:
     """Describe a video from its header, without decoding frames."""
-    with _open_video(Path(path)) as (container, stream):
+    with _open_video(path) as (container, stream):
         rate = stream.average_rate
         return VideoInfo(
             frames=_expected_frames(container, stream),
@@ -207,3 +240,41 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
             height=stream.height,
             codec=stream.codec_context.name,
         )
+
+
+class LiveSource:
+    """A file, URL or device read as its frames arrive (`lgcvd-run live`): iterate for (pts in
+    ns, upright (H, W, 3) uint8 frame). A packet that does not decode (a lost network packet) is
+    skipped and counted in `lost`; a source that sends nothing for `timeout` s ends in a
+    VideoError. `rate`: the stream's frames per second, None where unknown."""
+
+    def __init__(self, source: str | os.PathLike[str], timeout: float = TIMEOUT_S):
+        self.source, self.timeout, self.lost = os.fspath(source), timeout, 0
+        self._open = _open_video(source, timeout)
+        self._container, self._stream = self._open.__enter__()
+        rate = self._stream.average_rate
+        self.rate = float(rate) if rate else None
+        self.width, self.height = self._stream.width, self._stream.height
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        decoded = 0
+        try:
+            for packet in self._container.demux(self._stream):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError:
+                    self.lost += 1
+                    continue
+                for frame in frames:
+                    decoded += 1
+                    yield _stamp_ns(frame, self._stream, decoded - 1), upright(frame)
+        except av.ExitError:
+            raise VideoError(
+                f"{self.source} sent nothing for {self.timeout:g} s; check that the stream is "
+                "running"
+            ) from None
+        except av.FFmpegError as err:
+            raise VideoError(f"reading {self.source} failed ({err.strerror})") from None
+
+    def close(self) -> None:
+        self._open.__exit__(None, None, None)

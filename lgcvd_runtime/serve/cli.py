@@ -59,6 +59,11 @@ def main() -> None:
     default=DEFAULTS.pipelines,
     help="Copies of the lgcvd model: how many requests run their windows at once.",
 )
+@count_option(
+    "--max-frames",
+    default=DEFAULTS.max_frames,
+    help="The most frames (n x samples) one request may ask for; larger requests are refused.",
+)
 @sampler_options(" the server uses for every request")
 @click.option("--force", is_flag=True, help="Replace an existing repository.")
 def triton_repo(
@@ -69,12 +74,15 @@ def triton_repo(
     instances,
     kind,
     pipelines,
+    max_frames,
     sampler,
     steps,
     force,
 ):
     """Write a Triton model repository for BUNDLE (a NAME.lgcvd folder)."""
-    options = RepoOptions(graphs, queue_delay_us, instances, kind, pipelines, sampler, steps)
+    options = RepoOptions(
+        graphs, queue_delay_us, instances, kind, pipelines, sampler, steps, max_frames
+    )
     models = write_repository(bundle, out, options, force)
     click.echo(f"wrote {out} ({', '.join(models)}); see {out / 'README.md'} to start it")
 

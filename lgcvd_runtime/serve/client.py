@@ -13,22 +13,38 @@ clip, or drawn from the client's own generator. The windows carry the server's i
 (`ood`) as the library's do, and `input_warning` words it against the served bundle's
 calibration. `tritonclient[grpc]` is imported here only, when a client is built
 (`pip install 'lgcvd[serve]'`).
+
+Faults: a request may take `timeout` seconds (the checks on connecting at most
+`CONNECT_TIMEOUT`); a call that finds no server (refused or lost connection, gRPC UNAVAILABLE)
+is tried again `retries` times on a new channel, 0.5 s, 1 s, 2 s, then 4 s apart. Repeating a
+request that may have run is safe: the server keeps no state, a clip's forecast is a function
+of its frames, n, samples and seed, and the seeds are fixed before the first try. A refusal or
+a timeout is not retried (the same request would be refused again; a slow server would only get
+more work). Bad arguments are refused here before anything is sent, and the server checks them
+again for clients that are not this one. Every failure is one line naming the server's url.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import queue
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import numpy as np
 
 from lgcvd_runtime.api import PredictedWindow, Seed
-from lgcvd_runtime.checks import check_frames, is_clip_list
-from lgcvd_runtime.errors import BackendError, LgcvdError
+from lgcvd_runtime.checks import check_count, check_frames, is_clip_list, is_whole
+from lgcvd_runtime.errors import BackendError, LgcvdError, plural
 from lgcvd_runtime.ood import Calibration, input_warning
-from lgcvd_runtime.pipeline import clip_seeds
+from lgcvd_runtime.pipeline import clip_seeds, row_generators
 from lgcvd_runtime.serve.configs import (
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    MAX_FRAMES_PARAMETER,
     OOD_PARAMETER,
     PIPELINE_MODEL,
     REQUEST_FRAMES,
@@ -38,9 +54,15 @@ from lgcvd_runtime.serve.configs import (
     RESPONSE_FRAMES,
     RESPONSE_SCORE,
     RESPONSE_STARTS,
+    frames_limit_error,
 )
 
 INSTALL = "pip install 'lgcvd[serve]'"
+CONNECT_TIMEOUT = 10.0  # seconds the readiness and config calls on connecting may take
+BACKOFF = 0.5  # seconds before the first retry, doubled for each further one, up to 4
+LOST = "StatusCode.UNAVAILABLE"  # gRPC's status for a refused, reset or closed connection
+TIMED_OUT = "StatusCode.DEADLINE_EXCEEDED"
+T = TypeVar("T")
 
 
 def _grpc():
@@ -53,17 +75,26 @@ def _grpc():
 
 class TritonClient:
     """Connects to the `lgcvd` model at `url` (HOST:PORT of Triton's gRPC endpoint). `seed`
-    seeds the generator that draws the seeds of calls given none, as `lgcvd_runtime.load`'s."""
+    seeds the generator that draws the seeds of calls given none, as `lgcvd_runtime.load`'s.
+    `timeout`: seconds one request may take; `retries`: tries after the first for a call that
+    finds no server (module header)."""
 
-    def __init__(self, url: str, seed: int | None = None, timeout: float = 600.0):
+    def __init__(
+        self,
+        url: str,
+        seed: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+    ):
+        _check_faults(timeout, retries)
         grpcclient = _grpc()
-        self.url, self.timeout = url, timeout
+        self.url, self.timeout, self.retries = url, float(timeout), retries
         self.rng = np.random.default_rng(seed)
         self._grpc = grpcclient
         self._client = grpcclient.InferenceServerClient(url)
         try:
-            ready = self._client.is_model_ready(PIPELINE_MODEL)
-        except Exception as err:  # tritonclient raises its own exception for any transport error
+            ready, config = self._retried(self._describe)
+        except grpcclient.InferenceServerException as err:
             raise BackendError(
                 f"no Triton server answers at {url} ({_message(err)}); start one (docs/serving.md) "
                 "or check HOST:PORT (Triton's gRPC port, 8001 by default)"
@@ -73,8 +104,7 @@ class TritonClient:
                 f"the Triton server at {url} has no ready {PIPELINE_MODEL!r} model; serve a "
                 "repository made by lgcvd-serve triton-repo"
             )
-        config = self._client.get_model_config(PIPELINE_MODEL, as_json=True)["config"]
-        # sampler, steps, image_size: what the server was generated with
+        # sampler, steps, image_size, max_frames: what the server was generated with
         self.settings = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         record = self.settings.get(OOD_PARAMETER)  # the served bundle's calibration, if any
         declared = {output["name"] for output in config.get("output", [])}
@@ -82,6 +112,29 @@ class TritonClient:
             x for x in (RESPONSE_FRAMES, RESPONSE_STARTS, RESPONSE_SCORE) if x in declared
         ]  # a repository made before the score was served has no score output
         self.calibration = Calibration.of_record(json.loads(record) if record else None)
+
+    def _describe(self) -> tuple[bool, dict]:
+        """Whether the lgcvd model is ready, and its config (if it is)."""
+        wait = min(self.timeout, CONNECT_TIMEOUT)
+        if not self._client.is_model_ready(PIPELINE_MODEL, client_timeout=wait):
+            return False, {}
+        config = self._client.get_model_config(PIPELINE_MODEL, as_json=True, client_timeout=wait)
+        return True, config["config"]
+
+    def _retried(self, call: Callable[[], T]) -> T:
+        """`call()`, tried again on a new channel while it finds no server (module header);
+        `retries` counts the tries of the whole call, across outages."""
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except self._grpc.InferenceServerException as err:
+                if _status(err) != LOST or attempt == self.retries:
+                    raise
+            attempt += 1
+            time.sleep(min(BACKOFF * 2 ** (attempt - 1), 4.0))
+            self._client.close()
+            self._client = self._grpc.InferenceServerClient(self.url)
 
     @property
     def size(self) -> int:
@@ -108,27 +161,62 @@ class TritonClient:
             inputs.append(tensor)
         return inputs
 
-    def _send(self, clips: list[np.ndarray], n: int, seeds: list[int], samples: int) -> list:
-        """All requests at once; the responses in the order of `clips`."""
+    def _round(self, requests: dict[int, list], results: list) -> None:
+        """Send `requests` (clip index -> inputs) at once and put each answer in `results`; the
+        answered leave `requests`. Raises a refusal at once, a lost connection after all
+        answers are in."""
         answers: queue.Queue = queue.Queue()
         outputs = [self._grpc.InferRequestedOutput(x) for x in self._outputs]
-        for i, (clip, seed) in enumerate(zip(clips, seeds, strict=True)):
+        for i, inputs in requests.items():
             self._client.async_infer(
                 PIPELINE_MODEL,
-                self._inputs(clip, n, seed, samples),
+                inputs,
                 callback=lambda result, error, i=i: answers.put((i, result, error)),
                 outputs=outputs,
                 client_timeout=self.timeout,
             )
-        results: list = [None] * len(clips)
-        for _ in clips:
+        errors = {}
+        for _ in range(len(requests)):
             i, result, error = answers.get()
-            if error is not None:
+            if error is None:
+                results[i] = result
+                del requests[i]
+            else:
+                errors[i] = error
+        for i, error in sorted(errors.items()):
+            if _status(error) not in (LOST, TIMED_OUT):
                 raise BackendError(
                     f"the Triton server at {self.url} refused clip {i}: {_message(error)}"
                 )
-            results[i] = result
+        if errors:
+            raise min(errors.items())[1]
+
+    def _send(self, clips: list[np.ndarray], n: int, seeds: list[int], samples: int) -> list:
+        """All requests at once, those that found no server again (`retries`); the responses in
+        the order of `clips`."""
+        requests = {
+            i: self._inputs(clip, n, seed, samples)
+            for i, (clip, seed) in enumerate(zip(clips, seeds, strict=True))
+        }
+        results: list = [None] * len(clips)
+        try:
+            self._retried(lambda: self._round(requests, results))
+        except self._grpc.InferenceServerException as err:
+            raise BackendError(self._failure(err)) from None
         return results
+
+    def _failure(self, err: Exception) -> str:
+        """The one line for a request that timed out or found no server after every try."""
+        if _status(err) == TIMED_OUT:
+            return (
+                f"the Triton server at {self.url} did not answer within {self.timeout:g} s; "
+                "allow more time (--timeout) or ask for fewer frames"
+            )
+        tries = plural(self.retries + 1, "attempt")
+        return (
+            f"the Triton server at {self.url} is down or was lost ({_message(err)}; {tries}); "
+            "check that it runs (docs/serving.md), or allow more --retries"
+        )
 
     def predict(
         self, clips, n: int, samples: int = 1, seed: Seed = None
@@ -137,8 +225,13 @@ class TritonClient:
         `api.Model.predict`: one clip (p, H, W, 3) uint8 gives windows of (S, F, size, size, 3),
         a list of clips (one per camera, same p) windows of (C, S, F, size, size, 3)."""
         many = is_clip_list(clips)
-        listed = [check_frames(c) for c in clips] if many else [check_frames(clips)]
-        seeds = clip_seeds(seed, len(listed), self.rng)  # the library's seed rule
+        listed = [_check_clip(c) for c in clips] if many else [_check_clip(clips)]
+        check_count("n", n)
+        check_count("samples", samples)
+        limit = int(self.settings.get(MAX_FRAMES_PARAMETER, DEFAULT_MAX_FRAMES))
+        if refusal := frames_limit_error(n, samples, limit):
+            raise LgcvdError(refusal)
+        seeds = _clip_seeds(seed, len(listed), self.rng)  # the library's seed rule
         results = self._send(listed, n, seeds, samples)
         frames = [r.as_numpy(RESPONSE_FRAMES) for r in results]  # each (S, n, size, size, 3)
         starts = [tuple(r.as_numpy(RESPONSE_STARTS).tolist()) for r in results]
@@ -182,6 +275,47 @@ def _score(values: np.ndarray | None) -> float | None:
     """A response's input score: one value, or none (an uncalibrated bundle, or a server made
     before the score was served)."""
     return None if values is None or values.size == 0 else float(values.reshape(-1)[0])
+
+
+def _check_faults(timeout: float, retries: int) -> None:
+    """One-line errors for a timeout that is not a finite positive number of seconds, or a
+    retry count that is not a whole number of at least 0."""
+    number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+    if not number or not 0 < timeout < math.inf:
+        raise LgcvdError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if not is_whole(retries) or retries < 0:
+        raise LgcvdError(f"retries must be a whole number of at least 0, got {retries!r}")
+
+
+def _check_clip(clip) -> np.ndarray:
+    """`checks.check_frames`, with its own line for float frames that hold NaN or infinity."""
+    if isinstance(clip, np.ndarray) and clip.dtype.kind == "f" and not np.isfinite(clip).all():
+        raise LgcvdError(
+            f"frames hold NaN or infinite values ({clip.dtype} {clip.shape}); pass uint8 RGB "
+            "frames, 0..255"
+        )
+    return check_frames(clip)
+
+
+def _clip_seeds(seed, clips: int, rng: np.random.Generator) -> list[int]:
+    """`pipeline.clip_seeds`, each seed checked as the library checks it and to fit the
+    request's int64, so that a bad seed is a one-line error here, not a failure on the wire."""
+    if seed is not None and not is_whole(seed) and not isinstance(seed, (list, tuple, np.ndarray)):
+        raise LgcvdError(
+            f"seed must be a non-negative integer or a list of one per clip, got {seed!r}"
+        )
+    seeds = clip_seeds(seed, clips, rng)
+    for one in seeds:
+        row_generators(one, 1)  # the library's own check: a non-negative integer
+        if one >= 2**63:
+            raise LgcvdError(f"a seed must be below 2**63 (the request's int64), got {one!r}")
+    return [int(one) for one in seeds]
+
+
+def _status(err: Exception) -> str | None:
+    """tritonclient's gRPC status of an error, e.g. "StatusCode.UNAVAILABLE"."""
+    status = getattr(err, "status", None)
+    return status() if callable(status) else None
 
 
 def _message(err: Exception) -> str:

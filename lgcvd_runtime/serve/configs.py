@@ -32,6 +32,23 @@ RESPONSE_FRAMES = "predicted"  # (S, n, size, size, 3) uint8
 RESPONSE_STARTS = "starts"  # (W,) int32: the first frame index of each window
 RESPONSE_SCORE = "input_score"  # (1,) float64: the input score (ood); (0,) if uncalibrated
 OOD_PARAMETER = "ood"  # the bundle's calibration record as JSON, for clients' warnings
+MAX_FRAMES_PARAMETER = "max_frames"  # the most frames (n x samples) one request may ask for
+DEFAULT_MAX_FRAMES = 1024  # also the limit of a repository made before the parameter existed
+DEFAULT_TIMEOUT = 300.0  # seconds a client lets one request take (long forecasts on a CPU)
+DEFAULT_RETRIES = 2  # tries a client adds for a call that finds no server (one restarting)
+
+
+def frames_limit_error(n: int, samples: int, limit: int) -> str | None:
+    """The one line refusing a request for more than `limit` frames (n x samples), else None.
+    The server refuses such a request, and the client before sending it: a huge n would hold a
+    pipeline instance (and its memory) for as long as it runs."""
+    if n < 1 or samples < 1 or n * samples <= limit:
+        return None  # (a count below 1 is the library's to refuse)
+    return (
+        f"asked for {n * samples} frames (n = {n}, samples = {samples}); the server gives at "
+        f"most {limit} per request: ask for fewer, or serve a repository made with a larger "
+        "--max-frames"
+    )
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,10 @@ The wheel carries Triton 2.51 with the Python backend only (so repositories made
 what docs/serving.md records: a backend folder holding the stub of *this* Python, the
 wheel's bundled libraries and this interpreter's own libpython first on LD_LIBRARY_PATH, and this
 environment's `bin` first on PATH (the stub runs Python in isolated mode and finds its packages
-from there). The server listens on 127.0.0.1 only; stopping sends SIGTERM (a backgrounded
-server ignores SIGINT) and removes the workspace and the shared-memory regions it made.
+from there). The server listens on 127.0.0.1 only, in a process group of its own with its
+backend stubs; stopping sends SIGTERM (a backgrounded server ignores SIGINT), then kills what is
+left of the group (the stubs of a server that was killed outlive it), and removes the workspace
+and the shared-memory regions it made.
 This module knows nothing of lgcvd's models; it needs no Triton Python package but the wheel.
 """
 
@@ -82,6 +84,14 @@ def server_env(root: Path) -> dict[str, str]:
     return env
 
 
+def _kill_group(group: int) -> None:
+    """SIGKILL whatever is left in process group `group` (none after a clean stop)."""
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 class LocalServer:
     """One tritonserver serving `repo` on 127.0.0.1; a context manager that starts and stops it.
 
@@ -137,6 +147,7 @@ class LocalServer:
                     stdin=subprocess.DEVNULL,
                     env=server_env(root),
                     cwd=self.workspace,
+                    start_new_session=True,  # its group: the stubs, killed with it in stop()
                 )
             self._wait_ready(timeout)
         except BaseException:
@@ -191,8 +202,9 @@ class LocalServer:
         return " | ".join(text[-lines:])
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM, wait (SIGKILL after `timeout`), then remove the workspace and shared memory.
-        Returns the server's exit code (None if it never started)."""
+        """SIGTERM, wait (SIGKILL after `timeout`), SIGKILL the rest of its process group, then
+        remove the workspace and shared memory. Returns the server's exit code (None if it
+        never started); a server that was killed has a negative one and may be stopped too."""
         code = None
         if self.process is not None:
             if self.process.poll() is None:
@@ -203,6 +215,7 @@ class LocalServer:
                     self.process.kill()
                     self.process.wait()
             code = self.returncode = self.process.returncode
+            _kill_group(self.process.pid)
             self.process = None
         for region in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
             region.unlink(missing_ok=True)

@@ -17,19 +17,21 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from lgcvd_runtime import api
 from lgcvd_runtime.bundle import Manifest, load_manifest, required_graphs
-from lgcvd_runtime.checks import check_sampler, check_steps
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.files import folder_then_rename
 from lgcvd_runtime.ood import Calibration
-from lgcvd_runtime.plans import DEFAULT_PLAN
 
 from .configs import (
+    DEFAULT_MAX_FRAMES,
     DEFAULT_QUEUE_DELAY_US,
     GRAPH_BACKENDS,
+    MAX_FRAMES_PARAMETER,
     OOD_PARAMETER,
     PIPELINE_MODEL,
     Instances,
@@ -53,8 +55,9 @@ class RepoOptions:
     graph_instances: int = 1  # copies of each graph model
     kind: str = "gpu"  # where graph models run (python graphs always run on the CPU)
     pipelines: int = 8  # copies of the lgcvd model: requests whose windows run at once
-    sampler: str = DEFAULT_PLAN.sampler  # the library's defaults: the same forecast for a seed
-    steps: int = DEFAULT_PLAN.steps
+    sampler: str | None = None  # None: the library's choice (`plans.choose`): the bundle's plan,
+    steps: int | None = None  # else the default; the same forecast for a seed
+    max_frames: int = DEFAULT_MAX_FRAMES  # the most frames (n x samples) one request may ask for
 
 
 def _check(options: RepoOptions, manifest: Manifest) -> None:
@@ -62,10 +65,10 @@ def _check(options: RepoOptions, manifest: Manifest) -> None:
         raise LgcvdError(
             f"unknown graph backend {options.graphs!r}; choose one of {', '.join(GRAPH_BACKENDS)}"
         )
-    check_sampler(options.sampler)
-    check_steps(options.steps, manifest.schedule.T)
     if options.pipelines < 1:
         raise LgcvdError(f"pipelines must be at least 1, got {options.pipelines}")
+    if options.max_frames < 1:
+        raise LgcvdError(f"max frames must be at least 1, got {options.max_frames}")
 
 
 def _write_graph(root: Path, bundle: Path, name: str, manifest: Manifest, options: RepoOptions):
@@ -90,6 +93,7 @@ def _write_pipeline(root: Path, bundle: Path, manifest: Manifest, options: RepoO
         "steps": str(options.steps),
         "graphs": ",".join(required_graphs(manifest)),
         "image_size": str(manifest.model.image_size),  # for clients (TritonClient.size)
+        MAX_FRAMES_PARAMETER: str(options.max_frames),  # the server's and the client's check
     }
     if Calibration.of(manifest) is not None:  # for clients' warnings (TritonClient.input_warning)
         settings[OOD_PARAMETER] = json.dumps(manifest.ood, separators=(",", ":"))
@@ -110,6 +114,10 @@ def write_repository(
     bundle, out = Path(bundle), Path(out)
     manifest = load_manifest(bundle)  # checks the graphs' hashes before they are copied
     _check(options, manifest)
+    plan = api.plan_of(manifest, options.sampler, options.steps)  # written as chosen here
+    if plan.warning is not None:
+        warnings.warn(plan.warning, api.PlanWarning, stacklevel=2)
+    options = replace(options, sampler=plan.plan.sampler, steps=plan.plan.steps)
     graphs = list(required_graphs(manifest))
     with folder_then_rename(out, force) as tmp:
         for name in graphs:

@@ -23,7 +23,6 @@ from lgcvd_runtime.backends.graph_io import prepare_inputs
 from lgcvd_runtime.bundle import Manifest, load_manifest, sha256_file
 from lgcvd_runtime.errors import BackendError, LgcvdError
 from lgcvd_runtime.pipeline import Pipeline, SamplerSettings
-from lgcvd_runtime.schedule import respace
 
 from . import configs as wire  # the request and response names the client uses too
 from .configs import triton_dims
@@ -93,7 +92,11 @@ def _scalar(pb, request, name: str, default: int = 1) -> int:
 
 class PipelineModel:
     """The `lgcvd` model: requests (frames, n, seed[, samples]) -> (predicted, starts,
-    input_score), the score as the library's results carry it (none if uncalibrated)."""
+    input_score), the score as the library's results carry it (none if uncalibrated).
+
+    What reaches `execute` has the config's dtypes and ranks (Triton refuses others before);
+    the rest is checked here or by the library: a bad request gets its one-line error and the
+    instance serves the next one."""
 
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
@@ -101,17 +104,21 @@ class PipelineModel:
         folder = _model_folder(args)
         manifest = load_manifest(folder, verify=False)  # the graph models hold the graphs
         graphs = tuple(params["graphs"].split(","))
-        plan = respace(manifest.schedule, int(params["steps"]))
-        settings = SamplerSettings(plan, params["sampler"])
+        # the repository's plan: the bundle's own, whose timesteps only the manifest holds
+        plan = api.plan_of(manifest, params["sampler"], int(params["steps"]))
+        settings = SamplerSettings(plan.plan.over(manifest.schedule), plan.plan.sampler)
+        self.max_frames = int(params.get(wire.MAX_FRAMES_PARAMETER, wire.DEFAULT_MAX_FRAMES))
         self.backend = BlsBackend(manifest, graphs)
         pipeline = Pipeline(self.backend, manifest.model, settings, manifest.max_batch)
-        self.model = api.Model(folder, manifest, self.backend, pipeline, None)
+        self.model = api.Model(folder, manifest, self.backend, pipeline, None, plan)
 
     def _forecast(self, pb, request):
         frames = pb.get_input_tensor_by_name(request, wire.REQUEST_FRAMES).as_numpy()
         n = _scalar(pb, request, wire.REQUEST_N)
         seed = _scalar(pb, request, wire.REQUEST_SEED)
         samples = _scalar(pb, request, wire.REQUEST_SAMPLES)
+        if refusal := wire.frames_limit_error(n, samples, self.max_frames):
+            raise LgcvdError(refusal)  # before a huge n holds this instance for hours
         windows = list(self.model.predict(frames, n, samples, seed=seed))
         predicted = np.concatenate([w.frames for w in windows], axis=1)
         starts = np.array([w.start for w in windows], dtype=np.int32)
