@@ -205,7 +205,7 @@ def videos() -> list[np.ndarray]:
     return [rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8) for _ in range(2)]
 
 
-def distil(teacher: str, out, quality: int = 0) -> list[dict]:
+def distil(teacher: str, out, quality: int = 0, save_every: int = 1) -> list[dict]:
     cfg = DistillConfig(
         source=teacher,
         data="random",
@@ -213,7 +213,7 @@ def distil(teacher: str, out, quality: int = 0) -> list[dict]:
         round_steps=2,
         batch_size=1,
         lr=1e-3,
-        save_every=1,
+        save_every=save_every,
         quality_clips=quality,
     )
     return Distiller(cfg, load_teacher(teacher, 2), videos(), out, {"data": "random"}).run()
@@ -257,6 +257,22 @@ def test_a_stopped_and_resumed_distillation_gives_the_uninterrupted_weights(
     cut = load_checkpoint(tmp_path / "cut" / "steps-01").tensors
     assert full.keys() == cut.keys()
     assert all(torch.equal(full[k], cut[k]) for k in full)
+
+
+def test_a_stop_between_periodic_saves_saves_the_round_before_it_ends(
+    teacher_run, tmp_path, monkeypatch
+):
+    update = Round.update
+
+    def stop_at_step_one(self):
+        if self.owner.step == 1:
+            raise KeyboardInterrupt
+        return update(self)
+
+    monkeypatch.setattr(Round, "update", stop_at_step_one)
+    with pytest.raises(KeyboardInterrupt):
+        distil(teacher_run, tmp_path / "cut", save_every=100)  # no periodic save before the stop
+    assert load_checkpoint(tmp_path / "cut" / "steps-01").step == 1
 
 
 def test_rounds_that_do_not_halve_are_refused_in_one_line(teacher_run, tmp_path):
