@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -236,18 +237,24 @@ def test_each_round_writes_a_student_that_records_its_plan_and_teacher(teacher_r
     assert len(teacher["sha256"]) == 64
 
 
-def test_a_stopped_and_resumed_distillation_gives_the_uninterrupted_weights(
-    teacher_run, tmp_path, monkeypatch
-):
-    distil(teacher_run, tmp_path / "full")
+def stop_at_step_one(monkeypatch) -> Callable:
+    """Make a round stop (as Ctrl-C) when it is about to take its second step; -> the update."""
     update = Round.update
 
-    def stop_at_step_one(self):
+    def stopping(self):
         if self.owner.step == 1:
             raise KeyboardInterrupt
         return update(self)
 
-    monkeypatch.setattr(Round, "update", stop_at_step_one)
+    monkeypatch.setattr(Round, "update", stopping)
+    return update
+
+
+def test_a_stopped_and_resumed_distillation_gives_the_uninterrupted_weights(
+    teacher_run, tmp_path, monkeypatch
+):
+    distil(teacher_run, tmp_path / "full")
+    update = stop_at_step_one(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         distil(teacher_run, tmp_path / "cut")
     assert load_checkpoint(tmp_path / "cut" / "steps-01").step == 1
@@ -262,14 +269,7 @@ def test_a_stopped_and_resumed_distillation_gives_the_uninterrupted_weights(
 def test_a_stop_between_periodic_saves_saves_the_round_before_it_ends(
     teacher_run, tmp_path, monkeypatch
 ):
-    update = Round.update
-
-    def stop_at_step_one(self):
-        if self.owner.step == 1:
-            raise KeyboardInterrupt
-        return update(self)
-
-    monkeypatch.setattr(Round, "update", stop_at_step_one)
+    stop_at_step_one(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         distil(teacher_run, tmp_path / "cut", save_every=100)  # no periodic save before the stop
     assert load_checkpoint(tmp_path / "cut" / "steps-01").step == 1
