@@ -23,10 +23,11 @@ from lgcvd_runtime.backends import trt_backend
 from lgcvd_runtime.bundle import GraphSpec, Manifest, bound_fields, sha256_file, write_manifest
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.files import folder_then_rename, refuse_existing, remove_abandoned
-from lgcvd_runtime.plans import PlanError, SamplerPlan, read_plan
+from lgcvd_runtime.plans import SamplerPlan
 from lgcvd_runtime.portable import portable_record
 from lgcvd_train import __version__
 from lgcvd_train.checkpoint import Checkpoint, resolve
+from lgcvd_train.init_weights import checkpoint_plan
 from lgcvd_train.model import LGCVD
 
 from . import int8_gate, parity, quantize, trt_build
@@ -68,12 +69,7 @@ def provenance(ckpt: Checkpoint, checkpoint: Path, opts: ExportOptions, worst: f
 def student_plan(ckpt: Checkpoint, checkpoint: Path) -> SamplerPlan | None:
     """The plan a distilled student's checkpoint records (None: not a student), checked against
     its schedule, its teacher's paths `portable` as the provenance's are."""
-    try:
-        plan = read_plan(ckpt.state.get("plan"), ckpt.schedule.T)
-    except PlanError as e:
-        raise LgcvdError(
-            f"{resolve(checkpoint)}: bad plan ({e}); distil the student again"
-        ) from None
+    plan = checkpoint_plan(checkpoint, ckpt.state, ckpt.schedule.T, LgcvdError)
     if plan is None:
         return None
     return replace(plan, teacher=portable_record(plan.teacher))
@@ -109,8 +105,8 @@ def fill(directory: Path, model, ckpt, checkpoint, opts, echo, name: Path) -> No
     plan = student_plan(ckpt, checkpoint)  # a bad plan fails before the long work
     specs = export_model(model, directory, opts.opset)
     if opts.precision == "fp16":
-        for name in specs:
-            to_fp16(directory / f"{name}.onnx")
+        for graph in specs:
+            to_fp16(directory / f"{graph}.onnx")
     schedule = ckpt.schedule
     gate = None
     if opts.precision == "int8":

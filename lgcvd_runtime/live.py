@@ -144,7 +144,7 @@ class _Camera:
         first = self.origin + ((self.judged - self.origin) // period + 1) * period
         targets = np.arange(first, stamp + ahead + 1, period, dtype=np.int64)
         pair = np.array([stamp, stamp + ahead], dtype=np.int64)
-        mine = targets[nearest(pair, targets) == 0] if targets.size else targets
+        mine = targets[nearest(pair, targets) == 0]
         self.judged = int(mine[-1]) if mine.size else self.judged
         return bool(mine.size)
 

@@ -112,6 +112,13 @@ class PlanChoice:
         return f"as given; the bundle was distilled for {plan_name(self.recorded)}"
 
 
+def teacher_name(plan: SamplerPlan) -> str | None:
+    """Where a student's teacher was read from: the "path" lgcvd-distill records (older records
+    may say "bundle" or "checkpoint"), or None where the plan names no teacher."""
+    teacher = plan.teacher or {}
+    return teacher.get("path") or teacher.get("bundle") or teacher.get("checkpoint")
+
+
 def plan_name(plan: SamplerPlan) -> str:
     """e.g. "ddim 4 steps"."""
     return f"{plan.sampler} {plan.steps} step{'s' if plan.steps != 1 else ''}"

@@ -35,12 +35,13 @@ from lgcvd_runtime.errors import LgcvdError, plural
 from lgcvd_runtime.framing import Framing
 from lgcvd_runtime.media.resize import CROP
 from lgcvd_runtime.pipeline import Pipeline, SamplerSettings, clip_seeds, row_generators
-from lgcvd_runtime.plans import PlanChoice, PlanError, choose, read_plan
+from lgcvd_runtime.plans import PlanChoice, choose
 from lgcvd_runtime.timeline import Timeline
 
 from .checkpoint import load_model, resolve
 from .data import load_dataset
 from .data.robot_logs import bag_clips, bags_in
+from .init_weights import checkpoint_plan
 from .metrics import I3D, LPIPS, frechet_distance, i3d_features, lpips_frames, psnr, ssim
 from .torch_backend import TorchBackend
 
@@ -177,10 +178,8 @@ def _checkpoint_candidate(label: str, path: Path, choice: SamplerChoice, log) ->
     schedule = ckpt.schedule
     if choice.steps is not None:
         check_steps(choice.steps, schedule.T, EvalError)
-    try:
-        plan = choose(choice.sampler, choice.steps, read_plan(ckpt.state.get("plan"), schedule.T))
-    except PlanError as e:
-        raise EvalError(f"{resolve(path)}: bad plan ({e}); distil the student again") from None
+    recorded = checkpoint_plan(path, ckpt.state, schedule.T, EvalError)
+    plan = choose(choice.sampler, choice.steps, recorded)
     if plan.warning is not None and log is not None:
         log(f"{label}: {plan.warning}")
     settings = SamplerSettings(plan.plan.over(schedule), plan.plan.sampler)

@@ -32,7 +32,7 @@ from onnx import numpy_helper
 from lgcvd_runtime.bundle import MANIFEST, Manifest, load_manifest
 from lgcvd_runtime.checks import refuse_unknown_fields
 from lgcvd_runtime.errors import LgcvdError
-from lgcvd_runtime.plans import PlanError, SamplerPlan, plan_name, read_plan
+from lgcvd_runtime.plans import PlanError, SamplerPlan, plan_name, read_plan, teacher_name
 from lgcvd_runtime.schedule import ScheduleSpec
 
 from .checkpoint import FILENAME, CheckpointError, load_checkpoint, load_model, resolve
@@ -130,8 +130,7 @@ def refuse_student(source: Path, plan: SamplerPlan | None) -> None:
     """InitError where SOURCE records a plan: it is a distilled student (module header)."""
     if plan is None:
         return
-    teacher = plan.teacher or {}
-    named = teacher.get("bundle") or teacher.get("checkpoint") or "its teacher"
+    named = teacher_name(plan) or "its teacher"
     raise InitError(
         f"{source}: a student distilled for {plan_name(plan)} (its plan), not a model to "
         "fine-tune: the ordinary loss would undo its distillation; pass "
@@ -139,12 +138,15 @@ def refuse_student(source: Path, plan: SamplerPlan | None) -> None:
     )
 
 
-def checkpoint_plan(source: Path, state: dict, T: int) -> SamplerPlan | None:
-    """The plan a checkpoint's state records (None: not a student), checked as export does."""
+def checkpoint_plan(
+    source: Path, state: dict, T: int, error: type[LgcvdError] = InitError
+) -> SamplerPlan | None:
+    """The plan a checkpoint's state records (None: not a student), checked against a schedule
+    of T steps; a bad one is `error`, in one line (export and evaluation pass their own)."""
     try:
         return read_plan(state.get("plan"), T)
     except PlanError as e:
-        raise InitError(f"{resolve(source)}: bad plan ({e}); distil the student again") from None
+        raise error(f"{resolve(source)}: bad plan ({e}); distil the student again") from None
 
 
 def _bundle_config(source: Path, manifest: Manifest) -> ModelConfig | None:

@@ -5,9 +5,9 @@
 
 Everything after the subcommand goes to that command unchanged; its --steps sets the grid's
 length, and `schedule.spaced_timesteps` the grid (the runtime has no spacing option yet). It works
-by replacing `respace` where the loader calls it (`lgcvd_runtime.plans`, or `lgcvd_runtime.api`
-before the bundles recorded plans) in this process, so every model that `api.load` loads
-samples on the grid; the run fails if no model was loaded that way. Research only: it knows the
+by replacing `respace` where the plan is built (`lgcvd_runtime.plans`) in this process, so
+every model run on evenly spaced steps (`api.load`, or a checkpoint in `lgcvd-eval`) samples on
+the grid; the run fails if no model was loaded that way. Research only: it knows the
 runtime's internals and nothing in lgcvd imports it.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import click
 import numpy as np
 
-import lgcvd_runtime.api as api
 import lgcvd_runtime.plans as plans
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.schedule import SPACINGS, Plan, ScheduleSpec, plan_at, spaced_timesteps
@@ -30,9 +29,7 @@ def use_spacing(spacing: str) -> list[Plan]:
         built.append(plan_at(spec, spaced_timesteps(spec, steps, spacing)))
         return built[-1]
 
-    for module in (api, plans):
-        if hasattr(module, "respace"):
-            module.respace = spaced  # type: ignore[attr-defined]
+    plans.respace = spaced  # the only caller: `plans.SamplerPlan.over`
     return built
 
 

@@ -22,6 +22,7 @@ from lgcvd_train.diffusion import Schedule
 from lgcvd_train.distill import ddim_coefficients, loss_weight, trailing_grid, two_step_target
 from lgcvd_train.distill_cli import main
 from lgcvd_train.distill_run import DistillConfig, Distiller, Round, load_teacher
+from lgcvd_train.init_weights import InitError, checkpoint_plan, refuse_student
 
 AB = full_alphas_cumprod(ScheduleSpec())  # (1000,) float64
 D = 256  # dimensions of the Gaussian data
@@ -273,6 +274,17 @@ def test_a_stop_between_periodic_saves_saves_the_round_before_it_ends(
     with pytest.raises(KeyboardInterrupt):
         distil(teacher_run, tmp_path / "cut", save_every=100)  # no periodic save before the stop
     assert load_checkpoint(tmp_path / "cut" / "steps-01").step == 1
+
+
+def test_a_distilled_student_is_refused_for_fine_tuning_naming_its_recorded_teacher(
+    teacher_run, tmp_path
+):
+    distil(teacher_run, tmp_path / "d")
+    student = tmp_path / "d" / "steps-01"
+    plan = checkpoint_plan(student, load_checkpoint(student).state, 1000)
+    with pytest.raises(InitError) as err:
+        refuse_student(student, plan)
+    assert f"pass {teacher_run} to --init-from and distil the result again" in str(err.value)
 
 
 def test_rounds_that_do_not_halve_are_refused_in_one_line(teacher_run, tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 from lgcvd_runtime.backends import availability
 from lgcvd_runtime.bundle import load_manifest
 from lgcvd_runtime.ood import THRESHOLD, Calibration
-from lgcvd_runtime.plans import SamplerPlan, choose, plan_name
+from lgcvd_runtime.plans import SamplerPlan, choose, plan_name, teacher_name
 from lgcvd_runtime.schedule import Plan
 
 INDENT = "  "
@@ -100,8 +100,7 @@ def describe(path: Path, sampler: str | None, steps: int | None, provenance: boo
 
 def _distilled(plan: SamplerPlan) -> str:
     """The plan a student was distilled for, and from which teacher, in one line."""
-    teacher = plan.teacher or {}
-    source = teacher.get("bundle") or teacher.get("checkpoint") or "a teacher not recorded"
+    source = teacher_name(plan) or "a teacher not recorded"
     return f"for {plan_name(plan)} at t = {list(plan.timesteps or ())}, from {source}"
 
 

@@ -24,7 +24,7 @@ import click
 import numpy as np
 
 from lgcvd_runtime.cli.chassis import Service
-from lgcvd_runtime.cli.inputs import period_ns
+from lgcvd_runtime.cli.inputs import DEFAULT_FPS, period_ns
 from lgcvd_runtime.cli.options import count_option, load_model, model_options, positive_option
 from lgcvd_runtime.cli.outputs import is_bag_target
 from lgcvd_runtime.errors import LgcvdError, VideoError, plural
@@ -40,7 +40,7 @@ class VideoSink:
     """Each forecast's frames (sample 1), one forecast after another, at the model's rate."""
 
     def __init__(self, path: Path, fps: float, force: bool):
-        self.path, self.writer, self.count = path, VideoWriter(path, fps, force=force), 0
+        self.writer, self.count = VideoWriter(path, fps, force=force), 0
 
     def add(self, forecast: Forecast) -> None:
         self.writer.write(forecast.frames[0])  # (n, size, size, 3)
@@ -107,7 +107,7 @@ def _sink(output: Path | None, period_s: float | None, topic: str, force: bool):
         raise VideoError(
             f"cannot write {output}: use a video ({', '.join(OUTPUTS)}), a .mcap or a folder"
         )
-    return VideoSink(output, 1 / period_s if period_s else 10.0, force)
+    return VideoSink(output, 1 / period_s if period_s else DEFAULT_FPS, force)
 
 
 class Feed:

@@ -58,7 +58,8 @@ def is_stream(source: str | os.PathLike[str]) -> bool:
 def _open_container(source: str | os.PathLike[str], timeout: float) -> av.container.InputContainer:
     """PyAV's container of a file (checked first), URL or device (v4l2 for /dev/video*)."""
     text = os.fspath(source)
-    if not is_stream(text):
+    live = is_stream(text)
+    if not live:
         path = Path(text)
         if not path.exists():
             raise VideoError(f"{path} does not exist; check the path")
@@ -66,7 +67,7 @@ def _open_container(source: str | os.PathLike[str], timeout: float) -> av.contai
             raise VideoError(f"{path} is not a file; pass a video file")
     device = "v4l2" if text.startswith("/dev/video") else None
     try:
-        return av.open(text, format=device, timeout=timeout if is_stream(text) else None)
+        return av.open(text, format=device, timeout=timeout if live else None)
     except UnicodeDecodeError:  # PyAV reads the container's metadata as UTF-8
         raise _corrupt(text, "its metadata is not UTF-8 text") from None
     except av.ExitError:
@@ -75,7 +76,7 @@ def _open_container(source: str | os.PathLike[str], timeout: float) -> av.contai
             "running"
         ) from None
     except av.FFmpegError as err:
-        if is_stream(text):
+        if live:
             raise VideoError(
                 f"cannot open {text} ({err.strerror}); check the address and that the stream is "
                 "running"

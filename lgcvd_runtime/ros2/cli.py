@@ -15,7 +15,7 @@ import importlib.util
 import click
 
 from lgcvd_runtime.cli.chassis import Service
-from lgcvd_runtime.cli.options import count_option, load_model, model_option_list
+from lgcvd_runtime.cli.options import count_option, load_model, model_options
 from lgcvd_runtime.errors import LgcvdError
 
 ROS_EXTRA = "lgcvd-ros2 needs the ros extra (cyclonedds): pip install 'lgcvd[ros]'"
@@ -27,12 +27,6 @@ def domain_id_option(what: str):
     return count_option("--domain-id", default=0, least=0, envvar="ROS_DOMAIN_ID", help=help)
 
 
-def _options(command):
-    for option in reversed(model_option_list()):
-        command = option(command)
-    return command
-
-
 @click.command(cls=Service)
 @click.option(
     "--camera",
@@ -42,7 +36,7 @@ def _options(command):
     help="Camera topic (sensor_msgs/Image, or CompressedImage where the name ends in "
     "/compressed); repeat for more cameras, forecast together as one batch.",
 )
-@_options
+@model_options
 @count_option("-p", "p", default=2, help="Given frames: each forecast starts from the newest p.")
 @count_option("-n", "n", default=None, help="Frames to forecast (default: one window).")
 @count_option("--samples", default=1, help="Forecasts per camera frame (one topic each).")
