@@ -8,8 +8,8 @@
         use(window.frames)                               # (3, samples, F, size, size, 3)
 
 Everything expensive (manifest check, inference sessions, the sampling plan) happens in `load`;
-calls only run windows. The plan (`Model.plan`, `plans.choose`): `sampler` and `steps` where
-given, else the plan the bundle records (a distilled student's), else `plans.DEFAULT_PLAN`;
+calls only run windows. The plan (`Model.plan`, `plans.choose`): `sampler`, `steps` and `spacing`
+where given, else the plan the bundle records (a distilled student's), else `plans.DEFAULT_PLAN`;
 overriding a student's plan warns once, at load (`warnings.warn`, or `load`'s `warn`).
 Frames are uint8 RGB; frames of another size are fitted to the model's square as the bundle's
 framing says (`Model.framing`: its region, then crop, pad or stretch, `media.resize.fit_frame`),
@@ -44,8 +44,6 @@ from lgcvd_runtime.bundle import Manifest, load_manifest
 from lgcvd_runtime.checks import (
     check_count,
     check_frames,
-    check_sampler,
-    check_steps,
     is_clip_list,
     is_whole,
 )
@@ -62,7 +60,7 @@ from lgcvd_runtime.pipeline import (
     clip_seeds,
     row_generators,
 )
-from lgcvd_runtime.plans import PlanChoice, choose
+from lgcvd_runtime.plans import PlanChoice, checked_choice
 
 ASSETS = Path(__file__).parent / "assets"  # default.lgcvd and demo.mkv, when shipped
 Seed = int | Sequence[int] | None  # one for all clips, one per clip, or drawn from the model
@@ -95,7 +93,9 @@ def default_bundle() -> Path:
     return path
 
 
-def _camera(index: int, fit, clip) -> np.ndarray:
+def camera_clip(index: int, fit, clip) -> np.ndarray:
+    """`fit(clip)` of camera `index`, its one-line error prefixed "camera INDEX: " (the library's
+    and the Triton client's one wording)."""
     try:
         return fit(clip)
     except LgcvdError as err:
@@ -179,7 +179,7 @@ class Model:
         or tuple of (T, H, W, 3) arrays or a (C, T, H, W, 3) array; else one clip."""
         many = is_clip_list(clips)
         fitted = (
-            [_camera(c, self.fit, clip) for c, clip in enumerate(clips)]
+            [camera_clip(c, self.fit, clip) for c, clip in enumerate(clips)]
             if many
             else [self.fit(clips)]
         )
@@ -225,17 +225,20 @@ class Model:
         return np.ascontiguousarray(np.repeat(x, samples, axis=0)), rngs
 
     def predict(
-        self, clips, n: int, samples: int = 1, seed: Seed = None, times=None
+        self, clips, n: int, samples: int = 1, seed: Seed = None, times=None, score: bool = True
     ) -> Iterator[PredictedWindow]:
         """The n frames after each clip's p given frames (p, H, W, 3), window by window; frame p
         is index p. `clips`: one clip, or a list of clips (one per camera, same p, any size).
-        `times`: the given frames' times in seconds, (p,) or (C, p) (module header)."""
+        `times`: the given frames' times in seconds, (p,) or (C, p) (module header). `score`:
+        False skips the input score (its windows carry None; the frames are the same), e.g. to
+        save its denoiser call on a few-step plan."""
         check_count("n", n)
         fitted, many = self.clips(clips)
         x, rngs = self.rows(fitted, samples, seed)
-        cameras, score = len(fitted) if many else None, self._scorer(fitted, many, samples)
+        cameras = len(fitted) if many else None
+        scorer = self._scorer(fitted, many, samples) if score else None
         clock = self._clock(times, len(fitted[0]) - 1, cameras)
-        return _to_uint8(self.pipeline.predict(x, n, rngs), cameras, score, clock)
+        return _to_uint8(self.pipeline.predict(x, n, rngs), cameras, scorer, clock)
 
     def interpolate(
         self, keyframes, samples: int = 1, seed: Seed = None, times=None
@@ -276,13 +279,15 @@ class Model:
         camera_period_s: float | None = None,
         deadline_s: float | None = None,
         clock: Callable[[], float] | None = None,
+        score_every: int = 1,
     ) -> LiveStream:
         """A non-blocking forecaster with its own worker thread: see `live.LiveStream`. n
         defaults to one window of new frames; `seed`: one for all cameras or one per camera;
         `camera_period_s`: seconds between the cameras' frames (None: measured as they come),
         by which frames are taken at the model's period; `deadline_s`: a forecast older than
         this is `stale`; `clock`: seconds, the clock of `push` stamps and forecast ages
-        (None: time.monotonic)."""
+        (None: time.monotonic); `score_every`: k, each camera's forecasts 1, 1+k, 1+2k, ...
+        carry the input score (0: only its first), the others None."""
         return LiveStream(
             self,
             p,
@@ -293,6 +298,7 @@ class Model:
             camera_period_s=camera_period_s,
             deadline_s=deadline_s,
             clock=clock,
+            score_every=score_every,
         )
 
     def close(self) -> None:
@@ -354,14 +360,12 @@ def _to_uint8(
         yield PredictedWindow(w.index, w.start, frames, value, times)
 
 
-def plan_of(manifest: Manifest, sampler: str | None, steps: int | None) -> PlanChoice:
-    """The plan for `manifest` given `sampler` and `steps` (None: not given; module header),
-    each given value checked in one line."""
-    if sampler is not None:
-        check_sampler(sampler)
-    if steps is not None:
-        check_steps(steps, manifest.schedule.T)
-    return choose(sampler, steps, manifest.plan)
+def plan_of(
+    manifest: Manifest, sampler: str | None, steps: int | None, spacing: str | None = None
+) -> PlanChoice:
+    """The plan for `manifest` given `sampler`, `steps` and `spacing` (None: not given; module
+    header), each given value checked in one line (`plans.checked_choice`)."""
+    return checked_choice(sampler, steps, spacing, manifest.plan, manifest.schedule)
 
 
 def load(
@@ -373,9 +377,10 @@ def load(
     log: Callable[[str], None] | None = None,
     threads: int | None = None,
     warn: Callable[[str], None] | None = None,
+    spacing: str | None = None,
 ) -> Model:
-    """Load a bundle (None: the default one) on a backend, with a sampler and step count (None:
-    the bundle's plan, else `plans.DEFAULT_PLAN`'s).
+    """Load a bundle (None: the default one) on a backend, with a sampler, step count and
+    timestep grid (`schedule.SPACINGS`; None: the bundle's plan, else `plans.DEFAULT_PLAN`'s).
 
     `seed` fixes the seeds of calls that pass none (None: fresh each run); `log` receives
     one-line notes such as the backend `auto` chose; `threads` caps onnxruntime's CPU threads
@@ -387,7 +392,7 @@ def load(
         row_generators(seed, 1)  # the seed rule's own check: a one-line error now, not later
     path = Path(bundle) if bundle is not None else default_bundle()
     manifest = load_manifest(path)
-    plan = plan_of(manifest, sampler, steps)
+    plan = plan_of(manifest, sampler, steps, spacing)
     settings = SamplerSettings(plan.plan.over(manifest.schedule), plan.plan.sampler)
     if threads is not None and (not is_whole(threads) or threads < 1):
         raise LgcvdError(f"threads must be at least 1, got {threads!r}")

@@ -1,6 +1,7 @@
 """Error classes for user-facing failures: each carries a one-line message naming the problem and
 the fix. The CLIs turn them into a non-zero exit without a traceback (docs/design.md). `plural`
-words the counts in such messages ("1 frame", "3 frames")."""
+words the counts in such messages ("1 frame", "3 frames"); `first_line` quotes another error
+(a package's, a worker's) inside one."""
 
 
 class LgcvdError(Exception):
@@ -44,3 +45,10 @@ def plural(count: int, noun: str) -> str:
     """`count` and `noun` for a message, the noun in the plural unless count is 1: a noun that
     takes an s ("frame", "clip", "video", "sample", "seed")."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def first_line(err: BaseException, text: str | None = None) -> str:
+    """The first non-empty line of `text` (default: str(err)), stripped; err's type name where
+    there is none (an empty message)."""
+    lines = [line.strip() for line in (str(err) if text is None else text).splitlines()]
+    return next((line for line in lines if line), type(err).__name__)

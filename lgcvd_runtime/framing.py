@@ -7,7 +7,7 @@ was trained at (None: unknown, frames are taken by index as before), `fit` how a
 shape becomes the model's square (crop, pad or stretch) and `roi` the part of the camera's frame
 used (x, y, w, h in the camera's pixels; None: all of it). A bundle of format version 1 has no
 framing and reads as `Framing()`. `frame_times` is the one rule for when a made frame is: the
-anchor frame's time plus whole model periods. This module knows no file format, image library or
+anchor frame's time plus whole model periods; `period_ns` the one rule for a period's whole ns. This module knows no file format, image library or
 engine.
 """
 
@@ -26,6 +26,11 @@ class Framing:
     period_s: float | None = None  # seconds between model frames; None: by frame index
     fit: str = "crop"  # one of FITS
     roi: tuple[int, int, int, int] | None = None  # x, y, w, h; None: the whole frame
+
+    @property
+    def period_ns(self) -> int | None:
+        """`period_s` in whole ns (`period_ns`); None: by frame index."""
+        return period_ns(self.period_s)
 
     def to_dict(self) -> dict:
         return {
@@ -49,6 +54,11 @@ class Framing:
             fit=str(d.get("fit", "crop")),
             roi=(int(roi[0]), int(roi[1]), int(roi[2]), int(roi[3])) if roi is not None else None,
         )
+
+
+def period_ns(period_s: float | None) -> int | None:
+    """A frame period in whole nanoseconds, the unit of stamps (None stays None)."""
+    return None if period_s is None else round(period_s * 1e9)
 
 
 def frame_times(anchor, anchor_index: int, start: int, count: int, period):

@@ -32,6 +32,13 @@ frames, never spanning the break. A forecast's
 gives its `age`, the clock's now minus that stamp, and `stale`, whether the age passed
 `deadline_s`: a camera that stopped keeps its last forecast, ever older.
 
+Input score. A calibrated bundle's forecasts carry the given frames' input score (`ood`) on
+each camera's first forecast, after the stream opens or the camera starts afresh, then on every
+k-th (`score_every`: forecasts 1, 1+k, 1+2k, ...; 0: the first only); the others carry None
+and save the score's denoiser call (~0.4% of a 50-step forecast, ~50% of a 1-step one). A batch
+with any camera due is scored whole, every camera of it given its score (one call either way);
+a scored batch that fails makes its cameras' next forecast scored.
+
 Errors. A frame or camera that `push` refuses is that call's one-line error; the stream goes
 on. A forecast that fails (the backend raises, or returns NaN or Inf: `NonFiniteError`) is
 dropped, never published; the stream survives it: the next `push`, `latest` or `wait` that
@@ -57,8 +64,8 @@ import numpy as np
 
 from lgcvd_runtime.bundle import Manifest
 from lgcvd_runtime.checks import check_count, check_frames, is_whole
-from lgcvd_runtime.errors import LgcvdError
-from lgcvd_runtime.framing import frame_times
+from lgcvd_runtime.errors import LgcvdError, first_line
+from lgcvd_runtime.framing import frame_times, period_ns
 from lgcvd_runtime.media.stamps import GAP, nearest
 from lgcvd_runtime.timeline import Timeline
 
@@ -83,7 +90,9 @@ class Forecaster(Protocol):
 
     def seeds(self, seed, clips: int) -> list[int]: ...
 
-    def predict(self, clips, n: int, samples: int = 1, seed=None) -> Iterator: ...
+    def predict(
+        self, clips, n: int, samples: int = 1, seed=None, score: bool = True
+    ) -> Iterator: ...
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,9 @@ class Forecast:
     the camera's first push) of one camera, stamped `frame_time`; `made_at` is when the forecast
     finished (the stream's clock). `times` (n,): the time each frame shows, `frame_time` + k
     periods, k = 1 .. n (None: no period recorded). `age`: seconds from `frame_time` to the
-    `latest` call that returned it; `stale`: that age is over the stream's deadline."""
+    `latest` call that returned it; `stale`: that age is over the stream's deadline.
+    `input_score`: None where the forecast was not scored (`score_every`, module header) or the
+    bundle is not calibrated."""
 
     camera: int
     frames: np.ndarray
@@ -106,9 +117,11 @@ class Forecast:
 
 
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    detail = text[0] if text else ""
-    return detail if isinstance(err, LgcvdError) else f"{type(err).__name__}: {detail}"
+    """`first_line`, after the type name for an error that is not lgcvd's own and says something."""
+    line = first_line(err)
+    if isinstance(err, LgcvdError) or not str(err).strip():
+        return line
+    return f"{type(err).__name__}: {line}"
 
 
 class _Camera:
@@ -122,6 +135,11 @@ class _Camera:
         self.latest: Forecast | None = None
         self.failed: ForecastFailed | None = None  # to report once
         self.origin = self.judged = self.last = self.step = 0  # ns: model times (header)
+        self.forecasts = 0  # forecasts taken since the camera started (afresh)
+
+    def scored(self, every: int) -> bool:
+        """Whether its next forecast is due a score: 1, 1+k, 1+2k, ... (0: the first only)."""
+        return self.forecasts == 0 or (every > 0 and self.forecasts % every == 0)
 
     def due(self) -> bool:
         full = len(self.frames) == self.frames.maxlen
@@ -138,7 +156,7 @@ class _Camera:
         if not self.frames or step <= 0 or (known and step > GAP * max(period, known)):
             self.frames.clear()
             self.origin = self.judged = stamp
-            self.step = 0
+            self.step = self.forecasts = 0
             return True
         self.step, ahead = step, camera or step
         first = self.origin + ((self.judged - self.origin) // period + 1) * period
@@ -155,7 +173,7 @@ def _seconds(what: str, value: float | None) -> int | None:
         return None
     if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
         raise LgcvdError(f"{what} must be a positive number of seconds, got {value!r}")
-    return round(value * 1e9)
+    return period_ns(value)
 
 
 class LiveStream:
@@ -173,9 +191,16 @@ class LiveStream:
         camera_period_s: float | None = None,
         deadline_s: float | None = None,
         clock: Callable[[], float] | None = None,
+        score_every: int = 1,
     ):
         for what, value in (("p", p), ("n", n), ("cameras", cameras), ("samples", samples)):
             check_count(what, value)
+        if not is_whole(score_every) or score_every < 0:
+            raise LgcvdError(
+                f"score_every must be a whole number of at least 0, got {score_every!r}; "
+                "0 scores only each camera's first forecast"
+            )
+        self.score_every = score_every
         self._camera_ns = _seconds("camera_period_s", camera_period_s)
         _seconds("deadline_s", deadline_s)
         self.model, self.p, self.n, self.samples = model, p, n, samples
@@ -275,16 +300,19 @@ class LiveStream:
             if failed is not None:
                 raise failed
 
-    def _take(self) -> list[tuple[int, list[np.ndarray], int, float]]:
-        """Under the lock: the due cameras' newest p frames; marks them used, counts skips."""
-        jobs = []
+    def _take(self) -> tuple[list[tuple[int, list[np.ndarray], int, float]], bool]:
+        """Under the lock: the due cameras' newest p frames, and whether any is due a score;
+        marks them used, counts skips and forecasts."""
+        jobs, score = [], False
         for c, cam in enumerate(self._cameras):
             if cam.due():
                 frames, indices, stamps = zip(*cam.frames, strict=True)
                 self.skipped += max(0, indices[0] - (cam.used + 1))
                 cam.used = indices[-1]
+                score = cam.scored(self.score_every) or score
+                cam.forecasts += 1
                 jobs.append((c, list(frames), indices[-1], stamps[-1]))
-        return jobs
+        return jobs, score
 
     def _work(self) -> None:
         try:
@@ -295,18 +323,20 @@ class LiveStream:
                     )
                     if self._closing:
                         return
-                    jobs, self._busy = self._take(), True
+                    (jobs, score), self._busy = self._take(), True
                 try:
-                    forecasts, failure = self._forecast(jobs), None
+                    forecasts, failure = self._forecast(jobs, score), None
                 except Exception as err:  # a failed forecast: the stream survives it
                     forecasts, failure = [], err
                 with self._cond:
-                    self._publish(jobs, forecasts, failure)
+                    self._publish(jobs, score, forecasts, failure)
         except BaseException as err:
             with self._cond:
                 self._end(f"its worker failed ({_one_line(err)}); open another", err)
 
-    def _publish(self, jobs, forecasts: list[Forecast], failure: Exception | None) -> None:
+    def _publish(
+        self, jobs, score: bool, forecasts: list[Forecast], failure: Exception | None
+    ) -> None:
         """Under the lock: the batch's forecasts, or its failure, for the callers to see."""
         self._busy = False
         self._cond.notify_all()
@@ -315,6 +345,8 @@ class LiveStream:
             for f in forecasts:
                 self._cameras[f.camera].latest = f
             return
+        for c, _, _, _ in jobs if score else []:  # the score is still owed (module header)
+            self._cameras[c].forecasts = 0
         self.failures += 1
         self._in_a_row += 1
         detail = _one_line(failure)
@@ -340,15 +372,16 @@ class LiveStream:
         self._ended, self._busy, self._closing = ended, False, True
         self._cond.notify_all()
 
-    def _forecast(self, jobs) -> list[Forecast]:
-        """One batch for all due cameras: (C, S, n, size, size, 3) through `Model.predict`."""
+    def _forecast(self, jobs, score: bool) -> list[Forecast]:
+        """One batch for all due cameras: (C, S, n, size, size, 3) through `Model.predict`,
+        with the input score where `score`."""
         fit = self.model.fit  # frame by frame: a camera's frames may change size
         clips = [np.concatenate([fit(f[None]) for f in frames]) for _, frames, _, _ in jobs]
         seeds = [self.seeds[c] for c, _, _, _ in jobs]
         given = np.stack(clips)[:, None].repeat(self.samples, axis=1)  # (C, S, p, size, size, 3)
         timeline = Timeline.prediction(given, self.n, self.model.manifest.model)
         scores = None
-        for w in self.model.predict(clips, self.n, self.samples, seed=seeds):
+        for w in self.model.predict(clips, self.n, self.samples, seed=seeds, score=score):
             timeline.write(w.start, w.frames)
             scores = w.input_score  # (C,) or None
         made, period = self.clock(), self.model.period_s

@@ -46,8 +46,7 @@ from lgcvd_runtime.timeline import Timeline
 def row_generators(seed: int, samples: int) -> list[np.random.Generator]:
     """The noise generators of one clip's `samples` rows. Sample s's generator depends on
     (seed, s) alone: the same whatever the number of samples, cameras or batch position."""
-    if not is_whole(seed) or seed < 0:
-        raise LgcvdError(f"a seed must be a non-negative integer, got {seed!r}")
+    _check_seed(seed)
     children = np.random.SeedSequence(int(seed)).spawn(samples)
     return [np.random.default_rng(child) for child in children]
 
@@ -55,17 +54,26 @@ def row_generators(seed: int, samples: int) -> list[np.random.Generator]:
 def clip_seeds(seed, clips: int, rng: np.random.Generator) -> list[int]:
     """One seed per clip: `seed` (an int) for all, one given per clip, or, for None, drawn from
     `rng` (the caller's generator, seeded at load). The library, the live stream and the Triton
-    client all follow this rule."""
+    client all follow this rule; each seed is checked as `row_generators` checks it."""
     if seed is None:
         return [int(s) for s in rng.integers(0, 2**63, size=clips)]
-    if isinstance(seed, (int, np.integer)):
+    if not isinstance(seed, (list, tuple, np.ndarray)) or np.ndim(seed) != 1:
+        _check_seed(seed)  # one seed for all clips
         return [int(seed)] * clips
     seeds = list(seed)
     if len(seeds) != clips:
         raise LgcvdError(
             f"got {plural(len(seeds), 'seed')} for {plural(clips, 'clip')}; give one per clip"
         )
-    return seeds
+    for one in seeds:
+        _check_seed(one)
+    return [int(one) for one in seeds]
+
+
+def _check_seed(seed) -> None:
+    """The seed rule: a non-negative integer (int or numpy integer, not a bool)."""
+    if not is_whole(seed) or seed < 0:
+        raise LgcvdError(f"a seed must be a non-negative integer, got {seed!r}")
 
 
 @dataclass(frozen=True)

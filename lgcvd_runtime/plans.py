@@ -5,21 +5,26 @@ tools read, and of the rule that picks a run's plan.
     DEFAULT_PLAN  ddpm, 50 steps: matched the paper's 100-step ddpm
     FAST_PLAN     dpmpp, 10 steps: over 4x faster, the same per-frame quality, a worse FVD
 
-Both were chosen by measurement (docs/results.md, sampler study). A distilled student records
-the plan it was distilled for (sampler, steps, the exact timesteps, the teacher's provenance) in
-its checkpoint and bundle manifest (key "plan", `read_plan`). Where a run's plan comes from
-(`choose`), field by field, first match wins: an option given explicitly, then the plan its
-bundle records, then DEFAULT_PLAN; the recorded timesteps are kept while the step count is the
-recorded one, else the steps are spaced evenly (`schedule.respace`). Knows sampler names and the
-schedule's timestep grid; nothing about networks, bundles or files.
+Both were chosen by measurement (docs/results.md, sampler study). A plan's steps lie on a grid
+(`spacing`, `schedule.spaced_timesteps`: "even" from t = 0, "trailing" ending above it, or
+"log-snr"), or at exact timesteps: a distilled student records the plan it was distilled for
+(sampler, steps, the exact timesteps, the teacher's provenance) in its checkpoint and bundle
+manifest (key "plan", `read_plan`). Where a run's plan comes from (`choose`), field by field
+(sampler, steps, spacing), first match wins: an option given explicitly, then the plan its bundle
+records, then DEFAULT_PLAN. The base plan's grid (a student's recorded timesteps, the default's
+spacing) goes with its step count: it is kept while the steps are the base's and no spacing is
+given; other step counts lie on the even grid unless a spacing is given. Knows sampler names
+and the schedule's timestep grids; nothing about networks, bundles or files.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lgcvd_runtime.checks import check_sampler, check_steps
+from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.samplers import SAMPLERS
-from lgcvd_runtime.schedule import Plan, ScheduleSpec, plan_at, respace
+from lgcvd_runtime.schedule import SPACINGS, Plan, ScheduleSpec, plan_at, spaced_timesteps
 
 PLAN_KEYS = ("sampler", "steps", "timesteps", "teacher")  # of a recorded plan, all required
 
@@ -32,13 +37,15 @@ class PlanError(ValueError):
 class SamplerPlan:
     sampler: str  # a name of `samplers.SAMPLERS`
     steps: int  # denoising steps per window, 1..the schedule's T
-    timesteps: tuple[int, ...] | None = None  # original indices, ascending; None: evenly spaced
+    timesteps: tuple[int, ...] | None = None  # original indices, ascending; None: on `spacing`
     teacher: dict | None = field(default=None, compare=False)  # a student's teacher provenance
+    spacing: str = "even"  # the grid of `schedule.spaced_timesteps` where no timesteps are given
 
     def over(self, spec: ScheduleSpec) -> Plan:
-        """The schedule plan this runs: exactly `timesteps` where recorded, else `respace`."""
+        """The schedule plan this runs: exactly `timesteps` where recorded, else the `spacing`
+        grid of `steps` (ValueError where that grid cannot have so many steps)."""
         if self.timesteps is None:
-            return respace(spec, self.steps)
+            return plan_at(spec, spaced_timesteps(spec, self.steps, self.spacing))
         return plan_at(spec, self.timesteps)
 
     def to_record(self) -> dict:
@@ -120,27 +127,65 @@ def teacher_name(plan: SamplerPlan) -> str | None:
 
 
 def plan_name(plan: SamplerPlan) -> str:
-    """e.g. "ddim 4 steps"."""
-    return f"{plan.sampler} {plan.steps} step{'s' if plan.steps != 1 else ''}"
+    """e.g. "ddim 4 steps", "ddpm 2 trailing steps" (recorded timesteps: no grid is named)."""
+    grid = f"{plan.spacing} " if plan.timesteps is None and plan.spacing != "even" else ""
+    return f"{plan.sampler} {plan.steps} {grid}step{'s' if plan.steps != 1 else ''}"
 
 
-def choose(sampler: str | None, steps: int | None, recorded: SamplerPlan | None) -> PlanChoice:
+def choose(
+    sampler: str | None,
+    steps: int | None,
+    recorded: SamplerPlan | None,
+    spacing: str | None = None,
+) -> PlanChoice:
     """The plan of a run given the options (None: not given) and the bundle's recorded plan
     (module header); the warning where a distilled plan is overridden."""
     base = recorded or DEFAULT_PLAN
+    count = steps if steps is not None else base.steps
+    kept = count == base.steps and spacing is None  # the base's grid goes with its step count
     plan = SamplerPlan(
         sampler if sampler is not None else base.sampler,
-        steps if steps is not None else base.steps,
+        count,
+        base.timesteps if kept else None,
+        spacing=spacing if spacing is not None else base.spacing if kept else "even",
     )
-    if recorded is not None and plan.steps == recorded.steps:
-        plan = SamplerPlan(plan.sampler, plan.steps, recorded.timesteps)
-    if sampler is None and steps is None:
+    if sampler is None and steps is None and spacing is None:
         return PlanChoice(plan, "bundle" if recorded else "default", recorded)
     warning = None
-    if recorded is not None and (plan.sampler, plan.steps) != (recorded.sampler, recorded.steps):
+    if recorded is not None and (plan.sampler, plan.steps, plan.timesteps) != (
+        recorded.sampler,
+        recorded.steps,
+        recorded.timesteps,
+    ):
+        name = plan_name(plan)
+        name += f" on the {plan.spacing} grid" if name == plan_name(recorded) else ""
         warning = (
-            f"warning: sampling with {plan_name(plan)}, not the {plan_name(recorded)} this model was "
-            "distilled for: its forecasts may be worse (leave sampler and steps unset to use "
-            "its plan)"
+            f"warning: sampling with {name}, not the {plan_name(recorded)} this model was "
+            "distilled for: its forecasts may be worse (leave sampler, steps and spacing unset "
+            "to use its plan)"
         )
     return PlanChoice(plan, "options", recorded, warning)
+
+
+def checked_choice(
+    sampler: str | None,
+    steps: int | None,
+    spacing: str | None,
+    recorded: SamplerPlan | None,
+    spec: ScheduleSpec,
+    error: type[LgcvdError] = LgcvdError,
+) -> PlanChoice:
+    """`choose` for a model of schedule `spec`, each given value checked first and the chosen
+    grid built once: `error`, one line, names what cannot run."""
+    if sampler is not None:
+        check_sampler(sampler)
+    if steps is not None:
+        check_steps(steps, spec.T, error)
+    if spacing is not None and spacing not in SPACINGS:
+        raise error(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+    choice = choose(sampler, steps, recorded, spacing)
+    try:
+        choice.plan.over(spec)
+    except ValueError as err:  # e.g. more log-snr steps than the schedule has distinct values
+        raise error(str(err)) from None
+    return choice

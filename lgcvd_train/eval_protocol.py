@@ -29,13 +29,12 @@ from tqdm import tqdm
 
 from lgcvd_runtime.api import load as runtime_load
 from lgcvd_runtime.bundle import MANIFEST
-from lgcvd_runtime.checks import check_steps
 from lgcvd_runtime.conditioning import to_model, to_uint8
 from lgcvd_runtime.errors import LgcvdError, plural
 from lgcvd_runtime.framing import Framing
 from lgcvd_runtime.media.resize import CROP
 from lgcvd_runtime.pipeline import Pipeline, SamplerSettings, clip_seeds, row_generators
-from lgcvd_runtime.plans import PlanChoice, choose
+from lgcvd_runtime.plans import PlanChoice, checked_choice
 from lgcvd_runtime.timeline import Timeline
 
 from .checkpoint import load_model, resolve
@@ -131,6 +130,7 @@ class SamplerChoice:
     backend: str = "auto"  # bundles only
     device: str = "cpu"  # checkpoints only
     threads: int | None = None  # onnxruntime CPU threads (bundles); None: one per core
+    spacing: str | None = None  # the steps' grid (`schedule.SPACINGS`); None: as sampler
 
 
 def load_candidate(
@@ -157,6 +157,7 @@ def _bundle_candidate(label: str, path: Path, choice: SamplerChoice, log) -> Can
         log=log,
         threads=choice.threads,
         warn=None if log is None else (lambda line: log(f"{label}: {line}")),
+        spacing=choice.spacing,
     )
     spec = model.manifest.model
 
@@ -176,10 +177,10 @@ def _checkpoint_candidate(label: str, path: Path, choice: SamplerChoice, log) ->
     the plan a distilled student's checkpoint records (state "plan")."""
     model, ckpt = load_model(path)
     schedule = ckpt.schedule
-    if choice.steps is not None:
-        check_steps(choice.steps, schedule.T, EvalError)
     recorded = checkpoint_plan(path, ckpt.state, schedule.T, EvalError)
-    plan = choose(choice.sampler, choice.steps, recorded)
+    plan = checked_choice(
+        choice.sampler, choice.steps, choice.spacing, recorded, schedule, EvalError
+    )
     if plan.warning is not None and log is not None:
         log(f"{label}: {plan.warning}")
     settings = SamplerSettings(plan.plan.over(schedule), plan.plan.sampler)

@@ -28,7 +28,7 @@ from lgcvd_runtime.cli.chassis import HELP, Command
 from lgcvd_runtime.cli.options import TOPIC, choice_option, count_option, sampler_options
 from lgcvd_runtime.errors import DataError, plural
 from lgcvd_runtime.files import refuse_existing, write_then_rename
-from lgcvd_runtime.plans import PlanChoice
+from lgcvd_runtime.plans import PlanChoice, plan_name
 
 from . import __version__
 from .eval_protocol import (
@@ -101,16 +101,17 @@ def build_report(
 
 
 def _plan_record(choice: PlanChoice) -> dict:
-    """A model's plan in the report; timesteps null: spaced evenly (`schedule.respace`)."""
+    """A model's plan in the report: its name, the timesteps a student recorded (else null) and
+    the grid of the others (else null: `schedule.spaced_timesteps`)."""
     plan, timesteps = choice.plan, list(choice.plan.timesteps or ()) or None
-    return {"sampler": plan.sampler, "steps": plan.steps, "timesteps": timesteps,
+    return {"sampler": plan.sampler, "steps": plan.steps, "name": plan_name(plan),
+            "spacing": None if timesteps else plan.spacing, "timesteps": timesteps,
             "source": choice.source}  # fmt: skip
 
 
 def _plans(report: dict) -> str:
     """The sampler plans of the summary's first line: one for all models, or each model's."""
-    plans = {label: f"{m['plan']['sampler']} {m['plan']['steps']} steps"
-             for label, m in report["models"].items() if "plan" in m}  # fmt: skip
+    plans = {label: m["plan"]["name"] for label, m in report["models"].items() if "plan" in m}
     if len(set(plans.values())) > 1:
         return "plans (" + "; ".join(f"{label}: {plan}" for label, plan in plans.items()) + ")"
     s = report["settings"]
@@ -308,6 +309,7 @@ def run(
     first_last: tuple[int, int] | None,
     sampler: str | None,
     steps: int | None,
+    spacing: str | None,
     backend: str,
     seed: int,
     device: str,
@@ -334,7 +336,7 @@ def run(
     pngs = [out / f"per_frame_{m}.png" for m in ("psnr", "ssim", "lpips")[: 2 if no_lpips else 3]]
     for path in [*pngs, out / SUMMARY, out / REPORT]:
         refuse_existing(path, force)
-    choice = SamplerChoice(sampler, steps, seed, backend, device, threads)
+    choice = SamplerChoice(sampler, steps, seed, backend, device, threads, spacing)
     candidates = load_candidates(models, choice, k, note)
     size = candidates[0].image_size
     framing = shared_framing(candidates)

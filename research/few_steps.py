@@ -7,8 +7,8 @@ plan on the same clips with the same noise seed, then every plan paired against 
         --plan ddim:1 --plan ddim:2 --plan ddim:4 --plan dpmpp:4 --plan dpmpp:10 --plan ddpm:50 \\
         --plan ddim:4:trailing --plan ddpm:4:log-snr
 
-A plan is SAMPLER:STEPS on respace's grid (t = 0 .. T-1), or SAMPLER:STEPS:SPACING on a grid of
-`schedule.spaced_timesteps` (run through research/spaced.py). Each plan's `lgcvd-eval` report
+A plan is SAMPLER:STEPS on the even grid (t = 0 .. T-1), or SAMPLER:STEPS:SPACING on another grid
+of `schedule.spaced_timesteps` (lgcvd-eval --spacing). Each plan's `lgcvd-eval` report
 stays in OUT/SAMPLER-STEPS[-SPACING]/ (a finished one is reused, so an interrupted study continues
 where it stopped); the table goes to OUT/table.md and stdout. FVD
 is computed only with --fvd (it needs 256 clips to mean much: docs/results.md). Metrics,
@@ -32,7 +32,7 @@ from lgcvd_train.eval_protocol import PROTOCOL
 from lgcvd_train.metrics.aggregate import paired_difference
 
 METRICS = ("psnr", "ssim", "lpips")
-EVEN = "even"  # respace's grid, the runtime's own
+EVEN = "even"  # the grid of plans that name none
 Plan = tuple[str, int, str]  # sampler, steps, spacing
 
 
@@ -53,14 +53,6 @@ def label(plan: Plan) -> str:
     return " ".join(str(p) for p in plan if p != EVEN)
 
 
-def eval_command(plan: Plan) -> list[str]:
-    """lgcvd-eval itself, or through research/spaced.py for another grid."""
-    if plan[2] == EVEN:
-        return [str(Path(sys.executable).parent / "lgcvd-eval")]
-    spaced = Path(__file__).with_name("spaced.py")
-    return [sys.executable, str(spaced), "--spacing", plan[2], "eval"]
-
-
 def run_plan(plan: Plan, opts: dict, out: Path) -> dict:
     """The lgcvd-eval report of one plan (run now unless its OUT/FOLDER/report.json exists)."""
     sampler, steps, _ = plan
@@ -69,7 +61,8 @@ def run_plan(plan: Plan, opts: dict, out: Path) -> dict:
     if not report.is_file():
         first, last = PROTOCOL.scored.first, PROTOCOL.scored.last
         command = [
-            *eval_command(plan), "--model", f"model={opts['model']}", "--data", opts["data"],
+            str(Path(sys.executable).parent / "lgcvd-eval"), "--model", f"model={opts['model']}",
+            "--data", opts["data"], "--spacing", plan[2],
             "--clips", str(opts["clips"]), "-p", str(PROTOCOL.p),
             "-n", str(PROTOCOL.n), "--frame-range", str(first), str(last), "--sampler", sampler,
             "--steps", str(steps), "--seed", str(opts["seed"]), "--out", str(folder), "--force",

@@ -57,6 +57,15 @@ def test_an_array_of_another_frame_size_is_fitted_to_the_models_square(tmp_path)
     np.testing.assert_array_equal(np.stack(clips), small)
 
 
+@pytest.mark.parametrize("name", ["clips.NPY", "clips.Npz"])
+def test_an_array_is_known_by_its_suffix_in_any_case(tmp_path, name):
+    videos = np.random.default_rng(1).integers(0, 256, (2, 4, 16, 16, 3), dtype=np.uint8)
+    save_videos(tmp_path / name.lower(), videos)
+    (tmp_path / name.lower()).rename(tmp_path / name)
+    for data in (tmp_path / name, tmp_path):  # the file itself, and found in its folder
+        np.testing.assert_array_equal(np.stack(data_clips(data, 16, 14)), videos)
+
+
 def test_a_long_video_is_cut_into_clips_whose_inputs_are_the_whole_videos(tmp_path):
     frames = shapes.generate(1, 31, 32, seed=2)[0]
     video = write_video(tmp_path / "long.mkv", frames)

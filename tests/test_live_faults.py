@@ -27,13 +27,14 @@ PERIOD = 0.05  # the shipped bundle's frame period, s: frames pushed at it are a
 class Echo:
     """A `live.Forecaster` without a network: a forecast is its clip's newest frame n times.
     `outcomes`: what its calls do in turn ("ok" or "raise"; then "ok"); `clips` records each
-    call's fitted clips."""
+    call's fitted clips and `scored` whether it was asked for the input score."""
 
     def __init__(self, period_s: float | None = None, outcomes=()):
         self.manifest = SimpleNamespace(model=ModelSpec(SIZE, 3, 8, 2, "v"))
         self.period_s = period_s
         self.outcomes = list(outcomes)
         self.clips: list[list[np.ndarray]] = []
+        self.scored: list[bool] = []
 
     def fit(self, frames) -> np.ndarray:
         frames = check_frames(frames)
@@ -42,8 +43,9 @@ class Echo:
     def seeds(self, seed, clips: int) -> list[int]:
         return [0] * clips
 
-    def predict(self, clips, n: int, samples: int = 1, seed=None):
+    def predict(self, clips, n: int, samples: int = 1, seed=None, score: bool = True):
         self.clips.append([c.copy() for c in clips])
+        self.scored.append(score)
         if (self.outcomes.pop(0) if self.outcomes else "ok") == "raise":
             raise RuntimeError("device lost")
         frames = np.stack([np.repeat(c[-1:], n, axis=0) for c in clips])[:, None]

@@ -34,7 +34,7 @@ PLAN = {"sampler": "ddim", "steps": 2, "timesteps": [499, 999], "teacher": TEACH
 STUDENT = SamplerPlan("ddim", 2, (499, 999), TEACHER)  # respace(2) would be (0, 999)
 OVERRIDE = (
     "warning: sampling with ddim 3 steps, not the ddim 2 steps this model was distilled for: "
-    "its forecasts may be worse (leave sampler and steps unset to use its plan)"
+    "its forecasts may be worse (leave sampler, steps and spacing unset to use its plan)"
 )
 DEMO = Path(lgcvd_runtime.__file__).parent / "assets" / "demo.mkv"
 
@@ -303,7 +303,8 @@ def test_lgcvd_eval_runs_each_model_on_its_own_plan_and_records_it(student, tmp_
     result = CliRunner().invoke(eval_main, [str(a) for a in [*args, *models, "--out", out]])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
-    plan = {"sampler": "ddim", "steps": 2, "timesteps": [499, 999], "source": "bundle"}
+    plan = {"sampler": "ddim", "steps": 2, "name": "ddim 2 steps", "spacing": None}
+    plan |= {"timesteps": [499, 999], "source": "bundle"}
     assert report["models"]["b"]["plan"] == report["models"]["c"]["plan"] == plan
     assert "2 clips, p=2, n=6, 1 sample per clip, ddim 2 steps, seed 0" in result.stdout
 

@@ -18,6 +18,7 @@ from conftest import BAIR_REAL, export_tiny_bundle
 
 from lgcvd_runtime import api
 from lgcvd_runtime.cli.run import main
+from lgcvd_runtime.framing import Framing, period_ns
 from lgcvd_runtime.media.source import read_clip
 from lgcvd_runtime.media.video import read_frames
 from lgcvd_train.data import load_dataset
@@ -121,6 +122,12 @@ def test_info_of_a_bag_lists_its_camera_with_type_count_size_encoding_and_rate(t
     assert out.output.strip() == "/cam/image_raw  sensor_msgs/Image, 5 frames, 64x64, rgb8, 10 Hz"
 
 
+@pytest.mark.parametrize("period_s, ns", [(0.1, 100_000_000), (2 / 3, 666_666_667), (None, None)])
+def test_a_period_in_ns_is_its_seconds_rounded_to_whole_ns(period_s, ns):
+    assert period_ns(period_s) == ns
+    assert Framing(period_s=period_s).period_ns == ns
+
+
 def test_window_times_are_the_last_given_time_plus_k_periods(ten_hz, bair):
     model = api.load(ten_hz, steps=2, seed=0)
     given = np.array([12.5, 12.6])
@@ -158,7 +165,6 @@ def bag_folder(tmp_path: Path, bair: np.ndarray) -> Path:
 def test_eval_clips_from_bags_are_resampled_to_the_model_period_and_never_span_a_break(
     tmp_path, bair
 ):
-    from lgcvd_runtime.framing import Framing
     from lgcvd_train.eval_protocol import load_clips
 
     clips = load_clips(str(bag_folder(tmp_path, bair)), 64, 4, 8, 0, Framing(period_s=0.1))
@@ -182,7 +188,6 @@ def test_lgcvd_eval_on_a_folder_of_bags_records_the_topic_and_the_models_framing
 
 
 def test_models_with_other_periods_or_fits_in_one_eval_are_refused_in_one_line():
-    from lgcvd_runtime.framing import Framing
     from lgcvd_train.eval_protocol import EvalError, copy_last, shared_framing
 
     def model(label, framing):

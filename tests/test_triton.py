@@ -220,6 +220,71 @@ def test_the_client_splits_a_response_into_the_library_windows():
     assert windows[1].frames[1, 0, 0, 0, 0] == 16
 
 
+BAD_REQUESTS = {
+    "float frames": (np.zeros((2, 64, 64, 3), np.float32), 1, 1, 0),
+    "NaN frames": (np.full((2, 64, 64, 3), np.nan, np.float32), 1, 1, 0),
+    "no frames": (np.zeros((0, 64, 64, 3), np.uint8), 1, 1, 0),
+    "a camera of the wrong shape": (
+        [np.zeros((2, 64, 64, 3), np.uint8), np.zeros((2, 64))],
+        1,
+        1,
+        0,
+    ),
+    "n = 0": (np.zeros((2, 64, 64, 3), np.uint8), 0, 1, 0),
+    "samples = 0": (np.zeros((2, 64, 64, 3), np.uint8), 1, 0, 0),
+    "seed 1.5": (np.zeros((2, 64, 64, 3), np.uint8), 1, 1, 1.5),
+    "seed 2.0": (np.zeros((2, 64, 64, 3), np.uint8), 1, 1, 2.0),
+    "seed -1": (np.zeros((2, 64, 64, 3), np.uint8), 1, 1, -1),
+    "seed True": (np.zeros((2, 64, 64, 3), np.uint8), 1, 1, True),
+    "seed text": (np.zeros((2, 64, 64, 3), np.uint8), 1, 1, "abc"),
+    "a float among seeds": ([np.zeros((2, 64, 64, 3), np.uint8)] * 2, 1, 1, [3, 2.5]),
+    "too few seeds": ([np.zeros((2, 64, 64, 3), np.uint8)] * 2, 1, 1, [3]),
+}
+
+
+def _unconnected_client():
+    """A TritonClient built without a server: its checks run, and a request that passes them
+    fails on being sent."""
+    from lgcvd_runtime.serve.client import TritonClient
+
+    client = object.__new__(TritonClient)
+    client.settings, client.rng = {}, np.random.default_rng(0)
+
+    def send(*args):
+        raise AssertionError("sent")
+
+    client._send = send
+    return client
+
+
+@pytest.mark.parametrize("what", BAD_REQUESTS)
+def test_the_client_refuses_what_the_library_refuses_in_its_words_before_sending(what):
+    import lgcvd_runtime
+
+    clips, n, samples, seed = BAD_REQUESTS[what]
+    with pytest.raises(LgcvdError) as library:
+        lgcvd_runtime.load(steps=1).predict(clips, n, samples, seed=seed)
+    with pytest.raises(LgcvdError) as client:
+        _unconnected_client().predict(clips, n, samples, seed=seed)
+    assert str(client.value) == str(library.value)
+    assert "\n" not in str(client.value)
+
+
+def test_the_client_sends_good_seeds_and_refuses_one_past_the_requests_int64():
+    clip = np.zeros((2, 64, 64, 3), np.uint8)
+    for seed in (0, np.int64(7), [1, 2**63 - 1]):
+        with pytest.raises(AssertionError, match="sent"):
+            _unconnected_client().predict(
+                [clip, clip] if isinstance(seed, list) else clip, 1, seed=seed
+            )
+    with pytest.raises(LgcvdError) as err:
+        _unconnected_client().predict(clip, 1, seed=2**63)
+    assert (
+        str(err.value)
+        == "a seed must be below 2**63 (the request's int64), got 9223372036854775808"
+    )
+
+
 SERVER_CHECK = textwrap.dedent(
     """
     import json, sys, threading

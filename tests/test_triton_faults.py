@@ -72,12 +72,12 @@ def test_the_client_refuses_bad_requests_in_one_line_before_sending(report):
         "convert them first",
         "wrong dtype": "frames must be uint8 RGB of shape (T, H, W, 3), got float32 "
         "(2, 64, 64, 3); convert them first",
-        "NaN frames": "frames hold NaN or infinite values (float32 (2, 64, 64, 3)); pass uint8 "
-        "RGB frames, 0..255",
+        "NaN frames": "frames must be uint8 RGB of shape (T, H, W, 3), got float32 "
+        "(2, 64, 64, 3); convert them first",
         "n = 0": "n must be a whole number of at least 1, got 0",
         "n huge": f"asked for 1000000000 frames (n = 1000000000, samples = 1); {LIMIT}",
-        "seed text": "seed must be a non-negative integer or a list of one per clip, got 'abc'",
-        "seed float": "seed must be a non-negative integer or a list of one per clip, got 1.5",
+        "seed text": "a seed must be a non-negative integer, got 'abc'",
+        "seed float": "a seed must be a non-negative integer, got 1.5",
         "seed negative": "a seed must be a non-negative integer, got -1",
         "seed past int64": "a seed must be below 2**63 (the request's int64), got "
         "9223372036854775808",

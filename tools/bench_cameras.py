@@ -5,9 +5,9 @@ One run, all numbers as ratios on the same machine and bundle (the shipped model
     denoiser call, chunked at the bundle's max batch) against C sequential single-camera calls;
     windows per second and forecast latency (batched: every camera's forecast is ready when the
     call ends; sequential: mean over cameras and the last camera's);
-  - the live stream (`model.live`) fed at a fixed rate (10 Hz): time a `push` takes (median,
-    p99) and the age of `latest()` at each tick (now minus the time of the frame it was made
-    from), with the forecasts made and the frames skipped.
+  - the live stream (`model.live`) fed at a fixed rate (10 Hz) by `lgcvd-run bench --live`'s
+    own `live_age`: time a `push` takes and the age of `latest()` at each tick (median, p90),
+    with the forecasts seen and the frames skipped.
 Clips are the shipped demo clip at staggered starts. Say in what you report that a machine shared
 with other work runs slower.
 
@@ -23,6 +23,7 @@ import numpy as np
 
 import lgcvd_runtime
 from lgcvd_runtime import api
+from lgcvd_runtime.cli.bench import live_age
 from lgcvd_runtime.cli.options import model_options, positive_option
 from lgcvd_runtime.media.video import read_frames
 from lgcvd_runtime.plans import plan_name
@@ -63,39 +64,6 @@ def bench_cameras(model, frames, counts, p: int, n: int) -> list[dict]:
     return rows
 
 
-def bench_live(model, frames, p: int, n: int, rate: float, seconds: float) -> dict:
-    pushes, ages, used = [], [], set()
-    with model.live(p=p, n=n, seed=0) as live:
-        tick = 1.0 / rate
-        start = time.monotonic()
-        for i in range(int(seconds * rate)):
-            now = start + i * tick
-            time.sleep(max(0.0, now - time.monotonic()))
-            begin = time.perf_counter()
-            live.push(frames[i % len(frames)])
-            pushes.append(time.perf_counter() - begin)
-            latest = live.latest()
-            if latest is not None:
-                ages.append(time.monotonic() - latest.frame_time)
-                used.add(latest.frame_index)
-        skipped, total = live.skipped, len(pushes)
-    return {
-        "rate_hz": rate,
-        "frames": total,
-        "push_ms": {
-            "median": 1e3 * float(np.median(pushes)),
-            "p99": 1e3 * float(np.percentile(pushes, 99)),
-        },
-        "latest_age_s": {
-            "median": float(np.median(ages)) if ages else None,
-            "p90": float(np.percentile(ages, 90)) if ages else None,
-            "max": float(np.max(ages)) if ages else None,
-        },
-        "forecasts_seen": len(used),
-        "skipped": skipped,
-    }
-
-
 @click.command()
 @model_options
 @click.option(
@@ -114,13 +82,14 @@ def bench_live(model, frames, p: int, n: int, rate: float, seconds: float) -> di
 )
 @positive_option("--rate", default=10.0, help="Live stream push rate in Hz.")
 @positive_option("--seconds", default=20.0, help="How long to feed the live stream.")
-def main(bundle, backend, sampler, steps, seed, threads, counts, n, rate, seconds):
+def main(bundle, backend, sampler, steps, spacing, seed, threads, counts, n, rate, seconds):
     """Windows per second and latency, C cameras batched vs sequential; the live stream."""
     model = lgcvd_runtime.load(
         bundle,
         backend=backend,
         sampler=sampler,
         steps=steps,
+        spacing=spacing,
         threads=threads,
         seed=0 if seed is None else seed,
     )
@@ -129,7 +98,7 @@ def main(bundle, backend, sampler, steps, seed, threads, counts, n, rate, second
     frames = read_frames(api.ASSETS / "demo.mkv", size=model.size)
     counts = [int(c) for c in counts.split(",")]
     rows = bench_cameras(model, frames, counts, p, n)
-    live = bench_live(model, frames, p, n, rate, seconds)
+    live = live_age(model, rate, seconds, frames, p=p, n=n)
     click.echo(
         f"{model.backend.name}, {plan_name(model.plan.plan)}, max batch {model.manifest.max_batch}, "
         f"p={p}, n={n} ({rows[0]['windows']} window(s) per forecast)"
@@ -146,17 +115,16 @@ def main(bundle, backend, sampler, steps, seed, threads, counts, n, rate, second
             f"{r['batched_latency_s']:13.2f} s | {r['sequential_mean_latency_s']:.2f} s / "
             f"{r['sequential_last_latency_s']:.2f} s"
         )
-    age = live["latest_age_s"]
+    age, push = live["age_ms"], live["push_ms"]
     ages = (
         "n/a"
         if age["median"] is None
-        else (f"median {age['median']:.2f} s, p90 {age['p90']:.2f} s, max {age['max']:.2f} s")
+        else f"median {age['median']:.0f} ms, p90 {age['p90']:.0f} ms"
     )
     click.echo(
-        f"live stream at {rate:g} Hz for {seconds:g} s ({live['frames']} frames): push median "
-        f"{live['push_ms']['median']:.3f} ms, p99 {live['push_ms']['p99']:.3f} ms; age of "
-        f"latest() {ages}; {live['forecasts_seen']} forecasts seen, "
-        f"{live['skipped']} frames skipped"
+        f"live stream at {rate:g} Hz for {seconds:g} s ({live['pushes']} frames): push median "
+        f"{push['median']:.3f} ms, p90 {push['p90']:.3f} ms; age of latest() {ages}; "
+        f"{live['forecasts']} forecasts seen, {live['skipped']} frames skipped"
     )
 
 

@@ -31,6 +31,7 @@ import click
 
 from benchlib import random_checkpoint, sampler_option
 from lgcvd_runtime.cli.options import count_option, path_option, positive_option
+from lgcvd_runtime.errors import first_line
 from soaklib import probe
 from soaklib.judge import Limits, Sample, judge
 from soaklib.report import machine, series, write_plot, write_record
@@ -83,7 +84,7 @@ def soak(scenario, limits: Limits) -> dict:
         verdict = judge(samples, targets, limits)
     except RuntimeError as err:  # a server that never became ready, a repository not made
         samples, targets = [], []
-        verdict = {"passed": False, "problems": [str(err).splitlines()[0]]}
+        verdict = {"passed": False, "problems": [first_line(err)]}
     verdict["problems"] += scenario.problems
     verdict["passed"] = not verdict["problems"]
     return {

@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from lgcvd_runtime.bundle import GraphSpec, Manifest
-from lgcvd_runtime.errors import BackendError
+from lgcvd_runtime.errors import BackendError, first_line
 
 from .base import GraphCallBackend
 from .graph_io import check_ort_session, concrete_shape, engine_cache_dir, prepare_inputs
@@ -85,9 +85,9 @@ class OrtBackend(GraphCallBackend):
         try:
             session = ort.InferenceSession(str(bundle / graph.file), options, providers=providers)
         except Exception as err:  # onnxruntime raises its own untyped errors
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise BackendError(
-                f"onnxruntime cannot load {bundle / graph.file} ({first}); export the bundle again"
+                f"onnxruntime cannot load {bundle / graph.file} ({first_line(err)}); "
+                "export the bundle again"
             ) from None
         wanted = PROVIDERS[name][0]
         if session.get_providers()[0] != wanted:

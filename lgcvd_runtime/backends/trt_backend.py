@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from lgcvd_runtime.bundle import GraphSpec, Manifest
-from lgcvd_runtime.errors import BackendError
+from lgcvd_runtime.errors import BackendError, first_line
 from lgcvd_runtime.files import write_then_rename
 
 from .graph_io import concrete_shape, engine_cache_dir, prepare_inputs
@@ -32,11 +32,6 @@ from .trt_compat import network_flags
 from .trt_engine import Engine, Gpu
 
 CUDA_GRAPH = "tensorrt_cuda_graph"  # manifest provenance key: replay CUDA graphs by default
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def unavailable() -> str | None:
@@ -48,19 +43,19 @@ def unavailable() -> str | None:
     try:
         import tensorrt as trt
     except (ImportError, OSError, RuntimeError) as err:
-        return f"tensorrt does not load ({_first_line(err)})"
+        return f"tensorrt does not load ({first_line(err)})"
     if not hasattr(trt, "Builder"):  # e.g. only tensorrt-stubs' namespace package is installed
         return "tensorrt not installed (only its type stubs are)"
     try:
         import pycuda.driver as cuda
     except (ImportError, OSError, RuntimeError) as err:
-        return f"pycuda does not load ({_first_line(err)}); is the NVIDIA driver installed?"
+        return f"pycuda does not load ({first_line(err)}); is the NVIDIA driver installed?"
     try:
         cuda.init()
         if cuda.Device.count() == 0:
             return "no CUDA GPU is visible"
     except (cuda.Error, OSError, RuntimeError) as err:
-        return f"CUDA does not start ({_first_line(err)})"
+        return f"CUDA does not start ({first_line(err)})"
     return None
 
 

@@ -29,7 +29,7 @@ from lgcvd_runtime.bundle import Manifest, load_manifest, write_manifest
 from lgcvd_runtime.cli.chassis import Command
 from lgcvd_runtime.cli.options import TOPIC
 from lgcvd_runtime.errors import LgcvdError, OutputExistsError
-from lgcvd_runtime.media.arrays import ARRAY_SUFFIXES, load_videos, recorded_command
+from lgcvd_runtime.media.arrays import is_array, load_videos, recorded_command
 from lgcvd_runtime.media.bags import is_bag
 from lgcvd_runtime.media.recordings import recordings
 from lgcvd_runtime.media.source import read_clip
@@ -74,12 +74,12 @@ def _clips(
     """(names, inputs (C, given, size, size, 3) uint8) of an array file (laid out as for
     calibration) or of a video or bag (clips from `starts`, read as predict reads them)."""
     size, n = manifest.model.image_size, manifest.model.frames
-    if path.suffix in ARRAY_SUFFIXES:
+    if is_array(path):
         videos = np.asarray(load_videos(path))
         firsts = calibration_starts(videos.shape[1], n)
         names = [f"{path.name}[{i}]@{s}" for i in range(len(videos)) for s in firsts]
         return names, calibration_inputs(videos, n)
-    period, camera = manifest.framing.period_s, topic if is_bag(path) else None
+    camera = topic if is_bag(path) else None
     clips = [
         read_clip(
             path,
@@ -88,7 +88,7 @@ def _clips(
             count=CALIBRATION_GIVEN,
             need=CALIBRATION_GIVEN,
             size=size,
-            period_ns=None if period is None else round(period * 1e9),
+            period_ns=manifest.framing.period_ns,
             framing=manifest.framing,
         ).frames
         for s in starts

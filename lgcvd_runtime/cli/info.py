@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lgcvd_runtime.api import plan_of
 from lgcvd_runtime.backends import availability
 from lgcvd_runtime.bundle import load_manifest
 from lgcvd_runtime.ood import THRESHOLD, Calibration
-from lgcvd_runtime.plans import SamplerPlan, choose, plan_name, teacher_name
+from lgcvd_runtime.plans import SamplerPlan, plan_name, teacher_name
 from lgcvd_runtime.schedule import Plan
 
 INDENT = "  "
@@ -58,9 +59,16 @@ def _scalar(value) -> str:
     return "none" if value is None else str(value)
 
 
-def describe(path: Path, sampler: str | None, steps: int | None, provenance: bool = False) -> str:
-    """Every line of `lgcvd-run info` for the bundle at `path` (`sampler`, `steps`: the options,
-    None where not given); the full provenance tree last with `provenance`, else a summary."""
+def describe(
+    path: Path,
+    sampler: str | None,
+    steps: int | None,
+    provenance: bool = False,
+    spacing: str | None = None,
+) -> str:
+    """Every line of `lgcvd-run info` for the bundle at `path` (`sampler`, `steps`, `spacing`:
+    the options, None where not given); the full provenance tree last with `provenance`, else a
+    summary."""
     m = load_manifest(path)
     spec = m.model
     lines = [
@@ -78,7 +86,7 @@ def describe(path: Path, sampler: str | None, steps: int | None, provenance: boo
         ins = ", ".join(f"{t.name}{list(t.shape)}" for t in graph.inputs)
         outs = ", ".join(f"{t.name}{list(t.shape)}" for t in graph.outputs)
         lines.append(f"graph       {name}: {graph.file} ({ins}) -> ({outs})")
-    choice = choose(sampler, None if steps is None else min(steps, m.schedule.T), m.plan)
+    choice = plan_of(m, sampler, steps, spacing)
     over = choice.plan.over(m.schedule)
     steps_at = over.describe() if over.steps > 7 else f"{over.steps} steps at t = {_at(over)}"
     lines.append(f"sampling    {choice.plan.sampler}, {steps_at} ({choice.origin()})")

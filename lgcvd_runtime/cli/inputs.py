@@ -55,8 +55,7 @@ def period_ns(bundle: Path | None, server: str | None) -> int | None:
     """The model's frame period in ns from its manifest (None: unknown, or a server's model)."""
     if server is not None:
         return None
-    period = load_manifest(bundle or api.default_bundle(), verify=False).framing.period_s
-    return None if period is None else round(period * 1e9)
+    return load_manifest(bundle or api.default_bundle(), verify=False).framing.period_ns
 
 
 def input_fps(path: Path, fps: float | None, period: int | None) -> float:

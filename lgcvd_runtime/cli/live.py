@@ -5,7 +5,9 @@ SOURCE is anything PyAV opens (`video.LiveSource`): a device (/dev/video0, v4l2)
 to the model's live stream (`live.LiveStream`, stamped with the wall clock as they are read,
 taken at the model's period by stamp) and reading never waits for a forecast: each new
 forecast is taken between two frames. Each forecast is one stdout line (the frame it follows,
-its age: seconds from that frame to now) and, with -o, goes to a video (its frames, one
+its age: seconds from that frame to now, and its input score where it was scored:
+--score-every, `live` module header; each time the score goes beyond the bundle's calibrated
+range, the input warning once on stderr) and, with -o, goes to a video (its frames, one
 forecast after another) or a robot log (`media.bag_writer`: frames stamped at the future times
 they show; each forecast up to the next one's origin, the last whole, so the log plays the
 newest forecast at every moment; held in memory until the end). A Service: Ctrl-C or SIGTERM
@@ -25,7 +27,13 @@ import numpy as np
 
 from lgcvd_runtime.cli.chassis import Service
 from lgcvd_runtime.cli.inputs import DEFAULT_FPS, period_ns
-from lgcvd_runtime.cli.options import count_option, load_model, model_options, positive_option
+from lgcvd_runtime.cli.options import (
+    count_option,
+    load_model,
+    model_options,
+    positive_option,
+    score_every_option,
+)
 from lgcvd_runtime.cli.outputs import is_bag_target
 from lgcvd_runtime.errors import LgcvdError, VideoError, plural
 from lgcvd_runtime.files import refuse_existing
@@ -113,10 +121,12 @@ def _sink(output: Path | None, period_s: float | None, topic: str, force: bool):
 class Feed:
     """Reads SOURCE into the stream and writes each new forecast (module header)."""
 
-    def __init__(self, source: LiveSource, stream: LiveStream, sink):
+    def __init__(self, source: LiveSource, stream: LiveStream, sink, warning=lambda score: None):
         self.source, self.stream, self.sink = source, stream, sink
+        self.warning = warning  # score -> the input warning line, or None (`Model.input_warning`)
         self.read, self.seen, self.failed = 0, -1, 0
         self.ages: list[float] = []
+        self.unlike = False  # the newest scored forecast's input was unlike the training data
 
     def run(self, duration: float | None, realtime: bool) -> BaseException | None:
         """Feed until the source ends or `duration` passes (None); a stop or an error that
@@ -156,7 +166,15 @@ class Feed:
         if self.sink is not None:
             self.sink.add(forecast)
         stale = " (stale)" if forecast.stale else ""
-        click.echo(f"forecast after frame {forecast.frame_index}: age {forecast.age:.3f} s{stale}")
+        score = "" if forecast.input_score is None else f", input score {forecast.input_score:.3g}"
+        click.echo(
+            f"forecast after frame {forecast.frame_index}: age {forecast.age:.3f} s{score}{stale}"
+        )
+        if forecast.input_score is not None:
+            line = self.warning(forecast.input_score)
+            if line is not None and not self.unlike:  # once each time the input turns unlike
+                click.echo(line, err=True)
+            self.unlike = line is not None
 
     def summary(self, output: Path | None) -> str:
         ages = np.asarray(self.ages)
@@ -205,6 +223,7 @@ class Feed:
 )
 @count_option("-p", "p", default=2, help="Given frames of each forecast: the newest ones.")
 @count_option("-n", "n", default=None, help="Frames to forecast (default: one window's).")
+@score_every_option
 @click.option(
     "--topic",
     default="camera",
@@ -215,7 +234,19 @@ class Feed:
 @click.option("--quiet", is_flag=True, help="No notes or summary on stderr.")
 @model_options
 def live(
-    source, output, duration, camera_rate, deadline, timeout, p, n, topic, force, quiet, **load
+    source,
+    output,
+    duration,
+    camera_rate,
+    deadline,
+    timeout,
+    p,
+    n,
+    score_every,
+    topic,
+    force,
+    quiet,
+    **load,
 ):
     """Forecast SOURCE (a camera device, an rtsp:// udp:// tcp:// stream, or a file played in
     real time) as its frames arrive, one line per forecast, until stopped."""
@@ -226,7 +257,7 @@ def live(
         reader = LiveSource(source, timeout)  # once the model is ready: no frames queue up
         try:
             feed, ended = _serve(
-                model, reader, sink, (p, n, camera_rate, deadline, duration), quiet
+                model, reader, sink, (p, n, score_every, camera_rate, deadline, duration), quiet
             )
         finally:
             reader.close()
@@ -245,16 +276,18 @@ def live(
 
 def _serve(model, reader: LiveSource, sink, settings, quiet: bool):
     """Feed `reader` to a live stream of `model` until the feed ends: (the feed, what ended it)."""
-    p, n, camera_rate, deadline, duration = settings
+    p, n, score_every, camera_rate, deadline, duration = settings
     rate = camera_rate or reader.rate
     if not quiet:
         click.echo(
             f"reading {reader.source}: {reader.width}x{reader.height}, {_hz(rate)}", err=True
         )
     period = None if rate is None else 1 / rate
-    stream = model.live(p, n, camera_period_s=period, deadline_s=deadline, clock=time.time)
+    stream = model.live(
+        p, n, camera_period_s=period, deadline_s=deadline, clock=time.time, score_every=score_every
+    )
     try:
-        feed = Feed(reader, stream, sink)
+        feed = Feed(reader, stream, sink, model.input_warning)
         return feed, feed.run(duration, realtime=not is_stream(reader.source))
     finally:
         with signals_deferred():

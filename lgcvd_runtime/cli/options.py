@@ -5,8 +5,8 @@ model's square (`framing_options`, also used by `lgcvd-train`) and a bag's camer
 also `lgcvd-train`'s and `lgcvd-eval`'s); and the shapes every lgcvd command line's options
 take (`count_option`, `positive_option`, `choice_option`, `path_option`, `switch_option`), declared once so
 that each option is one declaration with its default shown. Defaults are read from
-where they live: the sampler plan from `plans.py` (--sampler and --steps default to None: the
-bundle's plan, else `plans.DEFAULT_PLAN`, `plans.choose`), the backends from `backends`. Errors
+where they live: the sampler plan from `plans.py` (--sampler, --steps and --spacing default to
+None: the bundle's plan, else `plans.DEFAULT_PLAN`, `plans.choose`), the backends from `backends`. Errors
 and signals are the chassis's (`chassis.py`). No engine package or torch is imported here.
 """
 
@@ -23,6 +23,7 @@ from lgcvd_runtime.backends import CHOICES
 from lgcvd_runtime.framing import FITS
 from lgcvd_runtime.plans import DEFAULT_PLAN, FAST_PLAN
 from lgcvd_runtime.samplers import SAMPLERS
+from lgcvd_runtime.schedule import SPACINGS
 
 MAX_FPS = 1000.0  # Matroska stores times in milliseconds: faster rates are not kept
 
@@ -129,7 +130,27 @@ def sampler_option_list(what: str = "", whose: str = "the bundle's") -> list:
             default=None,
             help=f"Denoising steps per window [default: {whose} plan, else {default.steps}].",
         ),
+        click.option(
+            "--spacing",
+            type=click.Choice(SPACINGS),
+            default=None,
+            help=f"Grid of the steps' timesteps [default: {whose} plan, else "
+            f"{default.spacing}]: even runs from t = 0; trailing ends above it, so few steps "
+            "all count (ddpm with 2 trailing steps matched ddpm 50 per frame); log-snr is "
+            "uniform in log signal-to-noise. Measurements: docs/results.md, few calls per window.",
+        ),
     ]
+
+
+score_every_option = count_option(  # lgcvd-run live's and lgcvd-ros2's
+    "--score-every",
+    "score_every",
+    default=1,
+    least=0,
+    help="Score the input (is it like the training data?) on each camera's first forecast, then "
+    "every K-th (0: only each camera's first): a score costs ~0.4% of a 50-step forecast but "
+    "~50% of a 1-step one.",
+)
 
 
 def output_options(command):
@@ -216,7 +237,7 @@ TOPIC = click.option(
 )
 
 
-def load_model(bundle, backend, sampler, steps, seed, threads, quiet) -> api.Model:
+def load_model(bundle, backend, sampler, steps, seed, threads, quiet, spacing=None) -> api.Model:
     """`api.load` with the model options; notes (the backend auto chose) to stderr unless quiet,
     and the warning that the options override a distilled model's plan, once, even if quiet."""
     log = None if quiet else (lambda line: click.echo(line, err=True))
@@ -229,4 +250,5 @@ def load_model(bundle, backend, sampler, steps, seed, threads, quiet) -> api.Mod
         log=log,
         threads=threads,
         warn=lambda line: click.echo(line, err=True),
+        spacing=spacing,
     )

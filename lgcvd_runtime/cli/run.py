@@ -12,7 +12,6 @@ stderr, only on a terminal. Errors end in one line; Ctrl-C and SIGTERM leave no 
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from lgcvd_runtime import api
 from lgcvd_runtime.backends import CHOICES
-from lgcvd_runtime.cli.bench import format_result, run_bench
+from lgcvd_runtime.cli.bench import bench
 from lgcvd_runtime.cli.calibrate import calibrate
 from lgcvd_runtime.cli.chassis import Group
 from lgcvd_runtime.cli.info import describe
@@ -303,30 +302,14 @@ def generate(n, output, samples, force, fps, every, quiet, **load):
     is_flag=True,
     help="Print the whole provenance record (training history, nested), not its summary.",
 )
-def info(bag, bundle, sampler, steps, provenance):
+def info(bag, bundle, sampler, steps, spacing, provenance):
     """Describe a bundle: the sampling plan, its frame period, its input score, the backends
     usable here, and where it came from; given BAG, the bag's image topics instead."""
     if bag is not None:
         click.echo(describe_bag(bag))
         return
     path = bundle if bundle is not None else api.default_bundle()
-    click.echo(describe(path, sampler, steps, provenance))
-
-
-@main.command()
-@model_options
-@count_option("--samples", default=1, help="Batch size of every call.")
-@count_option(
-    "--repeats",
-    default=10,
-    help="Timed calls per graph (windows: a third as many, at least 2).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def bench(samples, repeats, as_json, **load):
-    """Latency of the context and denoiser graphs, per window, frames per second, peak memory."""
-    model = load_model(quiet=as_json, **load)
-    result = run_bench(model, samples, repeats, windows=max(2, repeats // 3))
-    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else format_result(result))
+    click.echo(describe(path, sampler, steps, provenance, spacing))
 
 
 @main.command()
@@ -356,7 +339,7 @@ def demo(out_dir, backend, every, force, quiet):
         Output(picture, DEFAULT_FPS, force, every, "prediction") as grid,
     ):
         plan = DEFAULT_PLAN
-        model = load_model(None, backend, plan.sampler, plan.steps, 0, None, quiet)
+        model = load_model(None, backend, plan.sampler, plan.steps, 0, None, quiet, plan.spacing)
         truth = _truth(clip, 0, p + n, model.size)
         timeline = Timeline.prediction(truth.frames[None, :p], n, model.manifest.model)
         windows = model.predict(truth.frames[:p], n, 1)
@@ -365,5 +348,6 @@ def demo(out_dir, backend, every, force, quiet):
         click.echo(f"wrote {video} and {picture} (rows: given frames, ground truth, prediction)")
 
 
+main.add_command(bench)
 main.add_command(calibrate)
 main.add_command(live)

@@ -1,7 +1,8 @@
 """Video arrays on disk: read and check them, and the command recorded beside one.
 
 The format is one uint8 array of shape N x T x H x W x 3 (N videos of T RGB frames), either a
-`.npz` file (key "videos", or its only array) or a `.npy` file, memory-mapped when read. Dataset
+`.npz` file (key "videos", or its only array) or a `.npy` file, memory-mapped when read; the
+suffix is matched in any case (`is_array`), as video suffixes are. Dataset
 tools record the command that wrote an array in a JSON file beside it (`command_file`). The
 training side writes these arrays (`lgcvd_train.data.arrays`); the runtime reads them to
 calibrate a bundle (`cli.calibrate`). This module knows numpy only: no PyAV, no model.
@@ -22,10 +23,15 @@ NPZ_KEY = "videos"
 EXPECTED = "a uint8 array of shape N×T×H×W×3"
 
 
+def is_array(path: Path) -> bool:
+    """Whether `path` names a video array by its suffix (.npy or .npz, any case)."""
+    return path.suffix.lower() in ARRAY_SUFFIXES
+
+
 def load_videos(path: Path) -> np.ndarray:
     """Read and check a video array, (N, T, H, W, 3) uint8; `.npy` files are memory-mapped."""
     try:
-        if path.suffix == ".npy":
+        if path.suffix.lower() == ".npy":
             videos = np.load(path, mmap_mode="r", allow_pickle=False)
         else:
             with np.load(path, allow_pickle=False) as archive:

@@ -22,7 +22,7 @@ import numpy as np
 
 from lgcvd_runtime.errors import DataError
 from lgcvd_runtime.framing import Framing
-from lgcvd_runtime.media.arrays import ARRAY_SUFFIXES, load_videos
+from lgcvd_runtime.media.arrays import ARRAY_SUFFIXES, is_array, load_videos
 from lgcvd_runtime.media.bags import is_bag
 from lgcvd_runtime.media.resize import CROP, fit_frame
 from lgcvd_runtime.media.source import stamped_frames
@@ -70,9 +70,10 @@ def _runs(path: Path, topic: str | None, size: int, framing: Framing, log) -> li
     frames = np.stack([frame for _, frame in stamped])
     if framing.period_s is None:
         return [frames]
-    period = round(framing.period_s * 1e9)
     stamps = [stamp for stamp, _ in stamped]
-    return [frames[a + resample(stamps[a:b], period).indices] for a, b in segments(stamps)]
+    return [
+        frames[a + resample(stamps[a:b], framing.period_ns).indices] for a, b in segments(stamps)
+    ]
 
 
 def data_clips(
@@ -93,7 +94,7 @@ def data_clips(
         raise DataError(f"{path} holds no bag; --topic applies to bags: drop it")
     clips = []
     for recording in found:
-        if recording.suffix in ARRAY_SUFFIXES:
+        if is_array(recording):
             clips += _fitted(load_videos(recording), size, framing)
             continue
         camera = topic if is_bag(recording) else None

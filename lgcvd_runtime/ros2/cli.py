@@ -15,7 +15,7 @@ import importlib.util
 import click
 
 from lgcvd_runtime.cli.chassis import Service
-from lgcvd_runtime.cli.options import count_option, load_model, model_options
+from lgcvd_runtime.cli.options import count_option, load_model, model_options, score_every_option
 from lgcvd_runtime.errors import LgcvdError
 
 ROS_EXTRA = "lgcvd-ros2 needs the ros extra (cyclonedds): pip install 'lgcvd[ros]'"
@@ -40,6 +40,7 @@ def domain_id_option(what: str):
 @count_option("-p", "p", default=2, help="Given frames: each forecast starts from the newest p.")
 @count_option("-n", "n", default=None, help="Frames to forecast (default: one window).")
 @count_option("--samples", default=1, help="Forecasts per camera frame (one topic each).")
+@score_every_option
 @domain_id_option("DDS domain of the ROS 2 system to join")
 @click.option(
     "--interface",
@@ -55,7 +56,9 @@ def domain_id_option(what: str):
 )
 @click.option("--no-multicast", is_flag=True, help="Use no multicast (discovery through --peer).")
 @click.option("--quiet", is_flag=True, help="No notes on stderr.")
-def main(cameras, bundle, backend, sampler, steps, seed, threads, p, n, samples, **network_options):
+def main(
+    cameras, p, n, samples, score_every, domain_id, interface, peers, no_multicast, quiet, **load
+):
     """Forecast the frames of ROS 2 camera topics: publish each forecast on TOPIC/forecast,
     stamped at the future times it shows, and the status on /diagnostics, until Ctrl-C or
     SIGTERM (then exit 0)."""
@@ -64,17 +67,10 @@ def main(cameras, bundle, backend, sampler, steps, seed, threads, p, n, samples,
     from lgcvd_runtime.ros2.dds import Network
     from lgcvd_runtime.ros2.node import ForecastNode, Settings
 
-    quiet = network_options.pop("quiet")
-    multicast = False if network_options.pop("no_multicast") else None
-    network = Network(
-        network_options["domain_id"],
-        network_options["interface"],
-        tuple(network_options["peers"]),
-        multicast,
-    )
+    network = Network(domain_id, interface, tuple(peers), False if no_multicast else None)
     log = None if quiet else (lambda line: click.echo(line, err=True))
-    with load_model(bundle, backend, sampler, steps, seed, threads, quiet) as model:
-        settings = Settings(p, n, samples, seed)
+    with load_model(quiet=quiet, **load) as model:
+        settings = Settings(p, n, samples, load["seed"], score_every=score_every)
         with ForecastNode(model, cameras, settings, network, log) as node:
             if log is not None:
                 topics = ", ".join(f"{c.topic}/forecast" for c in node.cameras)

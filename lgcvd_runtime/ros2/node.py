@@ -46,6 +46,7 @@ from cyclonedds.util import duration
 
 from lgcvd_runtime.api import Model
 from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.framing import period_ns
 from lgcvd_runtime.live import Forecast, ForecastFailed
 from lgcvd_runtime.media.bag_writer import forecast_topics
 from lgcvd_runtime.media.stamps import frame_period
@@ -63,13 +64,16 @@ ANY = Samples.Any | Views.Any | Instances.Any
 @dataclass(frozen=True)
 class Settings:
     """Forecast the n frames after the newest p of each camera (n None: one window of new
-    frames), `samples` each, noise from `seed` (None: drawn); status every `status_s` seconds."""
+    frames), `samples` each, noise from `seed` (None: drawn), the input scored on each camera's
+    first forecast and every `score_every`-th after (0: the first only; `live` module header);
+    status every `status_s` seconds."""
 
     p: int = 2
     n: int | None = None
     samples: int = 1
     seed: int | None = None
     status_s: float = 1.0
+    score_every: int = 1
 
 
 class _Camera:
@@ -92,6 +96,7 @@ class _Camera:
         self.received = self.published = self.unreadable_count = 0
         self.unreadable: str | None = None
         self.last: Forecast | None = None
+        self.scored: Forecast | None = None  # the newest forecast with an input score
         self.latency: Latency | None = None
 
     def is_new(self, forecast: Forecast | None) -> bool:
@@ -145,7 +150,9 @@ class ForecastNode:
         self._waitset.attach(self._guard)
         for cam in self.cameras:
             self._waitset.attach(ReadCondition(cam.reader, ANY))
-        self.live = self.model.live(s.p, self.n, len(names), s.samples, s.seed)
+        self.live = self.model.live(
+            s.p, self.n, len(names), s.samples, s.seed, score_every=s.score_every
+        )
 
     # ------------------------------------------------------------------ running
 
@@ -244,6 +251,7 @@ class ForecastNode:
                     continue
                 if cam.is_new(forecast):
                     cam.last = forecast
+                    cam.scored = cam.scored if forecast.input_score is None else forecast
                     self._publish(cam, forecast)
             now = time.monotonic()
             if now >= next_status:
@@ -254,9 +262,8 @@ class ForecastNode:
 
     def period_ns(self, cam: _Camera) -> int | None:
         """Nanoseconds between forecast frames: the model's period, else the camera's."""
-        if self.model.period_s is not None:
-            return round(self.model.period_s * 1e9)
-        return frame_period(cam.arrivals.stamps())
+        model = period_ns(self.model.period_s)
+        return model if model is not None else frame_period(cam.arrivals.stamps())
 
     def _publish(self, cam: _Camera, forecast: Forecast) -> None:
         """The origin, then frame k of every sample, k = 1..n (module header)."""
@@ -289,8 +296,9 @@ class ForecastNode:
                 cam.published,
                 cam.unreadable,
                 cam.unreadable_count,
-                None if cam.last is None or now is None else now - cam.last.frame_time,
-                None if cam.last is None else cam.last.input_score,
+                _age(now, cam.last),
+                None if cam.scored is None else cam.scored.input_score,
+                _age(now, cam.scored),
                 None if cam.latency is None else cam.latency.node_s,
             )
             for cam in self.cameras
@@ -303,3 +311,8 @@ class ForecastNode:
             self.status_writer.write(status_array(statuses, time.time_ns()))
         except DDSException as err:
             self.log(f"note: the status was not sent ({err.msg or err})")
+
+
+def _age(now: float | None, forecast: Forecast | None) -> float | None:
+    """Seconds from the newest frame `forecast` used to `now` (None: either is missing)."""
+    return None if forecast is None or now is None else now - forecast.frame_time

@@ -2,13 +2,16 @@
 published once a second on /diagnostics (rqt_robot_monitor and diagnostic_aggregator read it):
 
     level    STALE  no forecast yet (waiting for the camera's first p frames, or the first one)
-             WARN   the input score is beyond the model's calibrated range (the one-line
+             WARN   the newest input score is beyond the model's calibrated range (the one-line
                     warning is the message), or the camera sent unreadable messages
              OK     forecasting
     values   forecast age (s): now on the cameras' clock (`ForecastNode.now_s`) - the stamp
-             of the newest frame its newest forecast used; skipped frames (all cameras: frames no forecast used); input score;
-             frames received; unreadable messages; forecasts published; latency (s): a frame's
-             arrival to its forecast published, for the newest forecast
+             of the newest frame its newest forecast used; skipped frames (all cameras: frames
+             no forecast used); input score: the newest forecast's that was scored (with
+             --score-every K not every forecast is), "none" before one or uncalibrated; input
+             score age (s): that forecast's age, as the forecast age; frames received;
+             unreadable messages; forecasts published; latency (s): a frame's arrival to its
+             forecast published, for the newest forecast
 
 Knows the message types and what the node counts; nothing of DDS entities or models.
 """
@@ -43,7 +46,8 @@ class CameraState:
     unreadable: str | None  # the last unreadable message's line
     unreadable_count: int
     age_s: float | None
-    input_score: float | None
+    input_score: float | None  # the newest score (module header)
+    score_age_s: float | None
     latency_s: float | None
 
 
@@ -69,6 +73,7 @@ def camera_status(
         "forecast age (s)": _number(state.age_s),
         "skipped frames": str(skipped),
         "input score": _number(state.input_score),
+        "input score age (s)": _number(state.score_age_s),
         "frames received": str(state.received),
         "unreadable messages": str(state.unreadable_count),
         "forecasts published": str(state.published),

@@ -77,11 +77,12 @@ def triton_repo(
     max_frames,
     sampler,
     steps,
+    spacing,
     force,
 ):
     """Write a Triton model repository for BUNDLE (a NAME.lgcvd folder)."""
     options = RepoOptions(
-        graphs, queue_delay_us, instances, kind, pipelines, sampler, steps, max_frames
+        graphs, queue_delay_us, instances, kind, pipelines, sampler, steps, max_frames, spacing
     )
     models = write_repository(bundle, out, options, force)
     click.echo(f"wrote {out} ({', '.join(models)}); see {out / 'README.md'} to start it")

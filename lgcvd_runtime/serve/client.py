@@ -35,11 +35,11 @@ from typing import TypeVar
 
 import numpy as np
 
-from lgcvd_runtime.api import PredictedWindow, Seed
+from lgcvd_runtime.api import PredictedWindow, Seed, camera_clip
 from lgcvd_runtime.checks import check_count, check_frames, is_clip_list, is_whole
-from lgcvd_runtime.errors import BackendError, LgcvdError, plural
+from lgcvd_runtime.errors import BackendError, LgcvdError, first_line, plural
 from lgcvd_runtime.ood import Calibration, input_warning
-from lgcvd_runtime.pipeline import clip_seeds, row_generators
+from lgcvd_runtime.pipeline import clip_seeds
 from lgcvd_runtime.serve.configs import (
     DEFAULT_MAX_FRAMES,
     DEFAULT_RETRIES,
@@ -225,7 +225,12 @@ class TritonClient:
         `api.Model.predict`: one clip (p, H, W, 3) uint8 gives windows of (S, F, size, size, 3),
         a list of clips (one per camera, same p) windows of (C, S, F, size, size, 3)."""
         many = is_clip_list(clips)
-        listed = [_check_clip(c) for c in clips] if many else [_check_clip(clips)]
+        # the library's checks and words (api.Model.clips): "camera i: ..." for one of a list
+        listed = (
+            [camera_clip(c, check_frames, clip) for c, clip in enumerate(clips)]
+            if many
+            else [check_frames(clips)]
+        )
         check_count("n", n)
         check_count("samples", samples)
         limit = int(self.settings.get(MAX_FRAMES_PARAMETER, DEFAULT_MAX_FRAMES))
@@ -287,29 +292,14 @@ def _check_faults(timeout: float, retries: int) -> None:
         raise LgcvdError(f"retries must be a whole number of at least 0, got {retries!r}")
 
 
-def _check_clip(clip) -> np.ndarray:
-    """`checks.check_frames`, with its own line for float frames that hold NaN or infinity."""
-    if isinstance(clip, np.ndarray) and clip.dtype.kind == "f" and not np.isfinite(clip).all():
-        raise LgcvdError(
-            f"frames hold NaN or infinite values ({clip.dtype} {clip.shape}); pass uint8 RGB "
-            "frames, 0..255"
-        )
-    return check_frames(clip)
-
-
 def _clip_seeds(seed, clips: int, rng: np.random.Generator) -> list[int]:
-    """`pipeline.clip_seeds`, each seed checked as the library checks it and to fit the
-    request's int64, so that a bad seed is a one-line error here, not a failure on the wire."""
-    if seed is not None and not is_whole(seed) and not isinstance(seed, (list, tuple, np.ndarray)):
-        raise LgcvdError(
-            f"seed must be a non-negative integer or a list of one per clip, got {seed!r}"
-        )
+    """`pipeline.clip_seeds` (the library's rule and its checks), each seed also below 2**63 to
+    fit the request's int64, so that a bad seed is a one-line error here, not on the wire."""
     seeds = clip_seeds(seed, clips, rng)
     for one in seeds:
-        row_generators(one, 1)  # the library's own check: a non-negative integer
         if one >= 2**63:
             raise LgcvdError(f"a seed must be below 2**63 (the request's int64), got {one!r}")
-    return [int(one) for one in seeds]
+    return seeds
 
 
 def _status(err: Exception) -> str | None:
@@ -319,5 +309,5 @@ def _status(err: Exception) -> str | None:
 
 
 def _message(err: Exception) -> str:
-    text = err.message() if hasattr(err, "message") and callable(err.message) else str(err)
-    return (text or type(err).__name__).strip().splitlines()[0]
+    text = err.message() if hasattr(err, "message") and callable(err.message) else None
+    return first_line(err, text)

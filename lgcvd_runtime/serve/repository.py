@@ -58,6 +58,7 @@ class RepoOptions:
     sampler: str | None = None  # None: the library's choice (`plans.choose`): the bundle's plan,
     steps: int | None = None  # else the default; the same forecast for a seed
     max_frames: int = DEFAULT_MAX_FRAMES  # the most frames (n x samples) one request may ask for
+    spacing: str | None = None  # the steps' grid; None where the bundle records exact timesteps
 
 
 def _check(options: RepoOptions, manifest: Manifest) -> None:
@@ -91,6 +92,7 @@ def _write_pipeline(root: Path, bundle: Path, manifest: Manifest, options: RepoO
     settings = {
         "sampler": options.sampler,
         "steps": str(options.steps),
+        "spacing": options.spacing or "",  # "": the bundle's recorded timesteps
         "graphs": ",".join(required_graphs(manifest)),
         "image_size": str(manifest.model.image_size),  # for clients (TritonClient.size)
         MAX_FRAMES_PARAMETER: str(options.max_frames),  # the server's and the client's check
@@ -114,10 +116,12 @@ def write_repository(
     bundle, out = Path(bundle), Path(out)
     manifest = load_manifest(bundle)  # checks the graphs' hashes before they are copied
     _check(options, manifest)
-    plan = api.plan_of(manifest, options.sampler, options.steps)  # written as chosen here
+    plan = api.plan_of(manifest, options.sampler, options.steps, options.spacing)  # as chosen here
     if plan.warning is not None:
         warnings.warn(plan.warning, api.PlanWarning, stacklevel=2)
-    options = replace(options, sampler=plan.plan.sampler, steps=plan.plan.steps)
+    recorded = plan.plan.timesteps is not None  # a student's own timesteps: no grid to name
+    spacing = None if recorded else plan.plan.spacing
+    options = replace(options, sampler=plan.plan.sampler, steps=plan.plan.steps, spacing=spacing)
     graphs = list(required_graphs(manifest))
     with folder_then_rename(out, force) as tmp:
         for name in graphs:

@@ -105,7 +105,8 @@ class PipelineModel:
         manifest = load_manifest(folder, verify=False)  # the graph models hold the graphs
         graphs = tuple(params["graphs"].split(","))
         # the repository's plan: the bundle's own, whose timesteps only the manifest holds
-        plan = api.plan_of(manifest, params["sampler"], int(params["steps"]))
+        spacing = params.get("spacing") or None  # none: the recorded timesteps (or older repos)
+        plan = api.plan_of(manifest, params["sampler"], int(params["steps"]), spacing)
         settings = SamplerSettings(plan.plan.over(manifest.schedule), plan.plan.sampler)
         self.max_frames = int(params.get(wire.MAX_FRAMES_PARAMETER, wire.DEFAULT_MAX_FRAMES))
         self.backend = BlsBackend(manifest, graphs)

@@ -25,7 +25,7 @@ import numpy as np
 
 from lgcvd_runtime.errors import DataError, plural
 from lgcvd_runtime.framing import Framing
-from lgcvd_runtime.media.arrays import ARRAY_SUFFIXES, load_videos
+from lgcvd_runtime.media.arrays import is_array, load_videos
 from lgcvd_runtime.media.resize import CROP
 from lgcvd_train.config import TrainConfig
 from lgcvd_train.data import mnist, shapes
@@ -95,7 +95,7 @@ def load_dataset(
         return load_bags(bags, image_size, min_frames, topic, framing)
     if path.is_dir():
         return _load_folder(path, image_size, min_frames, framing, pieces)
-    if path.suffix in ARRAY_SUFFIXES:
+    if is_array(path):
         return _load_array(path, image_size, min_frames, framing)
     raise DataError(
         f"{path} is neither a folder of videos nor a .npy/.npz array; pass one of those "

@@ -72,7 +72,7 @@ def load_bags(
     (T, image_size, image_size, 3) uint8 videos of at least `min_frames` frames."""
     from lgcvd_runtime.media.bags import read_stamped_frames
 
-    period = None if framing.period_s is None else round(framing.period_s * 1e9)
+    period = framing.period_ns
     videos, skipped = [], []
     for bag in bags:
         stamped = list(read_stamped_frames(bag, topic, size=image_size, framing=framing))

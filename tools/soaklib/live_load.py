@@ -21,7 +21,7 @@ import click
 import numpy as np
 
 import lgcvd_runtime
-from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.errors import LgcvdError, first_line
 from lgcvd_runtime.media.video import read_frames
 
 
@@ -37,7 +37,7 @@ class Tally:
 
     def error(self, err: Exception) -> None:
         self.errors += 1
-        self.first_error = self.first_error or str(err).splitlines()[0]
+        self.first_error = self.first_error or first_line(err)
 
     def report(self, t: float, skipped: int) -> None:
         line = {"t": t, "ages": self.ages, "done": self.forecasts, "errors": self.errors}

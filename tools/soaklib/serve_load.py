@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.errors import LgcvdError, first_line
 from lgcvd_runtime.media.video import read_frames
 from lgcvd_runtime.serve.client import TritonClient
 
@@ -39,7 +39,7 @@ class Tally:
     def error(self, err: Exception) -> None:
         with self.lock:
             self.errors += 1
-            self.first_error = self.first_error or str(err).splitlines()[0]
+            self.first_error = self.first_error or first_line(err)
 
     def report(self, t: float) -> None:
         with self.lock:
