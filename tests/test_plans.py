@@ -309,9 +309,25 @@ def test_lgcvd_eval_runs_each_model_on_its_own_plan_and_records_it(student, tmp_
     assert "2 clips, p=2, n=6, 1 sample per clip, ddim 2 steps, seed 0" in result.stdout
 
 
-def test_a_triton_repository_serves_the_students_timesteps(student, tmp_path, monkeypatch):
+def served_timesteps(repo: Path, params: dict, monkeypatch) -> list[int]:
+    """The timesteps the repository's lgcvd model samples at, built from config `params` (the
+    Triton Python backend's own module stubbed: only `initialize` runs)."""
     from lgcvd_runtime.serve.triton_models import PipelineModel
 
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("pb"))
+    model = PipelineModel()
+    config = {"parameters": {k: {"string_value": v} for k, v in params.items()}}
+    model.initialize(
+        {
+            "model_config": json.dumps(config),
+            "model_repository": str(repo / "lgcvd"),
+            "model_version": "1",
+        }
+    )
+    return model.model.pipeline.settings.plan.timesteps.tolist()
+
+
+def test_a_triton_repository_serves_the_students_timesteps(student, tmp_path, monkeypatch):
     repo = tmp_path / "repo"
     write_repository(student, repo, RepoOptions(graphs="python"))
     config = (repo / "lgcvd" / "config.pbtxt").read_text()
@@ -319,19 +335,8 @@ def test_a_triton_repository_serves_the_students_timesteps(student, tmp_path, mo
         'string_value: "ddim"' in config
         and 'key: "steps"\n    value: { string_value: "2"' in config
     )
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("pb"))
     params = {"sampler": "ddim", "steps": "2", "graphs": "context,denoiser"}
-    model = PipelineModel()
-    model.initialize(
-        {
-            "model_config": json.dumps(
-                {"parameters": {k: {"string_value": v} for k, v in params.items()}}
-            ),
-            "model_repository": str(repo / "lgcvd"),
-            "model_version": "1",
-        }
-    )
-    assert model.model.pipeline.settings.plan.timesteps.tolist() == [499, 999]
+    assert served_timesteps(repo, params, monkeypatch) == [499, 999]
     with pytest.warns(api.PlanWarning, match="not the ddim 2 steps"):
         write_repository(student, tmp_path / "r3", RepoOptions(graphs="python", steps=3))
 

@@ -6,14 +6,12 @@ repository) samples on the grid it was given."""
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import error_line, export_tiny_bundle
-from test_plans import DEMO, STUDENT, student_bundle
+from test_plans import DEMO, STUDENT, served_timesteps, student_bundle
 
 from lgcvd_runtime import api, plans
 from lgcvd_runtime.cli.run import main as run_main
@@ -153,26 +151,13 @@ def test_lgcvd_eval_runs_bundles_and_checkpoints_on_the_given_grid(student, tmp_
 
 
 def test_a_triton_repository_serves_the_given_grid(bundle, tmp_path, monkeypatch):
-    from lgcvd_runtime.serve.triton_models import PipelineModel
-
     repo = tmp_path / "repo"
     write_repository(bundle, repo, RepoOptions(graphs="python", steps=2, spacing="trailing"))
     config = (repo / "lgcvd" / "config.pbtxt").read_text()
     assert 'key: "spacing"\n    value: { string_value: "trailing"' in config
     assert "sampler ddpm with 2 steps on the trailing grid" in (repo / "README.md").read_text()
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("pb"))
     params = {"sampler": "ddpm", "steps": "2", "spacing": "trailing", "graphs": "context,denoiser"}
-    model = PipelineModel()
-    model.initialize(
-        {
-            "model_config": json.dumps(
-                {"parameters": {k: {"string_value": v} for k, v in params.items()}}
-            ),
-            "model_repository": str(repo / "lgcvd"),
-            "model_version": "1",
-        }
-    )
-    assert model.model.pipeline.settings.plan.timesteps.tolist() == TRAILING_2
+    assert served_timesteps(repo, params, monkeypatch) == TRAILING_2
 
 
 def test_a_students_repository_names_no_grid(student, tmp_path):
