@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from lgcvd_runtime.pipeline import Pipeline, SamplerSettings
-from lgcvd_runtime.plans import DEFAULT_PLAN
-from lgcvd_runtime.schedule import ScheduleSpec, respace
+from lgcvd_runtime.plans import choose
+from lgcvd_runtime.schedule import ScheduleSpec
 
 from .model import LGCVD
 
@@ -50,12 +50,14 @@ class TorchBackend:
 
 def reference_pipeline(
     model: LGCVD,
-    sampler: str = DEFAULT_PLAN.sampler,
-    steps: int = DEFAULT_PLAN.steps,
+    sampler: str | None = None,
+    steps: int | None = None,
     schedule: ScheduleSpec | None = None,
     device: str = "cpu",
+    spacing: str | None = None,
 ) -> Pipeline:
-    """A `Pipeline` on the torch model with the same settings the runtime takes."""
-    plan = respace(schedule or ScheduleSpec(), steps)
-    settings = SamplerSettings(plan=plan, sampler=sampler)
+    """A `Pipeline` on the torch model with the same settings the runtime takes (None: the
+    default plan's, by the runtime's rule, `plans.choose`)."""
+    plan = choose(sampler, steps, None, spacing).plan
+    settings = SamplerSettings(plan=plan.over(schedule or ScheduleSpec()), sampler=plan.sampler)
     return Pipeline(TorchBackend(model, device), model.cfg, settings)
