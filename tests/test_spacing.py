@@ -6,6 +6,7 @@ repository) samples on the grid it was given."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -35,7 +36,7 @@ def student(tmp_path_factory):
 @pytest.mark.parametrize(
     ("steps", "spacing", "recorded", "plan", "warned"),
     [
-        (None, "trailing", None, SamplerPlan("ddpm", 50, spacing="trailing"), False),
+        (None, "trailing", None, replace(DEFAULT_PLAN, spacing="trailing"), False),
         (2, "trailing", None, SamplerPlan("ddpm", 2, spacing="trailing"), False),
         (None, None, None, DEFAULT_PLAN, False),
         (None, "even", STUDENT, SamplerPlan("ddim", 2), True),  # the recorded timesteps go
