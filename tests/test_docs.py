@@ -52,6 +52,8 @@ from doc_commands import (
     unwrap,
 )
 
+from lgcvd_runtime.cli.bench import parse_compare
+
 DEMO = ROOT / "lgcvd_runtime" / "assets"
 FIXTURES = {  # file named by the docs -> what stands in for it here
     "input.mp4": "72 frames of the shipped demo clip, H.264",
@@ -174,6 +176,10 @@ def quick(cmd: Command, ctx: click.Context | None, folder: Path) -> str | list[s
     for key in ("input_path", "bag", "bundle", "model"):
         if params.get(key) is not None and not (folder / params[key]).exists():
             return f"{params[key]} is not here"
+    for spec in params.get("specs", ()):  # bench --compare: another bundle must be here too
+        bundle = parse_compare(spec).get("bundle")
+        if bundle is not None and not (folder / bundle).exists():
+            return f"{bundle} is not here"
     args = list(cmd.argv[1:])
     if (
         ctx.info_name != "info"
@@ -183,6 +189,8 @@ def quick(cmd: Command, ctx: click.Context | None, folder: Path) -> str | list[s
         args += ["--steps", "2"]
     if params.get("repeats", 0) > 3:
         args += ["--repeats", "1"]
+    if params.get("live_hz") is not None:
+        args += ["--live-seconds", "0.5"]  # the live stream's smoke run, not its measurement
     if "threads" in params and params["threads"] is None:
         args += ["--threads", "1"]  # one per core only slows a shared machine down
     return args
