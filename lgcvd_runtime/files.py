@@ -87,22 +87,37 @@ def remove_abandoned(path: Path) -> list[Path]:
     return found
 
 
+_CREATED: set[Path] = set()  # temporary files this process made and has not yet published
+
+
 def create_temporary(path: Path) -> Path:
     """Create an empty temporary file beside `path` (see `temporary_path`) and return its name,
     first deleting what killed writers of `path` left (`remove_abandoned`); a folder that cannot
-    be written is an OutputError."""
+    be written is an OutputError. The name is registered before the file exists, so that a stop
+    arriving before its writer owns it still finds it (`remove_temporaries`)."""
     remove_abandoned(path)
     while True:
         tmp = temporary_path(path)
+        _CREATED.add(tmp)
         try:
             os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _FILE_MODE))
             return tmp
         except FileExistsError:
+            _CREATED.discard(tmp)
             continue
         except OSError as err:
+            _CREATED.discard(tmp)
             raise OutputError(
                 f"cannot write {path} ({err.strerror}); choose a folder you can write to"
             ) from None
+
+
+def remove_temporaries() -> None:
+    """Delete every temporary file this process made and did not publish: what a stop that came
+    between a file's creation and its writer's `with` block would otherwise leave behind."""
+    for tmp in list(_CREATED):
+        tmp.unlink(missing_ok=True)
+    _CREATED.clear()
 
 
 def _umask() -> int:
@@ -138,6 +153,7 @@ def publish(tmp: Path, path: Path) -> None:
     """Give `tmp` the umask's permissions and rename it onto `path`."""
     give_umask_permissions(tmp)
     os.replace(tmp, path)
+    _CREATED.discard(tmp)
 
 
 @contextmanager

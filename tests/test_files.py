@@ -140,3 +140,23 @@ def test_a_folder_appears_whole_in_place_of_the_old_one_only_when_the_block_succ
         (tmp / "b").write_text("second")
     assert [p.name for p in path.iterdir()] == ["b"]
     assert [p.name for p in tmp_path.iterdir()] == ["repo"]  # no temporary, no old folder left
+
+
+def test_a_stop_before_a_writer_owns_its_temporary_file_leaves_nothing(tmp_path):
+    """A stop that lands between a temporary file's creation and its writer's `with` block (seen
+    under load: SIGTERM right after the file appeared) is cleaned up by the chassis."""
+    import click
+    from click.testing import CliRunner
+
+    from lgcvd_runtime.cli.chassis import Command
+    from lgcvd_runtime.files import create_temporary, publish
+
+    @click.command(cls=Command, stopped="{word}; no output was written")
+    def writes():
+        publish(create_temporary(tmp_path / "done.mkv"), tmp_path / "done.mkv")
+        create_temporary(tmp_path / "out.mkv")
+        raise KeyboardInterrupt  # the stop, before any writer holds the file
+
+    result = CliRunner().invoke(writes, [])
+    assert result.exit_code == 130 and "interrupted; no output was written" in result.output
+    assert os.listdir(tmp_path) == ["done.mkv"]  # the published file stays, the temporary goes

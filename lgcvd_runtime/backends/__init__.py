@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lgcvd_runtime.bundle import Manifest
 from lgcvd_runtime.errors import BackendError
+from lgcvd_runtime.signals import signals_deferred
 
 from .base import Backend, BackendEntry, Log
 
@@ -24,8 +25,11 @@ AUTO = "auto"
 
 
 def _engine(module: str):
-    """The engine module `module` of this package, imported now (it imports its package)."""
-    return importlib.import_module(f"{__name__}.{module}")
+    """The engine module `module` of this package, imported now (it imports its package), with
+    stops held back: a stop inside an extension module's initialisation (onnxruntime's) turns
+    into "ImportError: initialization failed" instead of a stop."""
+    with signals_deferred():
+        return importlib.import_module(f"{__name__}.{module}")
 
 
 def _ort_entry(name: str, runs_on: str, install: str) -> BackendEntry:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import click
 
 from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.files import remove_temporaries
 from lgcvd_runtime.signals import exit_code, ignore_stops, sigterm_as_interrupt, stop_word
 
 _TELL = "lgcvd.stopped"  # ctx.meta key (shared by a group and its subcommands)
@@ -55,6 +56,7 @@ def _run(ctx: click.Context, invoke: Callable[[], object], stopped: str, service
     except KeyboardInterrupt as err:
         if done:  # the stop came as the command returned: its work is complete
             return None
+        remove_temporaries()  # any output not yet in its writer's hands
         if service:
             click.echo("stopped", err=True)
             return None
