@@ -42,6 +42,7 @@ from lgcvd_runtime.backends import load_backend
 from lgcvd_runtime.backends.base import Backend
 from lgcvd_runtime.bundle import Manifest, load_manifest
 from lgcvd_runtime.checks import (
+    camera_clip,
     check_count,
     check_frames,
     is_clip_list,
@@ -91,15 +92,6 @@ def default_bundle() -> Path:
             "pass a bundle exported with lgcvd-export (--model NAME.lgcvd)"
         )
     return path
-
-
-def camera_clip(index: int, fit, clip) -> np.ndarray:
-    """`fit(clip)` of camera `index`, its one-line error prefixed "camera INDEX: " (the library's
-    and the Triton client's one wording)."""
-    try:
-        return fit(clip)
-    except LgcvdError as err:
-        raise LgcvdError(f"camera {index}: {err}") from None
 
 
 class PlanWarning(UserWarning):

@@ -102,3 +102,12 @@ def refuse_unknown_fields(
             f"{where}: written by a newer lgcvd ({what} has fields {', '.join(unknown)} that "
             f"this version does not know); {UPGRADE}"
         )
+
+
+def camera_clip(index: int, fit, clip) -> np.ndarray:
+    """`fit(clip)` of camera `index`, its one-line error prefixed "camera INDEX: " (the library's
+    and the Triton client's one wording)."""
+    try:
+        return fit(clip)
+    except LgcvdError as err:
+        raise LgcvdError(f"camera {index}: {err}") from None

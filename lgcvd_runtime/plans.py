@@ -108,6 +108,14 @@ class PlanChoice:
     recorded: SamplerPlan | None = None
     warning: str | None = None
 
+    def record(self) -> dict:
+        """The plan as a report records it: its name, the timesteps a student recorded (else
+        null) and the grid of the others (else null: `schedule.spaced_timesteps`)."""
+        plan, timesteps = self.plan, list(self.plan.timesteps or ()) or None
+        return {"sampler": plan.sampler, "steps": plan.steps, "name": plan_name(plan),
+                "spacing": None if timesteps else plan.spacing, "timesteps": timesteps,
+                "source": self.source}  # fmt: skip
+
     def origin(self) -> str:
         """Where the plan came from, in words, e.g. for `lgcvd-run info`."""
         if self.source == "bundle":

@@ -28,7 +28,6 @@ from lgcvd_runtime.cli.chassis import HELP, Command
 from lgcvd_runtime.cli.options import TOPIC, choice_option, count_option, sampler_options
 from lgcvd_runtime.errors import DataError, plural
 from lgcvd_runtime.files import refuse_existing, write_then_rename
-from lgcvd_runtime.plans import PlanChoice, plan_name
 
 from . import __version__
 from .eval_protocol import (
@@ -83,7 +82,7 @@ def build_report(
             "kind": cand.kind,
             "path": cand.path,
             "new_frames_per_window": cand.new_frames,
-            **({"plan": _plan_record(cand.plan)} if cand.plan is not None else {}),
+            **({"plan": cand.plan.record()} if cand.plan is not None else {}),
             "fvd": res.fvd,
             "fvd_clips": None if res.fvd is None else {"real": clips, "fake": clips * samples},
             "aggregates": {r.label: aggregate(res.per_frame, r.predicted(p)) for r in ranges},
@@ -98,15 +97,6 @@ def build_report(
         "per_frame_numbers": list(range(p + 1, p + n + 1)),
         "models": models,
     }
-
-
-def _plan_record(choice: PlanChoice) -> dict:
-    """A model's plan in the report: its name, the timesteps a student recorded (else null) and
-    the grid of the others (else null: `schedule.spaced_timesteps`)."""
-    plan, timesteps = choice.plan, list(choice.plan.timesteps or ()) or None
-    return {"sampler": plan.sampler, "steps": plan.steps, "name": plan_name(plan),
-            "spacing": None if timesteps else plan.spacing, "timesteps": timesteps,
-            "source": choice.source}  # fmt: skip
 
 
 def _plans(report: dict) -> str:

@@ -35,8 +35,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from lgcvd_runtime.api import PredictedWindow, Seed, camera_clip
-from lgcvd_runtime.checks import check_count, check_frames, is_clip_list, is_whole
+from lgcvd_runtime.api import PredictedWindow, Seed
+from lgcvd_runtime.checks import camera_clip, check_count, check_frames, is_clip_list, is_whole
 from lgcvd_runtime.errors import BackendError, LgcvdError, first_line, plural
 from lgcvd_runtime.ood import Calibration, input_warning
 from lgcvd_runtime.pipeline import clip_seeds
