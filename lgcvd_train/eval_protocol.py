@@ -41,7 +41,8 @@ from .checkpoint import load_model, resolve
 from .data import load_dataset
 from .data.robot_logs import bag_clips, bags_in
 from .init_weights import checkpoint_plan
-from .metrics import I3D, LPIPS, frechet_distance, i3d_features, lpips_frames, psnr, ssim
+from .metrics import LPIPS, frechet_distance, lpips_frames, psnr, ssim
+from .metrics.feature_cache import I3DFeatures
 from .torch_backend import TorchBackend
 
 # given (p, H, W, 3) uint8, n, samples S -> prediction (S, n, H, W, 3) uint8
@@ -338,12 +339,12 @@ def evaluate_candidate(
     p: int,
     samples: int,
     lpips: LPIPS | None = None,
-    fvd_nets: tuple[I3D, np.ndarray] | None = None,
+    fvd_nets: tuple[I3DFeatures, np.ndarray] | None = None,
     progress: bool = False,
 ) -> Result:
     """Run one candidate on every clip of `videos` (C, p+n, H, W, 3) uint8, S samples per clip.
 
-    `fvd_nets`: the I3D network and the real clips' features (C, 400), to compute FVD.
+    `fvd_nets`: the I3D features function and the real clips' features (C, 400), to compute FVD.
     """
     started, predict_s = time.perf_counter(), 0.0
     n = videos.shape[1] - p
@@ -358,7 +359,7 @@ def evaluate_candidate(
             per_frame.setdefault(metric, []).append(values)
         if fvd_nets is not None:
             given_s = np.broadcast_to(given, (samples, *given.shape))
-            fake_feats.append(i3d_features(fvd_nets[0], np.concatenate([given_s, fakes], axis=1)))
+            fake_feats.append(fvd_nets[0](np.concatenate([given_s, fakes], axis=1)))
     fvd = None
     if fvd_nets is not None:
         fvd = frechet_distance(fvd_nets[1], np.concatenate(fake_feats))
@@ -367,8 +368,8 @@ def evaluate_candidate(
 
 
 def real_features(
-    i3d: I3D, videos: np.ndarray, progress: bool = False, batch: int = 4
+    features: I3DFeatures, videos: np.ndarray, progress: bool = False, batch: int = 4
 ) -> np.ndarray:
     """I3D features of the real clips, each once. (C, T, H, W, 3) uint8 -> (C, 400)."""
     starts = tqdm(range(0, len(videos), batch), desc="I3D real", unit="batch", disable=not progress)
-    return np.concatenate([i3d_features(i3d, videos[i : i + batch], batch) for i in starts])
+    return np.concatenate([features(videos[i : i + batch], batch) for i in starts])

@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass
 
 from lgcvd_train.eval_protocol import PROTOCOL, copy_last
-from lgcvd_train.evaluate import ARROWS, DIGITS, NAMES
+from lgcvd_train.eval_report import ARROWS, DIGITS, NAMES
 from lgcvd_train.metrics.fvd import few_clips_warning, fvd_label
 
 

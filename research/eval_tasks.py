@@ -62,6 +62,7 @@ from lgcvd_train.data import load_dataset
 from lgcvd_train.eval_protocol import PROTOCOL, EvalError, load_clips, real_features
 from lgcvd_train.metrics import frechet_distance, load_i3d, psnr, ssim, write_report
 from lgcvd_train.metrics.aggregate import paired_difference
+from lgcvd_train.metrics.feature_cache import I3DFeatures
 from lgcvd_train.metrics.fvd import few_clips_warning, fvd_label
 from lgcvd_train.metrics.i3d import MIN_FRAMES
 from motion_check import motion_report, motion_table  # research/motion_check.py
@@ -304,8 +305,8 @@ def unconditional(data, clips, out, force, frames, no_fvd, **options) -> None:
     elif clips < 2 or frames < MIN_FRAMES:
         why = f"FVD skipped: it needs at least 2 clips and {MIN_FRAMES} frames per clip"
     else:
-        i3d = load_i3d(None)
-        fvd = frechet_distance(real_features(i3d, real), real_features(i3d, fake))
+        features = I3DFeatures(load_i3d(None))
+        fvd = frechet_distance(real_features(features, real), real_features(features, fake))
     gen_obj, real_obj = object_fraction(fake), object_fraction(real)
     objects = objects_summary(gen_obj, real_obj)
     click.echo(

@@ -11,7 +11,8 @@ A plan is SAMPLER:STEPS on the even grid (t = 0 .. T-1), or SAMPLER:STEPS:SPACIN
 of `schedule.spaced_timesteps` (lgcvd-eval --spacing). Each plan's `lgcvd-eval` report
 stays in OUT/SAMPLER-STEPS[-SPACING]/ (a finished one is reused, so an interrupted study continues
 where it stopped); the table goes to OUT/table.md and stdout. FVD
-is computed only with --fvd (it needs 256 clips to mean much: docs/results.md). Metrics,
+is computed only with --fvd (it needs 256 clips to mean much: docs/results.md); the I3D features
+of the real and copy-last clips are kept in OUT/i3d-cache and computed once per study. Metrics,
 frames and pairing are lgcvd-eval's (`lgcvd_train.eval_protocol`); this script only loops.
 """
 
@@ -69,7 +70,7 @@ def run_plan(plan: Plan, opts: dict, out: Path) -> dict:
             "--quiet",
         ]  # fmt: skip
         command += ["--threads", str(opts["threads"])] if opts["threads"] else []
-        command += [] if opts["fvd"] else ["--no-fvd"]
+        command += ["--feature-cache", str(out / "i3d-cache")] if opts["fvd"] else ["--no-fvd"]
         if subprocess.run(command, stdout=subprocess.DEVNULL).returncode != 0:
             raise LgcvdError(f"lgcvd-eval failed for {label(plan)}; see its message above")
     return json.loads(report.read_text())

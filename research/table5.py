@@ -45,7 +45,7 @@ from lgcvd_train.checkpoint import FILENAME, load_checkpoint
 from lgcvd_train.config import ADAMS, PRESETS, preset
 from lgcvd_train.continuation import describe
 from lgcvd_train.eval_protocol import load_clips
-from lgcvd_train.evaluate import REPORT
+from lgcvd_train.eval_report import REPORT
 from lgcvd_train.train_options import TRAIN, finite, parse_task_weights
 
 BIN = Path(sys.executable).parent  # lgcvd-train and lgcvd-eval of this environment

@@ -12,15 +12,16 @@ import torch
 from click.testing import CliRunner
 from conftest import export_tiny_bundle, random_model
 
-from lgcvd_train import eval_protocol, evaluate
+from lgcvd_train import eval_protocol, eval_report, evaluate
 from lgcvd_train.checkpoint import save_checkpoint
 from lgcvd_train.config import TrainConfig
 from lgcvd_train.data import load_dataset
 from lgcvd_train.eval_protocol import Candidate, frechet_distance
 from lgcvd_train.evaluate import main
-from lgcvd_train.metrics import PSNR_IDENTICAL, load_lpips, lpips_frames, psnr, ssim
+from lgcvd_train.metrics import PSNR_IDENTICAL, feature_cache, load_lpips, lpips_frames, psnr, ssim
 from lgcvd_train.metrics.aggregate import aggregate, curves
 from lgcvd_train.metrics.fvd import few_clips_warning
+from lgcvd_train.metrics.i3d import I3D
 
 P, N, CLIPS, SIZE = 2, 6, 2, 32
 FAST = ["--data", "shapes", "--clips", CLIPS, "-p", P, "--sampler", "ddim", "--steps", 2]
@@ -197,14 +198,14 @@ def test_fvd_compares_each_real_clip_once_with_every_given_plus_predicted_clip(
     tmp_path, bundle_and_run, monkeypatch
 ):
     calls = []
-    real_i3d_features = eval_protocol.i3d_features
+    real_i3d_features = feature_cache.i3d_features
 
     def spy(model, videos, batch=4):
         feats = real_i3d_features(model, videos, batch)
         calls.append((videos.copy(), feats))
         return feats
 
-    monkeypatch.setattr(eval_protocol, "i3d_features", spy)
+    monkeypatch.setattr(feature_cache, "i3d_features", spy)
     n = 7  # I3D needs 9 frames
     result = invoke("--model", bundle_and_run[1], "-n", n, "--no-lpips", "--out", tmp_path)
     assert result.exit_code == 0, result.output
@@ -240,7 +241,7 @@ def test_fvd_on_fewer_than_256_clips_is_warned_about_and_n_goes_with_every_fvd(
 
     monkeypatch.setattr(evaluate, "load_i3d", lambda weights: FakeI3D())
     monkeypatch.setattr(evaluate, "real_features", lambda i3d, v, progress: rng.random((len(v), 8)))
-    monkeypatch.setattr(eval_protocol, "i3d_features", lambda m, v, b=4: rng.random((len(v), 8)))
+    monkeypatch.setattr(feature_cache, "i3d_features", lambda m, v, b=4: rng.random((len(v), 8)))
     args = [*FAST, "--model", bundle_and_run[1], "-n", 7, "--samples", 3, "--no-lpips"]
     result = CliRunner().invoke(main, [str(a) for a in [*args, "--out", tmp_path]])
     assert result.exit_code == 0, result.output
@@ -259,7 +260,41 @@ def test_fvd_on_fewer_than_256_clips_is_warned_about_and_n_goes_with_every_fvd(
     assert [cell.endswith(f" (N={CLIPS})") for cell in fvd_cells] == [True, True]
     assert table[-1] == warning
     copy = report["models"]["copy-last"]
-    assert evaluate._legend("copy-last", copy) == f"copy-last, FVD {copy['fvd']:.1f} (N={CLIPS})"
+    assert eval_report._legend("copy-last", copy) == f"copy-last, FVD {copy['fvd']:.1f} (N={CLIPS})"
+
+
+def test_a_second_run_with_a_feature_cache_reads_real_and_copy_last_features_back(
+    tmp_path, bundle_and_run, monkeypatch
+):
+    """An untrained I3D whose forward pass is replaced by clip means: what is computed, what is
+    read back, and that read-back features give the same FVDs."""
+    computed = []
+
+    def features(model, videos, batch=4):
+        computed.append(len(videos))
+        return videos.reshape(len(videos), -1, 3).mean(axis=1) @ np.eye(3, 8)
+
+    def load_i3d(weights):
+        torch.manual_seed(0)  # the same weights each run
+        return I3D(weights_info="untrained")
+
+    monkeypatch.setattr(evaluate, "load_i3d", load_i3d)
+    monkeypatch.setattr(feature_cache, "i3d_features", features)
+    cache = tmp_path / "cache"
+    args = ["--model", bundle_and_run[1], "-n", 7, "--no-lpips", "--feature-cache", cache]
+    reports, notes = [], []
+    for run, seed in (("first", 0), ("other-seed", 1), ("again", 1)):
+        assert invoke(*args, "--seed", seed, "--out", tmp_path / run).exit_code == 0
+        reports.append(json.loads((tmp_path / run / "report.json").read_text()))
+        notes.append([n for n in reports[-1]["notes"] if n.startswith("I3D features")])
+    # another seed: only the model's clips are new; the same seed again: nothing is
+    assert computed == [CLIPS, 1, 1, 1, 1, 1, 1]
+    assert notes == [
+        [f"I3D features of {hits} of {3 * CLIPS} clips read from {cache}"] for hits in (0, 4, 6)
+    ]
+    copy_last_fvds = {report["models"]["copy-last"]["fvd"] for report in reports}
+    assert len(copy_last_fvds) == 1 and np.isfinite(copy_last_fvds.pop())
+    assert reports[2]["models"]["tiny-run"]["fvd"] == reports[1]["models"]["tiny-run"]["fvd"]
 
 
 def test_the_fvd_warning_starts_below_256_clips():
@@ -351,7 +386,7 @@ def test_missing_metric_weights_name_the_flag_and_how_to_skip(tmp_path, tiny_che
 
 
 def test_one_sample_models_get_their_paired_difference_to_copy_last():
-    from lgcvd_train.evaluate import summary_table
+    from lgcvd_train.eval_report import summary_table
 
     def model(ssim_per_clip, psnr_per_clip):
         per_clip = {"psnr": psnr_per_clip, "ssim": ssim_per_clip}
