@@ -41,13 +41,7 @@ import numpy as np
 from lgcvd_runtime.backends import load_backend
 from lgcvd_runtime.backends.base import Backend
 from lgcvd_runtime.bundle import Manifest, load_manifest
-from lgcvd_runtime.checks import (
-    camera_clip,
-    check_count,
-    check_frames,
-    is_clip_list,
-    is_whole,
-)
+from lgcvd_runtime.checks import camera_clips, check_count, check_frames, is_whole
 from lgcvd_runtime.conditioning import to_model, to_uint8
 from lgcvd_runtime.errors import BundleError, LgcvdError
 from lgcvd_runtime.framing import frame_times
@@ -58,6 +52,7 @@ from lgcvd_runtime.pipeline import (
     Pipeline,
     SamplerSettings,
     Window,
+    check_seed,
     clip_seeds,
     row_generators,
 )
@@ -168,21 +163,9 @@ class Model:
 
     def clips(self, clips) -> tuple[list[np.ndarray], bool]:
         """Fitted clips (each (T, size, size, 3)) and whether a list of clips was given: a list
-        or tuple of (T, H, W, 3) arrays or a (C, T, H, W, 3) array; else one clip."""
-        many = is_clip_list(clips)
-        fitted = (
-            [camera_clip(c, self.fit, clip) for c, clip in enumerate(clips)]
-            if many
-            else [self.fit(clips)]
-        )
-        counts = list(dict.fromkeys(len(c) for c in fitted))
-        if len(counts) > 1:
-            raise LgcvdError(
-                f"every camera needs the same number of frames, got {counts[0]} and "
-                f"{counts[1]}; pass each camera's newest frames, as many for all"
-            )
-        check_count("frames per clip", counts[0])
-        return fitted, many
+        or tuple of (T, H, W, 3) arrays or a (C, T, H, W, 3) array; else one clip; the cameras
+        give as many frames (`checks.camera_clips`, the Triton client's check too)."""
+        return camera_clips(clips, self.fit)
 
     def input_score(self, clips, batch: int | None = None) -> float | np.ndarray:
         """The input score (`ood`) of one clip's given frames (a float) or of a list of clips
@@ -381,7 +364,7 @@ def load(
     was distilled for (None: `warnings.warn` as a `PlanWarning`).
     """
     if seed is not None:
-        row_generators(seed, 1)  # the seed rule's own check: a one-line error now, not later
+        check_seed(seed)  # a one-line error now, not at the first call
     path = Path(bundle) if bundle is not None else default_bundle()
     manifest = load_manifest(path)
     plan = plan_of(manifest, sampler, steps, spacing)

@@ -104,10 +104,25 @@ def refuse_unknown_fields(
         )
 
 
-def camera_clip(index: int, fit, clip) -> np.ndarray:
+def _camera_clip(index: int, fit, clip) -> np.ndarray:
     """`fit(clip)` of camera `index`, its one-line error prefixed "camera INDEX: " (the library's
     and the Triton client's one wording)."""
     try:
         return fit(clip)
     except LgcvdError as err:
         raise LgcvdError(f"camera {index}: {err}") from None
+
+
+def camera_clips(clips, fit) -> tuple[list[np.ndarray], bool]:
+    """(`fit` of each clip, whether a list of clips was given, `is_clip_list`): the library's and
+    the Triton client's one check of the clips of a call, whose cameras give as many frames."""
+    many = is_clip_list(clips)
+    fitted = [_camera_clip(c, fit, clip) for c, clip in enumerate(clips)] if many else [fit(clips)]
+    counts = list(dict.fromkeys(len(c) for c in fitted))
+    if len(counts) > 1:
+        raise LgcvdError(
+            f"every camera needs the same number of frames, got {counts[0]} and "
+            f"{counts[1]}; pass each camera's newest frames, as many for all"
+        )
+    check_count("frames per clip", counts[0])
+    return fitted, many

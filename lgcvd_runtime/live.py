@@ -27,10 +27,10 @@ expected, a model time that its predecessor would have served goes to it (late r
 never), the one place where `stamps.resample`, which sees both neighbours, differs. Frames
 not taken are counted in `thinned`. A stamp that goes back, or a step over `stamps.GAP` camera
 periods (the camera stopped), starts the camera afresh: its next forecast waits for p new
-frames, never spanning the break. A forecast's
-`times` are its newest frame's stamp plus k model periods (`framing.frame_times`); `latest`
-gives its `age`, the clock's now minus that stamp, and `stale`, whether the age passed
-`deadline_s`: a camera that stopped keeps its last forecast, ever older.
+frames, never spanning the break. A forecast's `times` are its newest frame's stamp plus k
+model periods (`framing.frame_times`); `latest` gives its `age`, the clock's now minus that
+stamp, and `stale`, whether the age passed `deadline_s`: a camera that stopped keeps its last
+forecast, ever older.
 
 Input score. A calibrated bundle's forecasts carry the given frames' input score (`ood`) on
 each camera's first forecast, after the stream opens or the camera starts afresh, then on every
@@ -66,7 +66,7 @@ from lgcvd_runtime.bundle import Manifest
 from lgcvd_runtime.checks import check_count, check_frames, is_whole
 from lgcvd_runtime.errors import LgcvdError, first_line
 from lgcvd_runtime.framing import frame_times, period_ns
-from lgcvd_runtime.media.stamps import GAP, nearest
+from lgcvd_runtime.media.stamps import GAP, last_nearer
 from lgcvd_runtime.timeline import Timeline
 
 MAX_FAILURES = 3  # failed forecasts in a row that end a stream
@@ -148,7 +148,8 @@ class _Camera:
     def takes(self, stamp: int, period: int | None, camera: int | None) -> bool:
         """Whether the model takes the frame stamped `stamp` (module header, "Time"): the model
         times not judged yet whose nearest frame, between this one and the next (expected one
-        camera period later), is this one. A break in the stamps starts the camera afresh."""
+        camera period later), is this one (`stamps.last_nearer`, the rule of `stamps.nearest`, on
+        ints: no arrays per frame). A break in the stamps starts the camera afresh."""
         step, self.last = stamp - self.last, stamp
         if period is None:
             return True
@@ -160,11 +161,10 @@ class _Camera:
             return True
         self.step, ahead = step, camera or step
         first = self.origin + ((self.judged - self.origin) // period + 1) * period
-        targets = np.arange(first, stamp + ahead + 1, period, dtype=np.int64)
-        pair = np.array([stamp, stamp + ahead], dtype=np.int64)
-        mine = targets[nearest(pair, targets) == 0]
-        self.judged = int(mine[-1]) if mine.size else self.judged
-        return bool(mine.size)
+        last = last_nearer(stamp, stamp + ahead)
+        if first <= last:  # model times nearer this frame than the next: the last one judged
+            self.judged = last - (last - first) % period
+        return first <= last
 
 
 def _seconds(what: str, value: float | None) -> int | None:
@@ -225,7 +225,7 @@ class LiveStream:
     def push(self, frame: np.ndarray, camera: int = 0, stamp: float | None = None) -> int:
         """Store one (H, W, 3) uint8 frame of `camera` and return its index at once. `stamp`:
         the frame's time in seconds on the stream's clock (default: the clock now)."""
-        frame = np.array(check_frames(np.asarray(frame)[None])[0])  # a copy
+        frame = check_frames(np.asarray(frame)[None])[0]  # copied below only if taken
         stamp = self.clock() if stamp is None else float(stamp)
         with self._cond:
             self._raise_error(camera)
@@ -235,7 +235,7 @@ class LiveStream:
             index = cam.pushed
             cam.pushed += 1
             if cam.takes(round(stamp * 1e9), self._period_ns, self._camera_ns):
-                cam.frames.append((frame, index, stamp))
+                cam.frames.append((frame.copy(), index, stamp))  # the caller may reuse it
                 self._cond.notify_all()
             else:
                 self.thinned += 1

@@ -11,7 +11,9 @@ than the bundle's max batch are split into chunks.
 Noise belongs to a batch row, not to a call: row r draws x_T and every step's noise from its own
 generator `rngs[r]`, so a row's result does not depend on what it was batched with.
 `row_generators(seed, samples)` is the one rule that turns a seed into those generators; the API,
-the live stream and the Triton server all use it. Every graph output is checked to be finite.
+the live stream and the Triton server all use it. A seed is a whole number 0 <= seed < 2**63
+(`check_seed`): the Triton request carries it as an int64. Every graph output is checked to be
+finite.
 
 This module works on float32 arrays in [-1, 1], (B, T, 3, H, W), B = rows run as one batch
 (cameras x samples). It knows the backend only through `backends.base.Backend`: the torch
@@ -42,11 +44,13 @@ from lgcvd_runtime.samplers import sample
 from lgcvd_runtime.schedule import Plan
 from lgcvd_runtime.timeline import Timeline
 
+SEED_END = 2**63  # seeds are below it: the Triton request's int64 (serve.configs) holds each
+
 
 def row_generators(seed: int, samples: int) -> list[np.random.Generator]:
     """The noise generators of one clip's `samples` rows. Sample s's generator depends on
     (seed, s) alone: the same whatever the number of samples, cameras or batch position."""
-    _check_seed(seed)
+    check_seed(seed)
     children = np.random.SeedSequence(int(seed)).spawn(samples)
     return [np.random.default_rng(child) for child in children]
 
@@ -54,11 +58,11 @@ def row_generators(seed: int, samples: int) -> list[np.random.Generator]:
 def clip_seeds(seed, clips: int, rng: np.random.Generator) -> list[int]:
     """One seed per clip: `seed` (an int) for all, one given per clip, or, for None, drawn from
     `rng` (the caller's generator, seeded at load). The library, the live stream and the Triton
-    client all follow this rule; each seed is checked as `row_generators` checks it."""
+    client all follow this rule; each seed is checked by `check_seed`."""
     if seed is None:
-        return [int(s) for s in rng.integers(0, 2**63, size=clips)]
+        return [int(s) for s in rng.integers(0, SEED_END, size=clips)]
     if not isinstance(seed, (list, tuple, np.ndarray)) or np.ndim(seed) != 1:
-        _check_seed(seed)  # one seed for all clips
+        check_seed(seed)  # one seed for all clips
         return [int(seed)] * clips
     seeds = list(seed)
     if len(seeds) != clips:
@@ -66,14 +70,17 @@ def clip_seeds(seed, clips: int, rng: np.random.Generator) -> list[int]:
             f"got {plural(len(seeds), 'seed')} for {plural(clips, 'clip')}; give one per clip"
         )
     for one in seeds:
-        _check_seed(one)
+        check_seed(one)
     return [int(one) for one in seeds]
 
 
-def _check_seed(seed) -> None:
-    """The seed rule: a non-negative integer (int or numpy integer, not a bool)."""
-    if not is_whole(seed) or seed < 0:
-        raise LgcvdError(f"a seed must be a non-negative integer, got {seed!r}")
+def check_seed(seed) -> None:
+    """The seed rule of the library, its command lines and the Triton client: a whole number (int
+    or numpy integer, not a bool) 0 <= seed < 2**63, or a one-line error."""
+    if not is_whole(seed) or not 0 <= int(seed) < SEED_END:
+        raise LgcvdError(
+            f"a seed must be a whole number 0 <= seed < 2**63, got {seed!r}; pass one in that range"
+        )
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lgcvd_runtime.bundle import load_manifest, sha256_file
+from lgcvd_runtime.bundle import Manifest, sha256_file
 from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.files import write_then_rename
 from lgcvd_runtime.framing import Framing
@@ -38,7 +38,7 @@ from .checkpoint import FILENAME, load_checkpoint, load_model, resolve, restore_
 from .checkpoint import save_checkpoint as write_checkpoint
 from .config import PRESETS, TrainConfig
 from .distill import DistillStep, trailing_grid
-from .init_weights import init_model
+from .init_weights import load_source
 from .model import LGCVD
 from .trainer import _truncate_log as truncate_log
 from .trainer import optimizer_update, saved_on_stop
@@ -98,21 +98,20 @@ def config_name(model: LGCVD) -> str:
 
 
 def load_teacher(source: str, teacher_steps: int) -> tuple[LGCVD, dict, TrainConfig, Framing]:
-    """The original teacher (EMA weights), its plan provenance, training config and framing."""
-    model, facts = init_model(Path(source), PRESETS["base"])
+    """The original teacher (EMA weights), its plan provenance, training config and framing; its
+    bundle's manifest or its checkpoint is read (and verified) once, by `load_source`."""
+    model, facts, origin = load_source(Path(source), PRESETS["base"])
     if model.cfg.parameterization != "v":
         raise DistillError(
             f"{source}: predicts {model.cfg.parameterization}; distillation writes its targets "
             "in v, distil a v-prediction model"
         )
-    if "bundle" in facts:
-        manifest = load_manifest(Path(source))
-        trained = manifest.provenance.get("training_config") or {}
-        tcfg = TrainConfig.from_dict({**trained, "schedule": manifest.schedule.to_dict()})
-        framing, ident = manifest.framing, {"sha256": facts["sha256"]}
+    if isinstance(origin, Manifest):
+        trained = origin.provenance.get("training_config") or {}
+        tcfg = TrainConfig.from_dict({**trained, "schedule": origin.schedule.to_dict()})
+        framing, ident = origin.framing, {"sha256": facts["sha256"]}
     else:
-        ckpt = load_checkpoint(Path(source))
-        tcfg, framing = ckpt.train_config, ckpt.framing
+        tcfg, framing = origin.train_config, origin.framing
         ident = {"sha256": sha256_file(resolve(Path(source))), "step": facts["step"]}
     teacher = {"path": source, **ident, "config": config_name(model), "steps": teacher_steps}
     return model, teacher, tcfg, framing

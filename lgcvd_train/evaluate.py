@@ -27,6 +27,7 @@ from lgcvd_runtime.cli.chassis import HELP, Command
 from lgcvd_runtime.cli.options import TOPIC, choice_option, count_option, sampler_options
 from lgcvd_runtime.errors import DataError, plural
 from lgcvd_runtime.files import refuse_existing
+from lgcvd_runtime.pipeline import check_seed
 
 from .eval_protocol import (
     PROTOCOL,
@@ -202,6 +203,7 @@ def run(
     if threads is not None:
         torch.set_num_threads(threads)
     chosen = frame_range(p, n, first_last)
+    check_seed(seed)  # a checkpoint's noise does not pass through api.load's check
     pngs = [out / f"per_frame_{m}.png" for m in ("psnr", "ssim", "lpips")[: 2 if no_lpips else 3]]
     for path in [*pngs, out / SUMMARY, out / REPORT]:
         refuse_existing(path, force)

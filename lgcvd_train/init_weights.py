@@ -35,7 +35,14 @@ from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.plans import PlanError, SamplerPlan, plan_name, read_plan, teacher_name
 from lgcvd_runtime.schedule import ScheduleSpec
 
-from .checkpoint import FILENAME, CheckpointError, load_checkpoint, load_model, resolve
+from .checkpoint import (
+    FILENAME,
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    load_model,
+    resolve,
+)
 from .config import ModelConfig
 from .model import LGCVD
 
@@ -173,28 +180,38 @@ def recorded_config(source: Path) -> tuple[ModelConfig | None, ScheduleSpec]:
 
 
 def init_model(source: Path, cfg: ModelConfig, residual: bool | None = None) -> tuple[LGCVD, dict]:
-    """(model holding SOURCE's weights, provenance entry) for --init-from. The architecture is the
-    one SOURCE records (a checkpoint always does, bundles since they carry `model_config`), else
-    `cfg`; `residual`, where given, replaces what SOURCE denoised (no weight depends on it)."""
+    """(model holding SOURCE's weights, provenance entry) for --init-from (`load_source`)."""
+    model, facts, _ = load_source(source, cfg, residual)
+    return model, facts
+
+
+def load_source(
+    source: Path, cfg: ModelConfig, residual: bool | None = None
+) -> tuple[LGCVD, dict, Manifest | Checkpoint]:
+    """(model holding SOURCE's weights, provenance entry, what SOURCE was read from: its verified
+    manifest or its checkpoint, read once). The architecture is the one SOURCE records (a
+    checkpoint always does, bundles since they carry `model_config`), else `cfg`; `residual`,
+    where given, replaces what SOURCE denoised (no weight depends on it)."""
     source = Path(source)
+    origin: Manifest | Checkpoint
     if _is_bundle(source):
-        manifest = load_manifest(source)
-        refuse_student(source, manifest.plan)
-        model = LGCVD(_bundle_config(source, manifest) or cfg)
-        state, facts = bundle_weights(source, manifest, model)
+        origin = load_manifest(source)
+        refuse_student(source, origin.plan)
+        model = LGCVD(_bundle_config(source, origin) or cfg)
+        state, facts = bundle_weights(source, origin, model)
         load_initial(model, state, source)
     else:
-        model, ckpt = load_model(source)  # EMA weights, checked against the checkpoint's config
-        refuse_student(source, checkpoint_plan(source, ckpt.state, ckpt.schedule.T))
+        model, origin = load_model(source)  # EMA weights, checked against the checkpoint's config
+        refuse_student(source, checkpoint_plan(source, origin.state, origin.schedule.T))
         model.train()
         facts = {
             "checkpoint": str(resolve(source)),
-            "step": ckpt.step,
-            "provenance": ckpt.state.get("provenance", {}),
+            "step": origin.step,
+            "provenance": origin.state.get("provenance", {}),
         }
     if residual is not None:
         model.cfg = replace(model.cfg, residual=residual)
-    return model, facts
+    return model, facts, origin
 
 
 def load_initial(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:

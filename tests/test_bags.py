@@ -97,8 +97,8 @@ def test_bayer_and_unknown_encodings_are_refused_in_one_line_naming_the_encoding
         read(bag, "/raw")
     assert str(err.value) == (
         f"{bag} topic /raw holds bayer_rggb8 images (a raw Bayer mosaic: record the debayered "
-        "topic); lgcvd reads rgb8, bgr8, rgba8, bgra8, mono8 and mono16 Images, jpeg and png "
-        "CompressedImages: convert the topic first"
+        "topic); lgcvd reads Images (rgb8, bgr8, rgba8, bgra8, mono8, mono16) and "
+        "CompressedImages (png, jpeg, jpg): convert the topic first"
     )
     msg = image(bikes[0], "rgb8", T0)
     msg.encoding = "32FC1"

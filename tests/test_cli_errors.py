@@ -319,7 +319,9 @@ def test_a_folder_as_output_of_a_video_is_a_one_line_error(tmp_path, clip):
 def test_a_negative_seed_is_a_one_line_error_and_writes_nothing(tmp_path, bundle, clip):
     out = tmp_path / "o.mkv"
     result = run("predict", clip, "-o", out, "--model", bundle, "--seed", -1, "--quiet")
-    assert one_line_error(result) == "Error: a seed must be a non-negative integer, got -1"
+    assert one_line_error(result) == (
+        "Error: a seed must be a whole number 0 <= seed < 2**63, got -1; pass one in that range"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv"]
 
 

@@ -8,13 +8,15 @@ import copy
 import json
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import error_line, random_model
+from conftest import error_line, export_tiny_bundle, random_model
 
+from lgcvd_runtime import bundle
 from lgcvd_runtime.schedule import ScheduleSpec, full_alphas_cumprod
 from lgcvd_train.checkpoint import load_checkpoint, save_checkpoint
 from lgcvd_train.config import TrainConfig
@@ -219,6 +221,25 @@ def distil(teacher: str, out, quality: int = 0, save_every: int = 1) -> list[dic
         quality_clips=quality,
     )
     return Distiller(cfg, load_teacher(teacher, 2), videos(), out, {"data": "random"}).run()
+
+
+def test_a_bundle_teacher_s_manifest_is_read_and_its_graphs_hashed_once(
+    tmp_path_factory, monkeypatch
+):
+    teacher = export_tiny_bundle(tmp_path_factory)
+    manifest = bundle.load_manifest(Path(teacher))
+    hashed = []
+    verify = bundle.verify_graph
+
+    def counted(path, graph):
+        hashed.append(graph.file)
+        verify(path, graph)
+
+    monkeypatch.setattr(bundle, "verify_graph", counted)
+    model, record, tcfg, framing = load_teacher(teacher, 2)
+    assert sorted(hashed) == sorted(g.file for g in manifest.graphs.values())
+    assert record["sha256"] == {name: g.sha256 for name, g in manifest.graphs.items()}
+    assert (tcfg.schedule, framing) == (manifest.schedule, manifest.framing)
 
 
 def test_each_round_writes_a_student_that_records_its_plan_and_teacher(teacher_run, tmp_path):

@@ -367,6 +367,15 @@ def test_a_frame_range_outside_the_predicted_frames_is_refused(tmp_path, tiny_ch
     )
 
 
+@pytest.mark.parametrize("seed", [-1, 2**63])
+def test_a_seed_outside_the_librarys_range_is_refused(tmp_path, tiny_checkpoint, seed):
+    result = invoke("--model", tiny_checkpoint, "--seed", seed, "--no-fvd", "--out", tmp_path)
+    assert error_line(result) == (
+        f"Error: a seed must be a whole number 0 <= seed < 2**63, got {seed}; "
+        "pass one in that range"
+    )
+
+
 def test_existing_outputs_are_kept_without_force(tmp_path, tiny_checkpoint):
     (tmp_path / "summary.md").write_text("keep")
     args = ["--model", tiny_checkpoint, "-n", N, "--no-fvd", "--out", tmp_path]

@@ -70,6 +70,16 @@ def test_a_stamp_that_goes_back_starts_the_camera_afresh():
     assert [c[0][:, 0, 0, 0].tolist() for c in echo.clips] == [[0, 1], [2, 3]]
 
 
+def test_a_buffer_the_caller_refills_after_each_push_leaves_the_taken_frames_as_pushed():
+    echo, buffer = Echo(period_s=MODEL_S), frame(0)
+    with LiveStream(echo, p=2, n=1, cameras=1) as live:
+        for i in range(10):
+            buffer[...] = i  # a camera driver that fills one buffer again and again
+            live.push(buffer, stamp=i / 30)
+            assert live.wait(10)
+    assert [c[0][:, 0, 0, 0].tolist() for c in echo.clips] == [[0, 3], [3, 6], [6, 9]]
+
+
 def free_port(kind: int) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))

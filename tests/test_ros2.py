@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -162,14 +163,27 @@ def test_png_and_jpeg_compressed_images_decode_to_their_pixels():
     assert jpeg.shape == smooth.shape and np.abs(jpeg.astype(int) - smooth).max() <= 8
 
 
+def test_every_encoding_a_refusal_names_decodes_and_one_it_does_not_name_is_refused():
+    decode = Decoder("/cam/compressed")
+    with pytest.raises(LgcvdError) as err:
+        decode(CompressedImage(Header(Time.of(1), "cam"), "webp", b"RIFF"))
+    named = re.search(r"Images \((.*)\) and CompressedImages \((.*)\):", str(err.value))
+    assert named is not None, err.value
+    raw = ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16"]  # each decoded in a test above
+    assert named[1].split(", ") == raw
+    for fmt in named[2].split(", "):
+        pixels = decode(_compressed("png" if fmt == "png" else "mjpeg", RGB, fmt))
+        assert pixels.shape == RGB.shape, fmt
+
+
 def test_an_unread_encoding_stops_the_node_and_a_broken_message_is_skipped():
     decode = Decoder("/cam")
     with pytest.raises(LgcvdError) as err:
         decode(_image("bayer_rggb8", RGB[..., :1]))
     assert not isinstance(err.value, UnreadableImage)
     assert str(err.value) == (
-        "/cam sends 'bayer_rggb8' images; lgcvd reads Images in rgb8, bgr8, rgba8, bgra8, "
-        "mono8 or mono16, CompressedImages in jpeg or png: publish one of those"
+        "/cam sends 'bayer_rggb8' images; lgcvd reads Images (rgb8, bgr8, rgba8, bgra8, "
+        "mono8, mono16) and CompressedImages (png, jpeg, jpg): publish one of those"
     )
     short = Image(Header(Time.of(1), ""), 4, 4, "rgb8", 0, 12, bytes(10))
     with pytest.raises(UnreadableImage) as err:

@@ -11,7 +11,7 @@ from lgcvd_runtime.backends.base import BackendEntry
 from lgcvd_runtime.conditioning import ABSENT
 from lgcvd_runtime.errors import BackendError, LgcvdError, NonFiniteError
 from lgcvd_runtime.layout import ModelSpec
-from lgcvd_runtime.pipeline import Pipeline, SamplerSettings, row_generators
+from lgcvd_runtime.pipeline import Pipeline, SamplerSettings, clip_seeds, row_generators
 from lgcvd_runtime.schedule import ScheduleSpec, respace
 from lgcvd_runtime.timeline import Timeline, interpolation_known, prediction_known
 
@@ -82,8 +82,25 @@ def test_a_sample_s_generator_depends_on_the_seed_and_s_alone():
     assert np.array_equal(draw[1], row_generators(5, 2)[1].standard_normal(3))
     assert not np.array_equal(draw[0], draw[1])
     assert not np.array_equal(draw[0], row_generators(6, 1)[0].standard_normal(3))
-    with pytest.raises(LgcvdError, match=r"^a seed must be a non-negative integer, got -1$"):
-        row_generators(-1, 1)
+    row_generators(2**63 - 1, 1)  # the last seed the Triton request's int64 holds
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, np.uint64(2**63), 2**70, True, 1.0, "3"])
+def test_a_seed_outside_0_to_2_63_is_the_one_line_error_naming_the_range(seed):
+    line = f"a seed must be a whole number 0 <= seed < 2**63, got {seed!r}; pass one in that range"
+    rng = np.random.default_rng(0)
+    for call in (lambda: row_generators(seed, 1), lambda: clip_seeds(seed, 2, rng)):
+        with pytest.raises(LgcvdError) as err:
+            call()
+        assert str(err.value) == line
+    with pytest.raises(LgcvdError) as err:
+        clip_seeds([0, seed], 2, rng)  # one per clip
+    assert str(err.value) == line
+
+
+def test_seeds_drawn_for_calls_given_none_are_in_range():
+    drawn = clip_seeds(None, 1000, np.random.default_rng(0))
+    assert all(0 <= s < 2**63 for s in drawn) and max(drawn) > 2**62
 
 
 class FakeBackend:

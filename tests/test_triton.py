@@ -1,7 +1,8 @@
-"""Serving on Triton (docs/serving.md): the generated repository's
-configs against the manifest, the command line's refusals, the client's pieces, and a real
-`tritonserver` (from the nvidia-pytriton wheel, in `.venv-serve`, which `make test` creates)
-answering 4 concurrent clients exactly as the in-process library does, with batches above 1."""
+"""Serving on Triton (docs/serving.md): the generated repository's configs against the manifest,
+the command line's refusals, the client's reading of a score (its checks: test_triton_client.py),
+and a real `tritonserver` (from the nvidia-pytriton wheel, in `.venv-serve`, which `make test`
+creates) answering 4 concurrent clients exactly as the in-process library does, with batches
+above 1."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from lgcvd_runtime.api import default_bundle
 from lgcvd_runtime.bundle import load_manifest
-from lgcvd_runtime.errors import BackendError, LgcvdError
+from lgcvd_runtime.errors import LgcvdError
 from lgcvd_runtime.serve.cli import main
 from lgcvd_runtime.serve.repository import RepoOptions, write_repository
 
@@ -198,90 +198,6 @@ def test_local_serving_says_what_is_missing(tmp_path, monkeypatch):
     assert (
         no_wheel.output
         == 'Error: nvidia-pytriton is not installed; pip install "numpy<2" nvidia-pytriton\n'
-    )
-
-
-def test_the_client_says_what_to_install_without_tritonclient(monkeypatch):
-    from lgcvd_runtime.serve.client import TritonClient
-
-    monkeypatch.setitem(sys.modules, "tritonclient", None)
-    monkeypatch.setitem(sys.modules, "tritonclient.grpc", None)
-    with pytest.raises(BackendError) as err:
-        TritonClient("127.0.0.1:1")
-    assert str(err.value) == "tritonclient is not installed; pip install 'lgcvd[serve]'"
-
-
-def test_the_client_splits_a_response_into_the_library_windows():
-    from lgcvd_runtime.serve.client import _windows
-
-    frames = np.arange(2 * 10).reshape(2, 10, 1, 1, 1)  # (S, n, ...) frames 2 .. 11
-    windows = _windows(frames, [2, 8], axis=1)
-    assert [(w.index, w.start, w.frames.shape[1]) for w in windows] == [(0, 2, 6), (1, 8, 4)]
-    assert windows[1].frames[1, 0, 0, 0, 0] == 16
-
-
-BAD_REQUESTS = {
-    "float frames": (np.zeros((2, 64, 64, 3), np.float32), 1, 1, 0),
-    "NaN frames": (np.full((2, 64, 64, 3), np.nan, np.float32), 1, 1, 0),
-    "no frames": (np.zeros((0, 64, 64, 3), np.uint8), 1, 1, 0),
-    "a camera of the wrong shape": (
-        [np.zeros((2, 64, 64, 3), np.uint8), np.zeros((2, 64))],
-        1,
-        1,
-        0,
-    ),
-    "n = 0": (np.zeros((2, 64, 64, 3), np.uint8), 0, 1, 0),
-    "samples = 0": (np.zeros((2, 64, 64, 3), np.uint8), 1, 0, 0),
-    "seed 1.5": (np.zeros((2, 64, 64, 3), np.uint8), 1, 1, 1.5),
-    "seed 2.0": (np.zeros((2, 64, 64, 3), np.uint8), 1, 1, 2.0),
-    "seed -1": (np.zeros((2, 64, 64, 3), np.uint8), 1, 1, -1),
-    "seed True": (np.zeros((2, 64, 64, 3), np.uint8), 1, 1, True),
-    "seed text": (np.zeros((2, 64, 64, 3), np.uint8), 1, 1, "abc"),
-    "a float among seeds": ([np.zeros((2, 64, 64, 3), np.uint8)] * 2, 1, 1, [3, 2.5]),
-    "too few seeds": ([np.zeros((2, 64, 64, 3), np.uint8)] * 2, 1, 1, [3]),
-}
-
-
-def _unconnected_client():
-    """A TritonClient built without a server: its checks run, and a request that passes them
-    fails on being sent."""
-    from lgcvd_runtime.serve.client import TritonClient
-
-    client = object.__new__(TritonClient)
-    client.settings, client.rng = {}, np.random.default_rng(0)
-
-    def send(*args):
-        raise AssertionError("sent")
-
-    client._send = send
-    return client
-
-
-@pytest.mark.parametrize("what", BAD_REQUESTS)
-def test_the_client_refuses_what_the_library_refuses_in_its_words_before_sending(what):
-    import lgcvd_runtime
-
-    clips, n, samples, seed = BAD_REQUESTS[what]
-    with pytest.raises(LgcvdError) as library:
-        lgcvd_runtime.load(steps=1).predict(clips, n, samples, seed=seed)
-    with pytest.raises(LgcvdError) as client:
-        _unconnected_client().predict(clips, n, samples, seed=seed)
-    assert str(client.value) == str(library.value)
-    assert "\n" not in str(client.value)
-
-
-def test_the_client_sends_good_seeds_and_refuses_one_past_the_requests_int64():
-    clip = np.zeros((2, 64, 64, 3), np.uint8)
-    for seed in (0, np.int64(7), [1, 2**63 - 1]):
-        with pytest.raises(AssertionError, match="sent"):
-            _unconnected_client().predict(
-                [clip, clip] if isinstance(seed, list) else clip, 1, seed=seed
-            )
-    with pytest.raises(LgcvdError) as err:
-        _unconnected_client().predict(clip, 1, seed=2**63)
-    assert (
-        str(err.value)
-        == "a seed must be below 2**63 (the request's int64), got 9223372036854775808"
     )
 
 

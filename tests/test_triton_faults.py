@@ -30,6 +30,11 @@ LIMIT = (
 )
 
 
+def seed_line(seed: str) -> str:
+    """The library's one line for a seed outside 0 <= seed < 2**63 (`pipeline.check_seed`)."""
+    return f"a seed must be a whole number 0 <= seed < 2**63, got {seed}; pass one in that range"
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> dict:
     """The report of one server's life (triton_faults_check.py), about 50-80 s."""
@@ -76,11 +81,12 @@ def test_the_client_refuses_bad_requests_in_one_line_before_sending(report):
         "(2, 64, 64, 3); convert them first",
         "n = 0": "n must be a whole number of at least 1, got 0",
         "n huge": f"asked for 1000000000 frames (n = 1000000000, samples = 1); {LIMIT}",
-        "seed text": "a seed must be a non-negative integer, got 'abc'",
-        "seed float": "a seed must be a non-negative integer, got 1.5",
-        "seed negative": "a seed must be a non-negative integer, got -1",
-        "seed past int64": "a seed must be below 2**63 (the request's int64), got "
-        "9223372036854775808",
+        "cameras of other lengths": "every camera needs the same number of frames, got 2 "
+        "and 1; pass each camera's newest frames, as many for all",
+        "seed text": seed_line("'abc'"),
+        "seed float": seed_line("1.5"),
+        "seed negative": seed_line("-1"),
+        "seed past int64": seed_line("9223372036854775808"),
     }
 
 
@@ -92,7 +98,7 @@ def test_the_server_refuses_raw_bad_requests_in_one_line_and_answers_the_next(re
     assert raw["n = 0"] == "n must be a whole number of at least 1, got 0"
     assert raw["n huge"] == f"asked for 2147483647 frames (n = 2147483647, samples = 1); {LIMIT}"
     assert raw["samples = 0"] == "samples must be a whole number of at least 1, got 0"
-    assert raw["seed negative"] == "a seed must be a non-negative integer, got -1"
+    assert raw["seed negative"] == seed_line("-1")
     assert raw["no frames"] == "no frames given (T = 0); pass at least one (H, W, 3) frame"
     triton = {
         "wrong shape": "unexpected shape for input 'frames' for model 'lgcvd'. Expected "

@@ -7,6 +7,7 @@ halves the colour resolution: much is lost at 64x64).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -17,7 +18,15 @@ from conftest import debian_video
 
 from lgcvd_runtime.errors import DataError, VideoError
 from lgcvd_runtime.media.resize import center_crop_resize
-from lgcvd_runtime.media.video import MAX_SIDE, VideoInfo, iter_frames, probe, read_frames
+from lgcvd_runtime.media.video import (
+    MAX_SIDE,
+    LiveSource,
+    VideoInfo,
+    iter_frames,
+    iter_stamped_frames,
+    probe,
+    read_frames,
+)
 from lgcvd_runtime.media.writer import VideoWriter
 from lgcvd_train.data.videos import load_video_folder
 
@@ -33,6 +42,13 @@ def write_mkv(path: Path, frames: np.ndarray) -> Path:
     with VideoWriter(path) as writer:
         writer.write(frames)
     return path
+
+
+def read_live(path: Path) -> tuple[list[int], np.ndarray, int]:
+    """What `LiveSource` gives for a file: its stamps, its frames, its count of lost packets."""
+    with contextlib.closing(LiveSource(path)) as source:
+        stamps, frames = zip(*source, strict=True)
+    return list(stamps), np.stack(frames), source.lost
 
 
 def decode_with_pyav(path: Path) -> np.ndarray:
@@ -62,6 +78,49 @@ def test_iter_frames_yields_single_frames_from_start(tmp_path):
     values = [frame[0, 0, 0] for frame in iter_frames(path, start=1)]
     assert values == [20, 40, 60]
     assert next(iter_frames(path)).shape == (8, 8, 3)
+
+
+def test_a_file_read_whole_or_live_gives_its_frames_stamped_at_k_over_its_rate(tmp_path):
+    path = tmp_path / "clip.mkv"
+    with VideoWriter(path, fps=5) as writer:
+        writer.write(numbered_frames(4))
+    k_over_5_hz = [k * 200_000_000 for k in range(4)]  # ns
+    stamps, frames, lost = read_live(path)
+    assert stamps == k_over_5_hz and lost == 0
+    np.testing.assert_array_equal(frames, numbered_frames(4))
+    assert [stamp for stamp, _ in iter_stamped_frames(path, start=1)] == k_over_5_hz[1:]
+
+
+def garbled_mkv(path: Path, frames: np.ndarray, bad: int) -> Path:
+    """An FFV1 .mkv of `frames` whose packet `bad` holds bytes no decoder reads (what a lost
+    network packet leaves); every frame a key frame, so the others still decode."""
+    with av.open(str(path), "w", format="matroska") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        stream.height, stream.width, stream.pix_fmt = *frames.shape[1:3], "bgr0"
+        stream.codec_context.gop_size = 1  # each frame decodes alone
+        for i, image in enumerate(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                if i == bad:
+                    garbage = av.Packet(b"\x00\xff" * 40)
+                    garbage.pts, garbage.dts = packet.pts, packet.dts
+                    garbage.time_base, garbage.stream = packet.time_base, stream
+                    packet = garbage
+                container.mux(packet)
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_a_packet_that_does_not_decode_is_skipped_live_and_corrupt_in_a_file(tmp_path):
+    path = garbled_mkv(tmp_path / "garbled.mkv", np.ascontiguousarray(numbered_frames(6)), bad=2)
+    stamps, frames, lost = read_live(path)
+    assert frames[:, 0, 0, 0].tolist() == [0, 20, 60, 80, 100] and lost == 1
+    assert stamps == [0, 100_000_000, 300_000_000, 400_000_000, 500_000_000]  # pts: no gap lost
+    with pytest.raises(VideoError) as err:
+        read_frames(path)
+    assert str(err.value) == (
+        f"{path} is truncated or corrupt (decoding failed after 2 frames: Invalid data found "
+        "when processing input); re-encode or replace the file"
+    )
 
 
 def test_read_stops_decoding_once_it_has_the_frames_it_needs(tmp_path):
@@ -156,6 +215,7 @@ def test_a_display_rotation_is_honoured_so_frames_come_out_upright(tmp_path, deg
     frames = read_frames(path)
     assert frames.shape == (2, 6, 4, 3)
     np.testing.assert_array_equal(frames[1], upright)
+    np.testing.assert_array_equal(read_live(path)[1], frames)  # a live source turns them too
 
 
 # ----------------------------------------------------------------------------- bad inputs

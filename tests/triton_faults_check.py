@@ -55,6 +55,7 @@ def client_refusals(client: TritonClient) -> dict:
         "NaN frames": lambda: client.predict(nan, 6, seed=1),
         "n = 0": lambda: client.predict(CLIP, 0, seed=1),
         "n huge": lambda: client.predict(CLIP, 10**9, seed=1),
+        "cameras of other lengths": lambda: client.predict([CLIP, CLIP[:1]], 6, seed=1),
         "seed text": lambda: client.predict(CLIP, 6, seed="abc"),
         "seed float": lambda: client.predict(CLIP, 6, seed=1.5),
         "seed negative": lambda: client.predict(CLIP, 6, seed=-1),

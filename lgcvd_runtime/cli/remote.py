@@ -2,9 +2,11 @@
 of a loaded model (docs/serving.md).
 
 The server runs the windows with its own bundle, sampler and steps, so the command line keeps
-only what the server does not do: reading the input, the output, the seed. Options that choose
-a local model are refused with --server rather than silently ignored; --timeout and --retries
-(the client's, `serve.client` says when a request is tried again) are refused without it.
+only what the server does not do: reading the input, the output, the seed. `server_options`
+alone refuses what does not go with the choice: options that choose a local model with --server
+(rather than silently ignoring them), --timeout and --retries (the client's, `serve.client` says
+when a request is tried again) without it. The client checks the seed as the library does,
+before it connects.
 `tritonclient` (the `serve` extra) is imported only when a server is used (`client.TritonClient`).
 """
 
@@ -18,7 +20,6 @@ import numpy as np
 from click.core import ParameterSource
 
 from lgcvd_runtime.cli.options import count_option, model_options, positive_option
-from lgcvd_runtime.pipeline import row_generators
 from lgcvd_runtime.serve.configs import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 
 
@@ -56,12 +57,16 @@ _SERVER_OPTIONS = (
 
 
 def server_options(command):
-    """--server, --timeout and --retries; the command gets `server`, a `Remote` or None."""
+    """--server, --timeout and --retries; the command gets `server`, a `Remote` or None, once
+    the options that do not go with it are refused (module header)."""
 
     @functools.wraps(command)
     def with_server(*args, server, timeout, retries, **kwargs):
+        ctx = click.get_current_context()
         if server is None:
-            _refuse_without_server(click.get_current_context())
+            _refuse_without_server(ctx)
+        else:
+            _refuse_local_options(ctx)
         remote = None if server is None else Remote(server, timeout, retries)
         return command(*args, server=remote, **kwargs)
 
@@ -88,7 +93,7 @@ def _local_options(command: click.Command) -> list[click.Parameter]:
     return [p for p in command.params if p.name in model]
 
 
-def refuse_local_options(ctx: click.Context) -> None:
+def _refuse_local_options(ctx: click.Context) -> None:
     """A usage error naming the local-model options given on the command line with --server."""
     given = [
         param.opts[0]
@@ -108,9 +113,7 @@ class Served:
     def __init__(self, remote: Remote, seed: int | None, quiet: bool):
         from lgcvd_runtime.serve.client import TritonClient
 
-        if seed is not None:
-            row_generators(seed, 1)  # the seed rule's own check, before anything is sent
-        # seeds its calls as `api.load(seed=...)` does
+        # checks `seed` and seeds its calls as `api.load(seed=...)` does
         self.client = TritonClient(remote.url, seed, remote.timeout, remote.retries)
         if not quiet:
             sampler, steps = (self.client.settings.get(k, "?") for k in ("sampler", "steps"))

@@ -51,7 +51,7 @@ from lgcvd_runtime.cli.options import (
 )
 from lgcvd_runtime.cli.outputs import BagOutput, Output, Truth, VideoOutput, is_bag_target
 from lgcvd_runtime.cli.progress import Progress
-from lgcvd_runtime.cli.remote import Served, refuse_local_options, server_options, window_spec
+from lgcvd_runtime.cli.remote import Served, server_options, window_spec
 from lgcvd_runtime.errors import LgcvdError, VideoError, plural
 from lgcvd_runtime.framing import Framing
 from lgcvd_runtime.media.resize import CROP
@@ -170,9 +170,7 @@ _SIDE_BY_SIDE = click.option(
 @server_options
 @output_options
 @model_options
-@click.pass_context
 def predict(
-    ctx,
     input_path,
     n,
     p,
@@ -195,8 +193,6 @@ def predict(
     topic). Writes the P given frames then the N predicted ones (default output:
     INPUT-prediction.mp4 in the current folder); -o NAME.mcap or a folder: a robot log of the
     predicted frames, stamped at the times they show."""
-    if server is not None:
-        refuse_local_options(ctx)
     output = output or Path(f"{stem(input_path)}-prediction.mp4")
     period = period_ns(load["bundle"], server)
     if is_bag_target(output):

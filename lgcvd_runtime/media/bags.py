@@ -48,7 +48,9 @@ LAYOUTS = {
     "mono8": (1, [0, 0, 0]),
     "mono16": (2, [0, 0, 0]),
 }
-READABLE = "rgb8, bgr8, rgba8, bgra8, mono8 and mono16 Images, jpeg and png CompressedImages"
+# CompressedImage format word -> PyAV's decoder, the first a format names wins (`codec_name`)
+CODECS = {"png": "png", "jpeg": "mjpeg", "jpg": "mjpeg"}
+READABLE = f"Images ({', '.join(LAYOUTS)}) and CompressedImages ({', '.join(CODECS)})"
 
 
 @dataclass(frozen=True)
@@ -268,12 +270,12 @@ def image_rgb(msg, data: np.ndarray) -> np.ndarray | None:
 
 
 def codec_name(fmt: str) -> str | None:
-    """PyAV's decoder for a CompressedImage format ("jpeg", "rgb8; png compressed bgr8"), None
-    for one lgcvd does not read (compressedDepth, other codecs)."""
+    """PyAV's decoder for a CompressedImage format ("jpeg", "rgb8; png compressed bgr8") from
+    `CODECS`, None for one lgcvd does not read (compressedDepth, other codecs)."""
     name = fmt.lower()
-    if "compresseddepth" in name or not any(k in name for k in ("png", "jpeg", "jpg")):
+    if "compresseddepth" in name:
         return None
-    return "png" if "png" in name else "mjpeg"
+    return next((codec for word, codec in CODECS.items() if word in name), None)
 
 
 def _raw_image(msg, where: str) -> np.ndarray:

@@ -87,8 +87,14 @@ def nearest(stamps: np.ndarray, targets: np.ndarray) -> np.ndarray:
     frame the live stream). `stamps` (int64, increasing) must not be empty."""
     after = np.minimum(np.searchsorted(stamps, targets), stamps.size - 1)
     before = np.maximum(after - 1, 0)
-    later = np.abs(stamps[after] - targets) < np.abs(targets - stamps[before])
+    later = targets > last_nearer(stamps[before], stamps[after])
     return np.where(later, after, before).astype(np.int64)
+
+
+def last_nearer(earlier, later):
+    """The last integer time nearer to stamp `earlier` than to stamp `later`, a tie counting as
+    nearer to the earlier (`nearest`'s rule; ints or int64 arrays)."""
+    return earlier + (later - earlier) // 2
 
 
 def resample(stamps: Sequence[int], period_ns: int) -> Resampling:

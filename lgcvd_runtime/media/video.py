@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,6 +159,50 @@ def _stamp_ns(frame: av.VideoFrame, stream: av.VideoStream, index: int) -> int:
     return int(index / rate * 1_000_000_000)
 
 
+def _decode(
+    source: str | os.PathLike[str],
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    *,
+    timeout: float,
+    start: int = 0,
+    size: int | None = None,
+    framing: Framing = CROP,
+    lost: Callable[[], None] | None = None,
+) -> Generator[tuple[int, np.ndarray], None, int]:
+    """The one decode loop of files and live sources: (stamp in ns, upright frame, fitted to
+    `size` as `framing` says where given) for frames start, start+1, ... of `stream`; returns
+    how many frames it decoded. A packet that does not decode is skipped and `lost()` called
+    where given (a live source: a lost network packet), else the file is corrupt. A source that
+    sends nothing for `timeout` s, or fails to read, ends it in a one-line VideoError."""
+    decoded = 0
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                if lost is None:
+                    raise
+                lost()
+                continue
+            for frame in frames:
+                decoded += 1
+                if decoded > start:
+                    image = upright(frame)  # (H, W, 3)
+                    fitted = image if size is None else fit_frame(image, size, framing)
+                    yield _stamp_ns(frame, stream, decoded - 1), fitted
+    except av.ExitError:
+        raise VideoError(
+            f"{source} sent nothing for {timeout:g} s; check that the stream is running"
+        ) from None
+    except av.FFmpegError as err:
+        if lost is not None:
+            raise VideoError(f"reading {source} failed ({err.strerror})") from None
+        detail = f"decoding failed after {plural(decoded, 'frame')}: {err.strerror}"
+        raise _corrupt(source, detail) from None
+    return decoded
+
+
 def iter_stamped_frames(
     path: str | os.PathLike[str],
     *,
@@ -171,23 +215,10 @@ def iter_stamped_frames(
         raise ValueError(f"start must be >= 0, got {start}")
     if size is not None and size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
-    with _open_video(path) as (container, stream):
-        decoded = 0
-        try:
-            for frame in container.decode(stream):
-                decoded += 1
-                if decoded > start:
-                    image = upright(frame)  # (H, W, 3)
-                    yield (
-                        _stamp_ns(frame, stream, decoded - 1),
-                        image if size is None else fit_frame(image, size, framing),
-                    )
-        except av.ExitError:
-            raise VideoError(f"{path} sent nothing for {TIMEOUT_S:g} s; check the stream") from None
-        except av.FFmpegError as err:
-            raise _corrupt(
-                path, f"decoding failed after {plural(decoded, 'frame')}: {err.strerror}"
-            ) from None
+    with _open_video(path, TIMEOUT_S) as (container, stream):
+        decoded = yield from _decode(
+            path, container, stream, timeout=TIMEOUT_S, start=start, size=size, framing=framing
+        )
         expected = _expected_frames(container, stream)
         if expected is not None and decoded < expected - 1:  # 1 frame of slack for rounding
             raise _corrupt(path, f"decoded {decoded} of the {expected} frames its header lists")
@@ -258,24 +289,12 @@ class LiveSource:
         self.width, self.height = self._stream.width, self._stream.height
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
-        decoded = 0
-        try:
-            for packet in self._container.demux(self._stream):
-                try:
-                    frames = packet.decode()
-                except av.FFmpegError:
-                    self.lost += 1
-                    continue
-                for frame in frames:
-                    decoded += 1
-                    yield _stamp_ns(frame, self._stream, decoded - 1), upright(frame)
-        except av.ExitError:
-            raise VideoError(
-                f"{self.source} sent nothing for {self.timeout:g} s; check that the stream is "
-                "running"
-            ) from None
-        except av.FFmpegError as err:
-            raise VideoError(f"reading {self.source} failed ({err.strerror})") from None
+        yield from _decode(
+            self.source, self._container, self._stream, timeout=self.timeout, lost=self._lose
+        )
+
+    def _lose(self) -> None:
+        self.lost += 1
 
     def close(self) -> None:
         self._open.__exit__(None, None, None)

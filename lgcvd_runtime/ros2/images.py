@@ -8,8 +8,9 @@ refused with a `LgcvdError` that stops the node: a camera that sends it will not
 message that cannot be what it says (too few bytes, a broken jpeg) is an `UnreadableImage`:
 the node counts and skips it. Out: rgb8 Images, one per made frame.
 
-The rule for each encoding (its layout, the PyAV codec of a format) is media/bags.py's, so
-live topics and bags read alike; this module words the errors for a live topic.
+The rule for each encoding (its layout, the PyAV codec of a format) and the sentence naming
+them all (`READABLE`) are media/bags.py's, so live topics and bags read alike; this module words
+the errors for a live topic.
 Knows PyAV and the message types; nothing of models or DDS entities.
 """
 
@@ -19,10 +20,8 @@ import av
 import numpy as np
 
 from lgcvd_runtime.errors import LgcvdError
-from lgcvd_runtime.media.bags import LAYOUTS, codec_name, image_rgb
+from lgcvd_runtime.media.bags import LAYOUTS, READABLE, codec_name, image_rgb
 from lgcvd_runtime.ros2.messages import CompressedImage, Header, Image, Time
-
-READS = "Images in rgb8, bgr8, rgba8, bgra8, mono8 or mono16, CompressedImages in jpeg or png"
 
 
 class UnreadableImage(LgcvdError):
@@ -48,7 +47,9 @@ class Decoder:
         return self._compressed(msg)
 
     def _refuse(self, what: str) -> LgcvdError:
-        return LgcvdError(f"{self.topic} sends {what}; lgcvd reads {READS}: publish one of those")
+        return LgcvdError(
+            f"{self.topic} sends {what}; lgcvd reads {READABLE}: publish one of those"
+        )
 
     def _raw(self, msg: Image) -> np.ndarray:
         if msg.encoding not in LAYOUTS:

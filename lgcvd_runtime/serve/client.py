@@ -9,10 +9,10 @@ The server (a repository from `lgcvd-serve triton-repo`) runs the runtime's own 
 the same seed the frames equal the library's with the server's sampler and steps. Each clip is
 one request; the clips of one call are sent at once, so Triton batches them (and other clients')
 in the denoiser. Seeds follow the library's rule (`pipeline.clip_seeds`): one for all clips, one per
-clip, or drawn from the client's own generator. The windows carry the server's input score
-(`ood`) as the library's do, and `input_warning` words it against the served bundle's
-calibration. `tritonclient[grpc]` is imported here only, when a client is built
-(`pip install 'lgcvd[serve]'`).
+clip, or drawn from the client's own generator, each 0 <= seed < 2**63 (the request's int64).
+The windows carry the server's input score (`ood`) as the library's do, and `input_warning`
+words it against the served bundle's calibration. `tritonclient[grpc]` is imported here only,
+when a client is built (`pip install 'lgcvd[serve]'`).
 
 Faults: a request may take `timeout` seconds (the checks on connecting at most
 `CONNECT_TIMEOUT`); a call that finds no server (refused or lost connection, gRPC UNAVAILABLE)
@@ -36,10 +36,10 @@ from typing import TypeVar
 import numpy as np
 
 from lgcvd_runtime.api import PredictedWindow, Seed
-from lgcvd_runtime.checks import camera_clip, check_count, check_frames, is_clip_list, is_whole
+from lgcvd_runtime.checks import camera_clips, check_count, check_frames, is_whole
 from lgcvd_runtime.errors import BackendError, LgcvdError, first_line, plural
 from lgcvd_runtime.ood import Calibration, input_warning
-from lgcvd_runtime.pipeline import clip_seeds
+from lgcvd_runtime.pipeline import check_seed, clip_seeds
 from lgcvd_runtime.serve.configs import (
     DEFAULT_MAX_FRAMES,
     DEFAULT_RETRIES,
@@ -75,7 +75,8 @@ def _grpc():
 
 class TritonClient:
     """Connects to the `lgcvd` model at `url` (HOST:PORT of Triton's gRPC endpoint). `seed`
-    seeds the generator that draws the seeds of calls given none, as `lgcvd_runtime.load`'s.
+    seeds the generator that draws the seeds of calls given none, as `lgcvd_runtime.load`'s, and
+    is checked as theirs, before connecting.
     `timeout`: seconds one request may take; `retries`: tries after the first for a call that
     finds no server (module header)."""
 
@@ -86,6 +87,8 @@ class TritonClient:
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
     ):
+        if seed is not None:
+            check_seed(seed)
         _check_faults(timeout, retries)
         grpcclient = _grpc()
         self.url, self.timeout, self.retries = url, float(timeout), retries
@@ -224,30 +227,20 @@ class TritonClient:
         """The n frames after each clip's p given frames, window by window, as
         `api.Model.predict`: one clip (p, H, W, 3) uint8 gives windows of (S, F, size, size, 3),
         a list of clips (one per camera, same p) windows of (C, S, F, size, size, 3)."""
-        many = is_clip_list(clips)
-        # the library's checks and words (api.Model.clips): "camera i: ..." for one of a list
-        listed = (
-            [camera_clip(c, check_frames, clip) for c, clip in enumerate(clips)]
-            if many
-            else [check_frames(clips)]
-        )
+        listed, many = camera_clips(clips, check_frames)  # the library's checks and words
         check_count("n", n)
         check_count("samples", samples)
         limit = int(self.settings.get(MAX_FRAMES_PARAMETER, DEFAULT_MAX_FRAMES))
         if refusal := frames_limit_error(n, samples, limit):
             raise LgcvdError(refusal)
-        seeds = _clip_seeds(seed, len(listed), self.rng)  # the library's seed rule
+        seeds = clip_seeds(seed, len(listed), self.rng)  # the library's seed rule
         results = self._send(listed, n, seeds, samples)
         frames = [r.as_numpy(RESPONSE_FRAMES) for r in results]  # each (S, n, size, size, 3)
-        starts = [tuple(r.as_numpy(RESPONSE_STARTS).tolist()) for r in results]
-        if len(set(starts)) > 1:
-            raise LgcvdError(
-                "the clips' windows start at different frames; give every camera as many frames"
-            )
+        starts = results[0].as_numpy(RESPONSE_STARTS).tolist()  # alike: the clips' p are alike
         stacked = np.stack(frames) if many else frames[0]
         scores = [_score(r.as_numpy(RESPONSE_SCORE)) for r in results]
         score = (np.array(scores) if many else scores[0]) if None not in scores else None
-        return iter(_windows(stacked, list(starts[0]), axis=2 if many else 1, score=score))
+        return iter(_windows(stacked, starts, axis=2 if many else 1, score=score))
 
     def batch_counts(self, model: str = "denoiser") -> dict[int, int]:
         """Triton's statistics of `model` since it loaded: batch size -> executions of that size
@@ -290,16 +283,6 @@ def _check_faults(timeout: float, retries: int) -> None:
         raise LgcvdError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if not is_whole(retries) or retries < 0:
         raise LgcvdError(f"retries must be a whole number of at least 0, got {retries!r}")
-
-
-def _clip_seeds(seed, clips: int, rng: np.random.Generator) -> list[int]:
-    """`pipeline.clip_seeds` (the library's rule and its checks), each seed also below 2**63 to
-    fit the request's int64, so that a bad seed is a one-line error here, not on the wire."""
-    seeds = clip_seeds(seed, clips, rng)
-    for one in seeds:
-        if one >= 2**63:
-            raise LgcvdError(f"a seed must be below 2**63 (the request's int64), got {one!r}")
-    return seeds
 
 
 def _status(err: Exception) -> str | None:
