@@ -1,6 +1,6 @@
 """The embedding API: load a bundle once, then predict, interpolate, generate or stream.
 
-    model = lgcvd_runtime.load("bair.lgcvd")          # its plan, else ddpm 50 steps
+    model = lgcvd_runtime.load("bair.lgcvd")          # its plan, else ddpm 12 trailing
     for window in model.predict(frames, n=28, seed=0):   # frames: (p, H, W, 3) uint8
         use(window.start, window.frames)                 # (samples, F, size, size, 3) uint8
         use(window.times)                                # (F,) seconds; None: period unknown

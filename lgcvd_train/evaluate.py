@@ -9,7 +9,7 @@ The test clips are the first --clips videos of --data, from frame 0, unflipped, 
 models take their frames (their period, fit and region must agree); a bag gives clips of its
 unbroken runs at that period (`eval_protocol.load_clips`). Every model runs
 with the same seed and with --sampler and --steps where given, else with its own plan (a distilled
-student's, else ddpm 50: `lgcvd_runtime.plans.choose`); the report records each model's plan. Writes OUT/report.json, OUT/summary.md (also printed)
+student's, else ddpm 12 trailing: `lgcvd_runtime.plans.choose`); the report records each model's plan. Writes OUT/report.json, OUT/summary.md (also printed)
 and one per-frame PNG per metric. The protocol itself (metrics, best-of-S, frame numbering) is
 `eval_protocol`; this file reads options, loads data and networks, and writes the outputs.
 Errors end in one line; Ctrl-C exits 130 and SIGTERM 143 (`lgcvd_runtime.cli.chassis`).

@@ -10,6 +10,7 @@ import shutil
 import sys
 import types
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,7 @@ def teacher(tmp_path_factory) -> Path:
     [
         (None, None, None, DEFAULT_PLAN, "default", False),
         (None, None, STUDENT, STUDENT, "bundle", False),
-        ("dpmpp", None, None, SamplerPlan("dpmpp", 50), "options", False),
+        ("dpmpp", None, None, replace(DEFAULT_PLAN, sampler="dpmpp"), "options", False),
         (None, 3, STUDENT, SamplerPlan("ddim", 3), "options", True),
         ("ddpm", None, STUDENT, SamplerPlan("ddpm", 2, (499, 999)), "options", True),
         ("ddim", 2, STUDENT, STUDENT, "options", False),
@@ -283,15 +284,16 @@ def test_lgcvd_run_info_shows_the_plan_and_where_it_came_from(student, teacher):
     assert "ddim, 3 steps at t = 0, 500, 999 (as given; the bundle was distilled for ddim 2" in told
     plain = run("info", "--model", teacher).stdout
     assert (
-        "sampling    ddpm, 50 steps over t = 0, 20, 41, 61, ..., 958, 979, 999 (the default: "
+        "sampling    ddpm, 12 steps over t = 82, 166, 249, 332, ..., 832, 916, 999 (the default: "
         in plain
     )
 
 
 def test_the_help_says_where_the_plan_comes_from():
     text = " ".join(run("predict", "--help").stdout.split())
-    assert "[default: the bundle's plan, else ddpm 50]" in text
-    assert "Denoising steps per window [default: the bundle's plan, else 50]" in text
+    assert "[default: the bundle's plan, else ddpm 12]" in text
+    assert "Denoising steps per window [default: the bundle's plan, else 12]" in text
+    assert "[default: the bundle's plan, else trailing for 12 steps, even for other counts]" in text
 
 
 def test_lgcvd_eval_runs_each_model_on_its_own_plan_and_records_it(student, tmp_path):
