@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from lgcvd_runtime.api import default_bundle
 from lgcvd_runtime.bundle import load_manifest
 from lgcvd_runtime.errors import LgcvdError
+from lgcvd_runtime.plans import DEFAULT_PLAN
 from lgcvd_runtime.serve.cli import main
 from lgcvd_runtime.serve.repository import RepoOptions, write_repository
 
@@ -127,7 +128,8 @@ def test_the_pipeline_model_returns_the_input_score_and_passes_the_calibration_o
     (plain / "manifest.json").write_text(json.dumps(manifest))
     write_repository(plain, tmp_path / "plain", RepoOptions(graphs="python"))
     plain_text = (tmp_path / "plain" / "lgcvd" / "config.pbtxt").read_text()
-    assert _parameter(plain_text, "ood") is None and _parameter(plain_text, "steps") == "50"
+    assert _parameter(plain_text, "ood") is None
+    assert _parameter(plain_text, "steps") == str(DEFAULT_PLAN.steps)
     assert _parameter(plain_text, "max_frames") == "1024"  # the request limit, for both sides
 
 
