@@ -21,7 +21,6 @@ from lgcvd_train.evaluate import main
 from lgcvd_train.metrics import PSNR_IDENTICAL, feature_cache, load_lpips, lpips_frames, psnr, ssim
 from lgcvd_train.metrics.aggregate import aggregate, curves
 from lgcvd_train.metrics.fvd import few_clips_warning
-from lgcvd_train.metrics.i3d import I3D
 
 P, N, CLIPS, SIZE = 2, 6, 2, 32
 FAST = ["--data", "shapes", "--clips", CLIPS, "-p", P, "--sampler", "ddim", "--steps", 2]
@@ -261,40 +260,6 @@ def test_fvd_on_fewer_than_256_clips_is_warned_about_and_n_goes_with_every_fvd(
     assert table[-1] == warning
     copy = report["models"]["copy-last"]
     assert eval_report._legend("copy-last", copy) == f"copy-last, FVD {copy['fvd']:.1f} (N={CLIPS})"
-
-
-def test_a_second_run_with_a_feature_cache_reads_real_and_copy_last_features_back(
-    tmp_path, bundle_and_run, monkeypatch
-):
-    """An untrained I3D whose forward pass is replaced by clip means: what is computed, what is
-    read back, and that read-back features give the same FVDs."""
-    computed = []
-
-    def features(model, videos, batch=4):
-        computed.append(len(videos))
-        return videos.reshape(len(videos), -1, 3).mean(axis=1) @ np.eye(3, 8)
-
-    def load_i3d(weights):
-        torch.manual_seed(0)  # the same weights each run
-        return I3D(weights_info="untrained")
-
-    monkeypatch.setattr(evaluate, "load_i3d", load_i3d)
-    monkeypatch.setattr(feature_cache, "i3d_features", features)
-    cache = tmp_path / "cache"
-    args = ["--model", bundle_and_run[1], "-n", 7, "--no-lpips", "--feature-cache", cache]
-    reports, notes = [], []
-    for run, seed in (("first", 0), ("other-seed", 1), ("again", 1)):
-        assert invoke(*args, "--seed", seed, "--out", tmp_path / run).exit_code == 0
-        reports.append(json.loads((tmp_path / run / "report.json").read_text()))
-        notes.append([n for n in reports[-1]["notes"] if n.startswith("I3D features")])
-    # another seed: only the model's clips are new; the same seed again: nothing is
-    assert computed == [CLIPS, 1, 1, 1, 1, 1, 1]
-    assert notes == [
-        [f"I3D features of {hits} of {3 * CLIPS} clips read from {cache}"] for hits in (0, 4, 6)
-    ]
-    copy_last_fvds = {report["models"]["copy-last"]["fvd"] for report in reports}
-    assert len(copy_last_fvds) == 1 and np.isfinite(copy_last_fvds.pop())
-    assert reports[2]["models"]["tiny-run"]["fvd"] == reports[1]["models"]["tiny-run"]["fvd"]
 
 
 def test_the_fvd_warning_starts_below_256_clips():

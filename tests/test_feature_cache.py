@@ -1,20 +1,37 @@
-"""The I3D feature cache: a result is read back only for the same clips, batch and weights, and
-an unreadable file is recomputed. The network is replaced by a counting stand-in whose features
-are a fixed function of the clips, so each test checks what is computed and what is read back."""
+"""The I3D feature cache: a result is read back only for the same clips, batch and weights, an
+unreadable file is recomputed, and `lgcvd-eval --feature-cache` reads back what an earlier run
+computed. The network is replaced by a counting stand-in whose features are a fixed function of
+the clips, so each test checks what is computed and what is read back."""
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
+from conftest import export_tiny_bundle
 
+from lgcvd_train import evaluate
+from lgcvd_train.evaluate import main
 from lgcvd_train.metrics import feature_cache
 from lgcvd_train.metrics.feature_cache import I3DFeatures
 from lgcvd_train.metrics.i3d import I3D
+
+CLIPS = 2
+EVAL = ["--data", "shapes", "--clips", CLIPS, "-p", 2, "--sampler", "ddim", "--steps", 2, "--quiet"]
 
 
 @pytest.fixture(scope="module")
 def network() -> I3D:
     torch.manual_seed(0)
     return I3D().eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """The run folder of the tiny random checkpoint (beside its exported bundle)."""
+    return Path(export_tiny_bundle(tmp_path_factory)).with_name("tiny-run")
 
 
 @pytest.fixture
@@ -83,3 +100,40 @@ def test_without_a_folder_nothing_is_stored_and_every_call_computes(tmp_path, ne
     features(clips(0))
     assert computed == [3, 3] and (features.hits, features.misses) == (0, 6)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_run_with_a_feature_cache_reads_real_and_copy_last_features_back(
+    tmp_path, tiny_run, monkeypatch
+):
+    """An untrained I3D whose forward pass is replaced by clip means: what is computed, what is
+    read back, and that read-back features give the same FVDs."""
+    computed = []
+
+    def features(model, videos, batch=4):
+        computed.append(len(videos))
+        return videos.reshape(len(videos), -1, 3).mean(axis=1) @ np.eye(3, 8)
+
+    def load_i3d(weights):
+        torch.manual_seed(0)  # the same weights each run
+        return I3D(weights_info="untrained")
+
+    monkeypatch.setattr(evaluate, "load_i3d", load_i3d)
+    monkeypatch.setattr(feature_cache, "i3d_features", features)
+    cache = tmp_path / "cache"
+    args = [*EVAL, "--model", tiny_run, "-n", 7, "--no-lpips", "--feature-cache", cache]
+    reports, notes = [], []
+    for run, seed in (("first", 0), ("other-seed", 1), ("again", 1)):
+        result = CliRunner().invoke(
+            main, [str(a) for a in [*args, "--seed", seed, "--out", tmp_path / run]]
+        )
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads((tmp_path / run / "report.json").read_text()))
+        notes.append([n for n in reports[-1]["notes"] if n.startswith("I3D features")])
+    # another seed: only the model's clips are new; the same seed again: nothing is
+    assert computed == [CLIPS, 1, 1, 1, 1, 1, 1]
+    assert notes == [
+        [f"I3D features of {hits} of {3 * CLIPS} clips read from {cache}"] for hits in (0, 4, 6)
+    ]
+    copy_last_fvds = {report["models"]["copy-last"]["fvd"] for report in reports}
+    assert len(copy_last_fvds) == 1 and np.isfinite(copy_last_fvds.pop())
+    assert reports[2]["models"]["tiny-run"]["fvd"] == reports[1]["models"]["tiny-run"]["fvd"]
