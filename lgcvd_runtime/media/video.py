@@ -215,7 +215,7 @@ def iter_stamped_frames(
         raise ValueError(f"start must be >= 0, got {start}")
     if size is not None and size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
-    with _open_video(path, TIMEOUT_S) as (container, stream):
+    with _open_video(path) as (container, stream):
         decoded = yield from _decode(
             path, container, stream, timeout=TIMEOUT_S, start=start, size=size, framing=framing
         )
